@@ -1,0 +1,45 @@
+// swift-tools-version:6.1
+import PackageDescription
+
+// Hot loops (activations, LSTM cell pointwise math) are compiled for x86-64-v3 (AVX2 + FMA):
+// the README lists the CPUs this supports.
+let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-march=x86-64-v3", "-ffp-contract=fast"])]
+
+let package = Package(
+    name: "forecastd",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "forecastd", targets: ["Daemon"]),
+        .library(name: "Forecast", targets: ["Forecast"]),
+        .library(name: "Ingest", targets: ["Ingest"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+    ],
+    targets: [
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CSystemd", pkgConfig: "libsystemd", providers: [.apt(["libsystemd-dev"])]),
+        .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .target(name: "CKernels", cSettings: kernelFlags),
+        .target(name: "Forecast", dependencies: ["CBLAS", "CKernels"]),
+        .target(
+            name: "Ingest",
+            dependencies: ["CLibPQ", .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
+            name: "Daemon",
+            dependencies: [
+                "Forecast", "Ingest", "CSystemd",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(name: "TestSupport", dependencies: ["Ingest"], path: "Tests/TestSupport"),
+        .testTarget(name: "ForecastTests", dependencies: ["Forecast"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "IngestTests", dependencies: ["Ingest", "Forecast", "TestSupport"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Ingest", "Forecast", "TestSupport"]),
+    ]
+)

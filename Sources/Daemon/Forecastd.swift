@@ -1,0 +1,20 @@
+import ArgumentParser
+
+@main
+struct Forecastd: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "forecastd",
+        abstract: "Streaming LSTM forecasts and anomaly flags, next to PostgreSQL.",
+        discussion: """
+            forecastd reads time series from PostgreSQL tables, keeps a stacked LSTM per series \
+            trained on a sliding window, and writes next-step predictions with intervals and \
+            anomaly flags back into the forecast schema, where they can be queried with SQL.
+            """,
+        version: ForecastdVersion.string,
+        subcommands: [Migrate.self]
+    )
+}
+
+enum ForecastdVersion {
+    static let string = "0.1.0"
+}

@@ -1,0 +1,51 @@
+import ArgumentParser
+import Foundation
+import Ingest
+
+struct Migrate: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Create or upgrade the forecast schema in PostgreSQL.",
+        discussion: """
+            Applies the numbered SQL files (sql/NNN_*.sql) that the database has not seen yet, each \
+            in its own transaction, and records them in forecast.schema_migrations. Running it \
+            again changes nothing. The database URL comes from --database-url, else \
+            $FORECASTD_DATABASE_URL, else libpq's PG* environment variables.
+            """
+    )
+
+    @OptionGroup var database: DatabaseOptions
+
+    @Option(help: ArgumentHelp("Directory holding the NNN_*.sql files (default: the installed copy).", valueName: "dir"))
+    var sqlDir: String?
+
+    func run() throws {
+        try reportingErrors {
+            guard let dir = Migration.locateDirectory(explicit: sqlDir) else {
+                throw CLIError("cannot find the SQL migrations; pass --sql-dir DIR or set FORECASTD_SQL_DIR")
+            }
+            let migrations = try Migration.load(from: dir)
+            let connection = try PostgresConnection(url: database.resolvedURL)
+            let report = try Migrator(connection: connection).migrate(migrations)
+            for m in report.applied { print("applied \(String(format: "%03d", m.version)) \(m.name)") }
+            let version = migrations.last.map { $0.version } ?? 0
+            if report.applied.isEmpty {
+                print("schema is up to date at version \(version) (\(connection.target))")
+            } else {
+                print("schema now at version \(version) (\(connection.target))")
+            }
+        }
+    }
+}
+
+struct DatabaseOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "PostgreSQL connection URL or key=value string, e.g. postgresql:///forecast?host=/run/postgresql.",
+        valueName: "url"))
+    var databaseURL: String?
+
+    var resolvedURL: String {
+        if let databaseURL { return databaseURL }
+        if let env = ProcessInfo.processInfo.environment["FORECASTD_DATABASE_URL"], !env.isEmpty { return env }
+        return ""  // libpq then uses PGHOST, PGDATABASE, ... and its defaults
+    }
+}
