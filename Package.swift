@@ -24,6 +24,7 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .target(name: "CKernels", cSettings: kernelFlags),
         .target(name: "Forecast", dependencies: ["CBLAS", "CKernels"]),
+        .target(name: "Replay", dependencies: ["Forecast"]),
         .target(
             name: "Ingest",
             dependencies: ["CLibPQ", .product(name: "Logging", package: "swift-log")]
@@ -31,7 +32,7 @@ let package = Package(
         .executableTarget(
             name: "Daemon",
             dependencies: [
-                "Forecast", "Ingest", "CSystemd",
+                "Forecast", "Ingest", "Replay", "CSystemd",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -40,6 +41,6 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Ingest"], path: "Tests/TestSupport"),
         .testTarget(name: "ForecastTests", dependencies: ["Forecast"], resources: [.copy("Fixtures")]),
         .testTarget(name: "IngestTests", dependencies: ["Ingest", "Forecast", "TestSupport"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Ingest", "Forecast", "TestSupport"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Ingest", "Forecast", "Replay", "TestSupport"]),
     ]
 )

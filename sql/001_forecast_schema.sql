@@ -30,16 +30,21 @@ CREATE TABLE forecast.predictions (
 );
 CREATE INDEX predictions_pending ON forecast.predictions (source, series) WHERE actual IS NULL;
 
--- Model checkpoints (versioned; the daemon keeps the last N per series).
+-- Model checkpoints, versioned; the daemon keeps the last N per model. model_key is the series a
+-- model serves, or '*' for a model shared by all series of the source.
 CREATE TABLE forecast.models (
-    source      text        NOT NULL,
-    series      text        NOT NULL,
-    version     bigint      NOT NULL,
-    created_at  timestamptz NOT NULL DEFAULT now(),
-    train_loss  double precision,
-    holdout_loss double precision,
-    checkpoint  bytea       NOT NULL,
-    PRIMARY KEY (source, series, version)
+    source               text        NOT NULL,
+    model_key            text        NOT NULL,
+    version              bigint      NOT NULL,
+    created_at           timestamptz NOT NULL DEFAULT now(),
+    trained_at_point     bigint,
+    windows              bigint,
+    train_loss           double precision,
+    holdout_loss         double precision,
+    previous_holdout_loss double precision,
+    checkpoint           bytea,      -- weights and optimizer state (forecastd's checkpoint format)
+    engine_state         bytea,      -- per-series scaling, residuals and anomaly history
+    PRIMARY KEY (source, model_key, version)
 );
 
 -- Per-series progress and health: the watermark is advanced in the same transaction that writes
@@ -47,13 +52,11 @@ CREATE TABLE forecast.models (
 CREATE TABLE forecast.series_state (
     source            text        NOT NULL,
     series            text        NOT NULL,
-    watermark         timestamptz,
+    watermark         double precision,  -- the source time of the last row read, in epoch seconds
     observations      bigint      NOT NULL DEFAULT 0,
     last_value        double precision,
     last_observed_at  timestamptz,
     model_version     bigint,
-    last_retrain_at   timestamptz,
-    last_retrain_loss double precision,
     bad_rows          jsonb       NOT NULL DEFAULT '{}'::jsonb,
     updated_at        timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (source, series)

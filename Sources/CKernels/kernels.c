@@ -1,0 +1,254 @@
+// Vectorised pointwise kernels for the LSTM/GRU core (AVX2 + FMA, see Package.swift flags).
+// Every loop handles its tail with masked loads/stores, so the tail goes through exactly the
+// same arithmetic as the body: results do not depend on where a row ends.
+#include "ckernels.h"
+#include <immintrin.h>
+#include <math.h>
+
+static inline __m256i tail_mask(long rem) {
+    // lanes [0, rem) enabled; rem in 1..7
+    const __m256i idx = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rem), idx);
+}
+
+// exp(x) for x clamped to [-87, 88]: x = k ln2 + r, |r| <= ln2/2, degree-7 Taylor polynomial
+// (truncation ~5e-9 relative), scaled by 2^k built directly in the exponent bits.
+static inline __m256 exp8(__m256 x) {
+    x = _mm256_min_ps(_mm256_max_ps(x, _mm256_set1_ps(-87.0f)), _mm256_set1_ps(88.0f));
+    __m256 k = _mm256_round_ps(_mm256_mul_ps(x, _mm256_set1_ps(1.44269504088896341f)),
+                               _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m256 r = _mm256_fnmadd_ps(k, _mm256_set1_ps(0.693359375f), x);
+    r = _mm256_fnmadd_ps(k, _mm256_set1_ps(-2.12194440e-4f), r);
+    __m256 p = _mm256_set1_ps(1.0f / 5040.0f);
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 720.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 120.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 24.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f / 6.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(0.5f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(1.0f));
+    __m256i e = _mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(k), _mm256_set1_epi32(127)), 23);
+    return _mm256_mul_ps(p, _mm256_castsi256_ps(e));
+}
+
+static inline __m256 sigmoid8(__m256 x) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+}
+
+// tanh(|x|) = (1 - e)/(1 + e), e = exp(-2|x|); below 0.3 that loses relative precision
+// (1 - e cancels), so small arguments use the odd Taylor series up to x^9 (error < 5e-8 rel).
+static inline __m256 tanh8(__m256 x) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    const __m256 signbit = _mm256_set1_ps(-0.0f);
+    __m256 a = _mm256_andnot_ps(signbit, x);
+    __m256 e = exp8(_mm256_mul_ps(a, _mm256_set1_ps(-2.0f)));
+    __m256 big = _mm256_div_ps(_mm256_sub_ps(one, e), _mm256_add_ps(one, e));
+    __m256 a2 = _mm256_mul_ps(a, a);
+    __m256 s = _mm256_set1_ps(62.0f / 2835.0f);
+    s = _mm256_fmadd_ps(s, a2, _mm256_set1_ps(-17.0f / 315.0f));
+    s = _mm256_fmadd_ps(s, a2, _mm256_set1_ps(2.0f / 15.0f));
+    s = _mm256_fmadd_ps(s, a2, _mm256_set1_ps(-1.0f / 3.0f));
+    s = _mm256_mul_ps(s, a2);
+    __m256 small = _mm256_fmadd_ps(s, a, a);
+    __m256 useSmall = _mm256_cmp_ps(a, _mm256_set1_ps(0.3f), _CMP_LT_OQ);
+    __m256 t = _mm256_blendv_ps(big, small, useSmall);
+    return _mm256_or_ps(t, _mm256_and_ps(x, signbit));
+}
+
+void fk_sigmoid(float *x, long n) {
+    long i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, sigmoid8(_mm256_loadu_ps(x + i)));
+    if (i < n) {
+        __m256i m = tail_mask(n - i);
+        _mm256_maskstore_ps(x + i, m, sigmoid8(_mm256_maskload_ps(x + i, m)));
+    }
+}
+
+void fk_tanh(float *x, long n) {
+    long i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, tanh8(_mm256_loadu_ps(x + i)));
+    if (i < n) {
+        __m256i m = tail_mask(n - i);
+        _mm256_maskstore_ps(x + i, m, tanh8(_mm256_maskload_ps(x + i, m)));
+    }
+}
+
+// One 8-lane slice of the LSTM forward update; mask selects active lanes (all on in the body).
+static inline void lstm_fwd8(float *z, long H, long j, const float *cp, float *c, float *tc,
+                             float *h, __m256i m) {
+    __m256 i = sigmoid8(_mm256_maskload_ps(z + j, m));
+    __m256 f = sigmoid8(_mm256_maskload_ps(z + H + j, m));
+    __m256 g = tanh8(_mm256_maskload_ps(z + 2 * H + j, m));
+    __m256 o = sigmoid8(_mm256_maskload_ps(z + 3 * H + j, m));
+    __m256 cv = _mm256_mul_ps(i, g);
+    if (cp) cv = _mm256_fmadd_ps(f, _mm256_maskload_ps(cp + j, m), cv);
+    __m256 t = tanh8(cv);
+    _mm256_maskstore_ps(z + j, m, i);
+    _mm256_maskstore_ps(z + H + j, m, f);
+    _mm256_maskstore_ps(z + 2 * H + j, m, g);
+    _mm256_maskstore_ps(z + 3 * H + j, m, o);
+    _mm256_maskstore_ps(c + j, m, cv);
+    _mm256_maskstore_ps(tc + j, m, t);
+    _mm256_maskstore_ps(h + j, m, _mm256_mul_ps(o, t));
+}
+
+void fk_lstm_cell_forward(long B, long H, float *z, const float *c_prev, float *c,
+                          float *tanh_c, float *h) {
+    const __m256i all = _mm256_set1_epi32(-1);
+    for (long b = 0; b < B; b++) {
+        float *zr = z + b * 4 * H;
+        const float *cp = c_prev ? c_prev + b * H : 0;
+        float *cr = c + b * H, *tr = tanh_c + b * H, *hr = h + b * H;
+        long j = 0;
+        for (; j + 8 <= H; j += 8) lstm_fwd8(zr, H, j, cp, cr, tr, hr, all);
+        if (j < H) lstm_fwd8(zr, H, j, cp, cr, tr, hr, tail_mask(H - j));
+    }
+}
+
+static inline void lstm_bwd8(const float *gr, long H, long j, const float *cp, const float *tc,
+                             const float *dh, float *dc, float *dz, __m256i m) {
+    const __m256 one = _mm256_set1_ps(1.0f);
+    __m256 i = _mm256_maskload_ps(gr + j, m);
+    __m256 f = _mm256_maskload_ps(gr + H + j, m);
+    __m256 g = _mm256_maskload_ps(gr + 2 * H + j, m);
+    __m256 o = _mm256_maskload_ps(gr + 3 * H + j, m);
+    __m256 t = _mm256_maskload_ps(tc + j, m);
+    __m256 d = _mm256_maskload_ps(dh + j, m);
+    // dc_t = dc_{t+1} * f_{t+1} (already folded into dc) + dh * o * (1 - tanh(c)^2)
+    __m256 dcv = _mm256_fmadd_ps(_mm256_mul_ps(d, o), _mm256_fnmadd_ps(t, t, one),
+                                 _mm256_maskload_ps(dc + j, m));
+    __m256 dO = _mm256_mul_ps(d, t);
+    __m256 dI = _mm256_mul_ps(dcv, g);
+    __m256 dG = _mm256_mul_ps(dcv, i);
+    __m256 dF = cp ? _mm256_mul_ps(dcv, _mm256_maskload_ps(cp + j, m)) : _mm256_setzero_ps();
+    _mm256_maskstore_ps(dc + j, m, _mm256_mul_ps(dcv, f));
+    _mm256_maskstore_ps(dz + j, m, _mm256_mul_ps(dI, _mm256_mul_ps(i, _mm256_sub_ps(one, i))));
+    _mm256_maskstore_ps(dz + H + j, m, _mm256_mul_ps(dF, _mm256_mul_ps(f, _mm256_sub_ps(one, f))));
+    _mm256_maskstore_ps(dz + 2 * H + j, m, _mm256_mul_ps(dG, _mm256_fnmadd_ps(g, g, one)));
+    _mm256_maskstore_ps(dz + 3 * H + j, m, _mm256_mul_ps(dO, _mm256_mul_ps(o, _mm256_sub_ps(one, o))));
+}
+
+void fk_lstm_cell_backward(long B, long H, const float *gates, const float *c_prev,
+                           const float *tanh_c, const float *dh, float *dc, float *dz) {
+    const __m256i all = _mm256_set1_epi32(-1);
+    for (long b = 0; b < B; b++) {
+        const float *gr = gates + b * 4 * H;
+        const float *cp = c_prev ? c_prev + b * H : 0;
+        const float *tr = tanh_c + b * H, *dhr = dh + b * H;
+        float *dcr = dc + b * H, *dzr = dz + b * 4 * H;
+        long j = 0;
+        for (; j + 8 <= H; j += 8) lstm_bwd8(gr, H, j, cp, tr, dhr, dcr, dzr, all);
+        if (j < H) lstm_bwd8(gr, H, j, cp, tr, dhr, dcr, dzr, tail_mask(H - j));
+    }
+}
+
+// Wb is W^T in 64-column panels: panel b holds columns [64b, 64b + w_b) for all K rows,
+// contiguous ([K][w_b], w_b = min(64, N - 64b)). Each panel is one linear stream (16 KB for
+// K = 64), which the prefetchers follow far better than a 1 KB-strided walk over W^T.
+// 8 accumulators (64 columns) keep both FMA ports busy.
+void fk_gemv_t(long K, long N, const float *Wb, const float *x, float *y) {
+    long n0 = 0;
+    const float *w = Wb;
+    for (; n0 + 64 <= N; n0 += 64) {
+        __m256 a0 = _mm256_loadu_ps(y + n0), a1 = _mm256_loadu_ps(y + n0 + 8);
+        __m256 a2 = _mm256_loadu_ps(y + n0 + 16), a3 = _mm256_loadu_ps(y + n0 + 24);
+        __m256 a4 = _mm256_loadu_ps(y + n0 + 32), a5 = _mm256_loadu_ps(y + n0 + 40);
+        __m256 a6 = _mm256_loadu_ps(y + n0 + 48), a7 = _mm256_loadu_ps(y + n0 + 56);
+        for (long k = 0; k < K; k++, w += 64) {
+            __m256 xb = _mm256_broadcast_ss(x + k);
+            a0 = _mm256_fmadd_ps(_mm256_loadu_ps(w), xb, a0);
+            a1 = _mm256_fmadd_ps(_mm256_loadu_ps(w + 8), xb, a1);
+            a2 = _mm256_fmadd_ps(_mm256_loadu_ps(w + 16), xb, a2);
+            a3 = _mm256_fmadd_ps(_mm256_loadu_ps(w + 24), xb, a3);
+            a4 = _mm256_fmadd_ps(_mm256_loadu_ps(w + 32), xb, a4);
+            a5 = _mm256_fmadd_ps(_mm256_loadu_ps(w + 40), xb, a5);
+            a6 = _mm256_fmadd_ps(_mm256_loadu_ps(w + 48), xb, a6);
+            a7 = _mm256_fmadd_ps(_mm256_loadu_ps(w + 56), xb, a7);
+        }
+        _mm256_storeu_ps(y + n0, a0); _mm256_storeu_ps(y + n0 + 8, a1);
+        _mm256_storeu_ps(y + n0 + 16, a2); _mm256_storeu_ps(y + n0 + 24, a3);
+        _mm256_storeu_ps(y + n0 + 32, a4); _mm256_storeu_ps(y + n0 + 40, a5);
+        _mm256_storeu_ps(y + n0 + 48, a6); _mm256_storeu_ps(y + n0 + 56, a7);
+    }
+    long wl = N - n0;  // last, narrower panel: [K][wl]
+    for (long j = 0; j < wl; j += 8) {
+        __m256i m = wl - j >= 8 ? _mm256_set1_epi32(-1) : tail_mask(wl - j);
+        __m256 a = _mm256_maskload_ps(y + n0 + j, m);
+        for (long k = 0; k < K; k++)
+            a = _mm256_fmadd_ps(_mm256_maskload_ps(w + k * wl + j, m), _mm256_broadcast_ss(x + k), a);
+        _mm256_maskstore_ps(y + n0 + j, m, a);
+    }
+}
+
+static inline void adam8(float *p, const float *g, float *m, float *v, long i, __m256i msk,
+                         __m256 b1, __m256 b2, __m256 omb1, __m256 omb2, __m256 stepSize,
+                         __m256 sqrtBc2, __m256 eps) {
+    __m256 gv = _mm256_maskload_ps(g + i, msk);
+    __m256 mv = _mm256_maskload_ps(m + i, msk);
+    __m256 vv = _mm256_maskload_ps(v + i, msk);
+    mv = _mm256_fmadd_ps(omb1, gv, _mm256_mul_ps(b1, mv));
+    vv = _mm256_fmadd_ps(_mm256_mul_ps(omb2, gv), gv, _mm256_mul_ps(b2, vv));
+    // PyTorch: denom = sqrt(v) / sqrt(bc2) + eps;  p -= (lr / bc1) * m / denom
+    __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vv), sqrtBc2), eps);
+    __m256 pv = _mm256_maskload_ps(p + i, msk);
+    pv = _mm256_fnmadd_ps(stepSize, _mm256_div_ps(mv, denom), pv);
+    _mm256_maskstore_ps(m + i, msk, mv);
+    _mm256_maskstore_ps(v + i, msk, vv);
+    _mm256_maskstore_ps(p + i, msk, pv);
+}
+
+void fk_adam(long n, float *p, const float *g, float *m, float *v, float lr, float beta1,
+             float beta2, float eps, float bc1, float bc2) {
+    const __m256 b1 = _mm256_set1_ps(beta1), b2 = _mm256_set1_ps(beta2);
+    const __m256 omb1 = _mm256_set1_ps(1.0f - beta1), omb2 = _mm256_set1_ps(1.0f - beta2);
+    const __m256 stepSize = _mm256_set1_ps(lr / bc1), sqrtBc2 = _mm256_set1_ps(sqrtf(bc2));
+    const __m256 e = _mm256_set1_ps(eps);
+    const __m256i all = _mm256_set1_epi32(-1);
+    long i = 0;
+    for (; i + 8 <= n; i += 8) adam8(p, g, m, v, i, all, b1, b2, omb1, omb2, stepSize, sqrtBc2, e);
+    if (i < n) adam8(p, g, m, v, i, tail_mask(n - i), b1, b2, omb1, omb2, stepSize, sqrtBc2, e);
+}
+
+double fk_sum_squares(const float *x, long n) {
+    __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
+    long i = 0;
+    for (; i + 8 <= n; i += 8) {
+        __m256d lo = _mm256_cvtps_pd(_mm_loadu_ps(x + i));
+        __m256d hi = _mm256_cvtps_pd(_mm_loadu_ps(x + i + 4));
+        acc0 = _mm256_fmadd_pd(lo, lo, acc0);
+        acc1 = _mm256_fmadd_pd(hi, hi, acc1);
+    }
+    double t[4];
+    _mm256_storeu_pd(t, _mm256_add_pd(acc0, acc1));
+    double s = (t[0] + t[1]) + (t[2] + t[3]);
+    for (; i < n; i++) s += (double)x[i] * (double)x[i];
+    return s;
+}
+
+void fk_scale(float *x, long n, float a) {
+    for (long i = 0; i < n; i++) x[i] *= a;
+}
+
+void fk_add(float *y, const float *x, long n) {
+    for (long i = 0; i < n; i++) y[i] += x[i];
+}
+
+int fk_all_finite(const float *x, long n) {
+    int ok = 1;
+    for (long i = 0; i < n; i++) ok &= isfinite(x[i]) ? 1 : 0;
+    return ok;
+}
+
+void fk_fill_rows(float *dst, long rows, long n, const float *row) {
+    for (long r = 0; r < rows; r++)
+        for (long j = 0; j < n; j++) dst[r * n + j] = row[j];
+}
+
+void fk_pack_panels(long N, long K, const float *W, float *Wb) {
+    for (long n0 = 0; n0 < N; n0 += 64) {
+        long w = N - n0 < 64 ? N - n0 : 64;
+        for (long k = 0; k < K; k++)
+            for (long j = 0; j < w; j++) *Wb++ = W[(n0 + j) * K + k];
+    }
+}

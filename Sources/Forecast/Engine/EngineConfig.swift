@@ -1,0 +1,108 @@
+/// Everything that decides what the streaming engine predicts. The daemon's config file, the
+/// `replay` flags and the RP-1 protocol all end up here, so one value describes a run.
+public struct EngineConfig: Sendable, Equatable {
+    /// How model inputs are normalised per series.
+    public enum Normalization: String, Sendable, CaseIterable {
+        /// (x − mean) / std of the training buffer (RP-1's scaler).
+        case zScore = "zscore"
+        /// (x − last value of the window) / std of the training buffer: the model predicts the move
+        /// from the last observation, which keeps working when the level drifts away from what
+        /// the model was trained on.
+        case lastValue = "last-value"
+    }
+
+    /// Which series share one model.
+    public enum ModelScope: String, Sendable, CaseIterable {
+        /// A model per series.
+        case series
+        /// One model for all series of the engine (per-series scaling, residuals and anomaly state).
+        case shared
+    }
+
+    public var cell: CellKind = .lstm
+    public var hiddenSizes: [Int] = [64, 64]
+    public var dropout: Float = 0
+    public var seqLength = 48
+    /// Points of a series (model group) needed before the first training.
+    public var warmup = 144
+    /// Fine-tune after this many new points of the group.
+    public var retrainEvery = 288
+    /// Train on the last this-many points of each series.
+    public var history = 1000
+    public var initialEpochs = 8
+    public var epochs = 2
+    public var batchSize = 32
+    public var learningRate: Float = 1e-3
+    /// Global gradient-norm clip; nil disables clipping.
+    public var clipNorm: Float? = 1.0
+    public var seed: UInt64 = 0
+    /// Training threads per model (data-parallel shards of a batch).
+    public var threads = 1
+    public var transform: TargetTransform = .level
+    public var normalization: Normalization = .lastValue
+    public var scope: ModelScope = .series
+    /// Fraction of the newest training windows held back to judge a retrained model against the
+    /// current one (0 = accept every finite retrain, as RP-1 does).
+    public var holdoutFraction = 0.1
+    /// Cap on windows per (re)train (the newest are kept); nil = all.
+    public var maxTrainWindows: Int? = 8192
+    /// A step whose pre-clip gradient norm exceeds this counts as exploding and rolls back the
+    /// retrain (nil = only non-finite values roll back).
+    public var explodingGradNorm: Float? = 1e6
+    /// Interval coverage (0.95 = 2.5 % and 97.5 % residual quantiles).
+    public var coverage = 0.95
+    /// Residuals kept per series for intervals.
+    public var residualWindow = 500
+    public var anomaly = AnomalyConfig()
+
+    public init() {}
+
+    /// RP-1, the reference walk-forward protocol (shared/anchors/walk_forward.py).
+    public static var rp1: EngineConfig {
+        var c = EngineConfig()
+        c.hiddenSizes = [64, 64]
+        c.seqLength = 48
+        c.warmup = 2000
+        c.retrainEvery = 500
+        c.history = 4000
+        c.initialEpochs = 10
+        c.epochs = 2
+        c.batchSize = 32
+        c.learningRate = 1e-3
+        c.clipNorm = 1.0
+        c.normalization = .zScore
+        c.holdoutFraction = 0
+        c.maxTrainWindows = nil
+        c.explodingGradNorm = nil
+        return c
+    }
+
+    public var modelConfig: ModelConfig {
+        ModelConfig(cell: cell, inputSize: 1, hiddenSizes: hiddenSizes, dropout: dropout)
+    }
+
+    /// Checks every setting; the message names the setting (as the config file and flags spell it).
+    public func validate() throws {
+        func bad(_ name: String, _ why: String) -> ForecastError { .invalidSetting("\(name): \(why)") }
+        if seqLength < 1 { throw bad("seq_length", "must be at least 1 (got \(seqLength))") }
+        if warmup <= seqLength { throw bad("warmup", "must be greater than seq_length (\(seqLength)), got \(warmup)") }
+        if retrainEvery < 1 { throw bad("retrain_every", "must be at least 1 (got \(retrainEvery))") }
+        if history <= seqLength { throw bad("history", "must be greater than seq_length (\(seqLength)), got \(history)") }
+        if initialEpochs < 1 { throw bad("initial_epochs", "must be at least 1 (got \(initialEpochs))") }
+        if epochs < 0 { throw bad("epochs", "must not be negative (got \(epochs))") }
+        if batchSize < 1 { throw bad("batch_size", "must be at least 1 (got \(batchSize))") }
+        if !(learningRate > 0) || !learningRate.isFinite { throw bad("learning_rate", "must be a positive number (got \(learningRate))") }
+        if let c = clipNorm, !(c > 0) || !c.isFinite { throw bad("clip_norm", "must be a positive number (got \(c))") }
+        if threads < 1 { throw bad("threads", "must be at least 1 (got \(threads))") }
+        if !(holdoutFraction >= 0 && holdoutFraction < 0.5) { throw bad("holdout", "must be in [0, 0.5) (got \(holdoutFraction))") }
+        if let m = maxTrainWindows, m < 1 { throw bad("max_train_windows", "must be at least 1 (got \(m))") }
+        if !(coverage > 0 && coverage < 1) { throw bad("coverage", "must be between 0 and 1 (got \(coverage))") }
+        if residualWindow < 10 { throw bad("residual_window", "must be at least 10 (got \(residualWindow))") }
+        if hiddenSizes.isEmpty || hiddenSizes.contains(where: { $0 < 1 }) {
+            throw bad("hidden", "needs one or more positive sizes (got \(hiddenSizes))")
+        }
+        if !(dropout >= 0 && dropout < 1) { throw bad("dropout", "must be in [0, 1) (got \(dropout))") }
+        try anomaly.validate()
+        try modelConfig.validate()
+    }
+}

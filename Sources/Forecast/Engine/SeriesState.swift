@@ -1,0 +1,123 @@
+import Foundation
+
+/// Per-series state: the recent raw values, the normalisation, the pending forecast, residuals
+/// and anomaly state. The model itself lives in the series' `ModelGroup`.
+struct SeriesState: Sendable {
+    let key: String
+    let groupIndex: Int
+    /// Raw values, oldest first, with `flagged` marking points judged anomalous.
+    private(set) var raw: [Double] = []
+    private(set) var flagged: [Bool] = []
+    private let keep: Int
+    var lastTime: Double?
+    /// Recent time steps, for the time of the next forecast.
+    private var steps: [Double] = []
+    var scaler: Scaler?
+    var pending: Forecast?
+    var residuals: ResidualWindow
+    var anomaly: AnomalyScorer
+    var observations = 0
+
+    init(key: String, groupIndex: Int, keep: Int, config: EngineConfig) {
+        self.key = key
+        self.groupIndex = groupIndex
+        self.keep = keep
+        residuals = ResidualWindow(capacity: config.residualWindow)
+        anomaly = AnomalyScorer(config: config.anomaly)
+    }
+
+    mutating func append(_ value: Double, time: Double) {
+        raw.append(value)
+        flagged.append(false)
+        if let lastTime {
+            steps.append(time - lastTime)
+            if steps.count > 16 { steps.removeFirst(steps.count - 16) }
+        }
+        lastTime = time
+        observations += 1
+        // Trim in chunks so appends stay amortised O(1).
+        if raw.count > keep * 2 {
+            raw.removeFirst(raw.count - keep)
+            flagged.removeFirst(flagged.count - keep)
+        }
+    }
+
+    mutating func markLastFlagged() {
+        if !flagged.isEmpty { flagged[flagged.count - 1] = true }
+    }
+
+    /// The usual step between observations (median of recent steps).
+    var typicalStep: Double {
+        guard !steps.isEmpty else { return 0 }
+        let s = steps.sorted()
+        return s[s.count / 2]
+    }
+
+    /// Model-space values of the last `count` raw points (fewer when the transform needs a
+    /// previous value that is not kept). Index-aligned with `flags`.
+    func modelSpace(last count: Int, transform: TargetTransform) -> (u: [Double], flags: [Bool]) {
+        let n = raw.count
+        let start = max(0, n - count)
+        var u: [Double] = []
+        var f: [Bool] = []
+        u.reserveCapacity(n - start)
+        f.reserveCapacity(n - start)
+        for i in start..<n {
+            let prev = i > 0 ? raw[i - 1] : nil
+            if let v = transform.forward(raw[i], previous: prev) {
+                u.append(v)
+                f.append(flagged[i] || (transform != .level && i > 0 && flagged[i - 1]))
+            }
+        }
+        return (u, f)
+    }
+
+    var lastRaw: Double? { raw.last }
+}
+
+/// Turns model-space windows into normalised model inputs and back.
+struct WindowCodec {
+    let normalization: EngineConfig.Normalization
+    let seqLength: Int
+
+    /// Writes the normalised window ending at u[end-1] into `out`; returns the reference value
+    /// the prediction is relative to.
+    func encode(_ u: [Double], end: Int, scaler: Scaler, into out: inout [Float], at offset: Int) -> Double {
+        let ref = reference(u[end - 1], scaler: scaler)
+        let s = scaler.std
+        for k in 0..<seqLength { out[offset + k] = Float((u[end - seqLength + k] - ref) / s) }
+        return ref
+    }
+
+    func reference(_ last: Double, scaler: Scaler) -> Double {
+        normalization == .zScore ? scaler.mean : last
+    }
+
+    func decode(_ y: Float, reference: Double, scaler: Scaler) -> Double {
+        Double(y) * scaler.std + reference
+    }
+
+    func target(_ u: Double, reference: Double, scaler: Scaler) -> Float {
+        Float((u - reference) / scaler.std)
+    }
+}
+
+extension Scaler {
+    /// Statistics of model-space values for a normalisation. z-score: mean and population std
+    /// (RP-1). last-value: the spread of one-step moves, so targets (the next move) are of order
+    /// one whatever the level. A constant series gets std 1 so everything stays finite.
+    init(fitting u: [Double], for normalization: EngineConfig.Normalization) {
+        guard !u.isEmpty else { self.init(kind: .zScore, mean: 0, std: 1); return }
+        let m = u.reduce(0, +) / Double(u.count)
+        var s: Double
+        switch normalization {
+        case .zScore:
+            s = (u.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(u.count)).squareRoot()
+        case .lastValue:
+            var sq = 0.0
+            for i in 1..<max(u.count, 1) { sq += (u[i] - u[i - 1]) * (u[i] - u[i - 1]) }
+            s = u.count > 1 ? (sq / Double(u.count - 1)).squareRoot() : 0
+        }
+        self.init(kind: .zScore, mean: m, std: s > 0 && s.isFinite ? s : 1)
+    }
+}

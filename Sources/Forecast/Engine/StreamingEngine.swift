@@ -1,0 +1,409 @@
+import Foundation
+
+/// The one streaming code path: observations in, forecasts, intervals and anomaly flags out.
+/// The daemon feeds it rows from PostgreSQL, `replay` feeds it history from a file or a table;
+/// it knows neither. Deterministic for a seed and an input order.
+public final class StreamingEngine {
+    public enum TrainingMode: Sendable {
+        /// Train when due, before the next forecast (backtests: exactly RP-1's schedule).
+        case inline
+        /// Hand due trainings out through `takeTrainingJobs()`; predictions go on with the current
+        /// model until `install(_:)` (the daemon: ingest never waits for training).
+        case deferred
+    }
+
+    public let config: EngineConfig
+    public let mode: TrainingMode
+    private var groups: [ModelGroup] = []
+    private var groupIndex: [String: Int] = [:]
+    private var series: [SeriesState] = []
+    private var seriesIndex: [String: Int] = [:]
+    private var pendingInternals: [Int: PendingInternals] = [:]
+    private var jobs: [TrainingJob] = []
+    private let codec: WindowCodec
+    private let keep: Int
+    private let zLow: Double, zHigh: Double
+
+    /// Seconds spent training and predicting (for reports).
+    public private(set) var trainSeconds = 0.0
+    public private(set) var predictSeconds = 0.0
+    public private(set) var rejected: [String: [RejectReason: Int]] = [:]
+
+    /// What is needed to score a forecast once its actual arrives.
+    private struct PendingInternals {
+        var uHat: Double
+        var std: Double
+        var previousRaw: Double
+    }
+
+    public init(config: EngineConfig, mode: TrainingMode = .inline) throws {
+        try config.validate()
+        self.config = config
+        self.mode = mode
+        codec = WindowCodec(normalization: config.normalization, seqLength: config.seqLength)
+        keep = max(config.history, config.warmup, config.seqLength) + 2
+        let tail = (1 - config.coverage) / 2
+        zLow = tail
+        zHigh = 1 - tail
+    }
+
+    // MARK: ingest
+
+    /// Processes observations (any mix of series; each series in time order) and returns one
+    /// result per observation, in input order. Several points of one series are taken one at a
+    /// time in rounds, so a catch-up batch gives exactly what one-by-one arrival would.
+    public func process(_ batch: [Observation]) -> [ScoredObservation] {
+        var results = [ScoredObservation?](repeating: nil, count: batch.count)
+        // Per series, the positions of its observations in `batch`, in order.
+        var queues: [Int: [Int]] = [:]
+        var order: [Int] = []
+        for (i, o) in batch.enumerated() {
+            let s = seriesFor(o.series)
+            if queues[s] == nil { order.append(s) }
+            queues[s, default: []].append(i)
+        }
+        var round = 0
+        while true {
+            var toForecast: [Int] = []
+            var any = false
+            for s in order {
+                guard let q = queues[s], round < q.count else { continue }
+                any = true
+                let i = q[round]
+                let (result, usable) = observe(batch[i], series: s)
+                results[i] = result
+                if usable { toForecast.append(s) }
+            }
+            if !any { break }
+            trainDueGroups()
+            let next = forecast(toForecast)
+            for s in order {
+                guard let q = queues[s], round < q.count, let f = next[s] else { continue }
+                results[q[round]]?.next = f
+            }
+            round += 1
+        }
+        return results.map { $0! }
+    }
+
+    private func seriesFor(_ key: String) -> Int {
+        if let s = seriesIndex[key] { return s }
+        let gkey = config.scope == .series ? key : ""
+        let g: Int
+        if let existing = groupIndex[gkey] {
+            g = existing
+        } else {
+            g = groups.count
+            groups.append(ModelGroup(key: gkey, learningRate: config.learningRate))
+            groupIndex[gkey] = g
+        }
+        let s = series.count
+        series.append(SeriesState(key: key, groupIndex: g, keep: keep, config: config))
+        seriesIndex[key] = s
+        groups[g].series.append(s)
+        return s
+    }
+
+    /// Scores the pending forecast against the new value and appends it. Returns whether the
+    /// value was used (and so a new forecast is due).
+    private func observe(_ o: Observation, series s: Int) -> (ScoredObservation, Bool) {
+        var out = ScoredObservation(observation: o, forecast: nil, anomalyScore: 0, isAnomaly: false, next: nil, rejected: nil)
+        var st = series[s]
+        defer { series[s] = st }
+        func reject(_ r: RejectReason) -> (ScoredObservation, Bool) {
+            out.rejected = r
+            rejected[o.series, default: [:]][r, default: 0] += 1
+            return (out, false)
+        }
+        if let last = st.lastTime {
+            if o.time == last { return reject(.duplicateTime) }
+            if o.time < last { return reject(.outOfOrder) }
+        }
+        guard let value = o.value else { return reject(.missingValue) }
+        guard value.isFinite else { return reject(.notFinite) }
+        guard config.transform.accepts(value) else { return reject(.notPositive) }
+
+        var flagged = false
+        if let f = st.pending, let p = pendingInternals[s] {
+            out.forecast = f
+            if let uActual = config.transform.forward(value, previous: p.previousRaw) {
+                let r = (uActual - p.uHat) / p.std
+                let center = st.residuals.quantile(0.5) ?? 0
+                let scale = robustScale(st.residuals)
+                let (score, isAnomaly) = st.anomaly.score(residual: r - center, scale: scale)
+                out.anomalyScore = score
+                out.isAnomaly = isAnomaly
+                flagged = isAnomaly
+                // An anomaly's residual would widen every interval after it; keep it out.
+                if !isAnomaly { st.residuals.add(r) }
+            }
+        }
+        st.pending = nil
+        pendingInternals[s] = nil
+        st.append(value, time: o.time)
+        if flagged { st.markLastFlagged() }
+        groups[st.groupIndex].points += 1
+        return (out, true)
+    }
+
+    private func robustScale(_ w: ResidualWindow) -> Double {
+        guard w.count >= 20, let q1 = w.quantile(0.25), let q3 = w.quantile(0.75) else { return 1 }
+        let iqr = (q3 - q1) / 1.349
+        return iqr > 1e-9 ? iqr : 1
+    }
+
+    // MARK: training
+
+    private func trainDueGroups() {
+        for g in groups.indices {
+            let grp = groups[g]
+            guard !grp.inFlight else { continue }
+            let due: Bool
+            let epochs: Int
+            if grp.model == nil {
+                due = grp.points >= config.warmup
+                epochs = config.initialEpochs
+            } else {
+                due = config.epochs > 0 && grp.points - grp.lastTrainPoints >= config.retrainEvery
+                epochs = config.epochs
+            }
+            guard due, let job = makeJob(group: g, epochs: epochs) else { continue }
+            groups[g].lastTrainPoints = grp.points
+            groups[g].trainings += 1
+            switch mode {
+            case .inline:
+                install(job.run())
+            case .deferred:
+                groups[g].inFlight = true
+                jobs.append(job)
+            }
+        }
+    }
+
+    private func makeJob(group g: Int, epochs: Int) -> TrainingJob? {
+        let L = config.seqLength
+        var perSeries: [(s: Int, scaler: Scaler, x: [Float], y: [Float])] = []
+        var total = 0
+        for s in groups[g].series {
+            let (u, flags) = series[s].modelSpace(last: config.history, transform: config.transform)
+            guard u.count > L else { continue }
+            let scaler = Scaler(fitting: u, for: config.normalization)
+            var x: [Float] = [], y: [Float] = []
+            x.reserveCapacity((u.count - L) * L)
+            y.reserveCapacity(u.count - L)
+            var window = [Float](repeating: 0, count: L)
+            // Prefix count of flagged points, to drop windows that contain an anomaly.
+            var flaggedBefore = [Int](repeating: 0, count: u.count + 1)
+            for i in 0..<u.count { flaggedBefore[i + 1] = flaggedBefore[i] + (flags[i] ? 1 : 0) }
+            for i in 0..<(u.count - L) where flaggedBefore[i + L + 1] == flaggedBefore[i] {
+                let ref = codec.encode(u, end: i + L, scaler: scaler, into: &window, at: 0)
+                x.append(contentsOf: window)
+                y.append(codec.target(u[i + L], reference: ref, scaler: scaler))
+            }
+            total += y.count
+            perSeries.append((s, scaler, x, y))
+        }
+        guard total > 0 else { return nil }
+        // Keep the newest windows of every series in proportion when over the cap.
+        let cap = config.maxTrainWindows ?? Int.max
+        var tx: [Float] = [], ty: [Float] = [], hx: [Float] = [], hy: [Float] = []
+        for p in perSeries {
+            var n = p.y.count
+            if total > cap { n = max(1, Int((Double(n) * Double(cap) / Double(total)).rounded(.down))) }
+            let first = p.y.count - n
+            let holdout = groups[g].model == nil ? 0 : Int((Double(n) * config.holdoutFraction).rounded(.down))
+            let split = p.y.count - holdout
+            tx.append(contentsOf: p.x[(first * L)..<(split * L)])
+            ty.append(contentsOf: p.y[first..<split])
+            hx.append(contentsOf: p.x[(split * L)...])
+            hy.append(contentsOf: p.y[split...])
+        }
+        guard !ty.isEmpty else { return nil }
+        let grp = groups[g]
+        let start: Model
+        if let m = grp.model {
+            start = m
+        } else {
+            start = try! Model(config: config.modelConfig, seed: config.seed &+ UInt64(g))
+        }
+        // Distinct, reproducible shuffles per training.
+        let seed = config.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(g) &* 1_000_003 &+ UInt64(grp.trainings)
+        return TrainingJob(groupIndex: g, version: grp.version + 1, epochs: epochs, settings: config,
+                           start: start, current: grp.model, adam: grp.adam, x: tx, y: ty, hx: hx, hy: hy,
+                           scalers: perSeries.map { ($0.s, $0.scaler) }, seed: seed)
+    }
+
+    /// Due trainings (deferred mode), for the caller to run off the ingest path.
+    public func takeTrainingJobs() -> [TrainingJob] {
+        defer { jobs.removeAll() }
+        return jobs
+    }
+
+    /// Installs a finished training: the new model and its scalers if accepted; otherwise the
+    /// current model, optimizer state and scalers stay as they were (the rollback).
+    @discardableResult
+    public func install(_ outcome: TrainingOutcome) -> RetrainRecord {
+        let job = outcome.job
+        let g = job.groupIndex
+        groups[g].inFlight = false
+        trainSeconds += outcome.seconds
+        var record = RetrainRecord(version: job.version, atPoint: groups[g].lastTrainPoints, windows: job.windows,
+                                   epochs: job.epochs, accepted: false, reason: nil, trainLoss: outcome.trainLoss,
+                                   holdoutLoss: outcome.holdoutLoss, currentHoldoutLoss: outcome.currentHoldoutLoss,
+                                   seconds: outcome.seconds)
+        switch outcome.verdict {
+        case .accepted:
+            record.accepted = true
+            groups[g].install(outcome.model, adam: outcome.adam, version: job.version)
+            for (s, scaler) in job.scalers { series[s].scaler = scaler }
+        case .worseOnHoldout:
+            record.reason = "worse on holdout"
+        case .diverged(let why):
+            record.reason = "diverged: \(why)"
+        }
+        groups[g].retrains.append(record)
+        return record
+    }
+
+    // MARK: forecasting
+
+    /// One batched forward per model group for every series that just got a usable value.
+    private func forecast(_ list: [Int]) -> [Int: Forecast] {
+        guard !list.isEmpty else { return [:] }
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        defer { predictSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
+        let L = config.seqLength
+        var byGroup: [Int: [Int]] = [:]
+        var groupOrder: [Int] = []
+        for s in list where groups[series[s].groupIndex].model != nil {
+            let g = series[s].groupIndex
+            if byGroup[g] == nil { groupOrder.append(g) }
+            byGroup[g, default: []].append(s)
+        }
+        var out: [Int: Forecast] = [:]
+        for g in groupOrder {
+            guard let predictor = groups[g].predictor else { continue }
+            var members: [(s: Int, u: [Double], ref: Double, scaler: Scaler)] = []
+            var windows = [Float](repeating: 0, count: byGroup[g]!.count * L)
+            for s in byGroup[g]! {
+                let (u, _) = series[s].modelSpace(last: L + 1, transform: config.transform)
+                guard u.count >= L else { continue }
+                if series[s].scaler == nil {
+                    // A series new to a trained shared model: normalise with its own history.
+                    let hist = series[s].modelSpace(last: config.history, transform: config.transform).u
+                    series[s].scaler = Scaler(fitting: hist, for: config.normalization)
+                }
+                let scaler = series[s].scaler!
+                let ref = codec.encode(u, end: u.count, scaler: scaler, into: &windows, at: members.count * L)
+                members.append((s, u, ref, scaler))
+            }
+            guard !members.isEmpty else { continue }
+            var y = [Float](repeating: 0, count: members.count)
+            windows.withUnsafeBufferPointer { w in
+                y.withUnsafeMutableBufferPointer { yp in
+                    predictor.predict(UnsafeBufferPointer(rebasing: w[0..<(members.count * L)]),
+                                      batch: members.count, seqLength: L, into: yp)
+                }
+            }
+            for (k, m) in members.enumerated() {
+                let st = series[m.s]
+                guard let previous = st.lastRaw, let time = st.lastTime else { continue }
+                let uHat = codec.decode(y[k], reference: m.ref, scaler: m.scaler)
+                let std = m.scaler.std
+                let qLow = st.residuals.count >= 20 ? st.residuals.quantile(zLow)! : -1.96 * 1.5
+                let qHigh = st.residuals.count >= 20 ? st.residuals.quantile(zHigh)! : 1.96 * 1.5
+                let t = config.transform
+                let f = Forecast(time: time + st.typicalStep,
+                                 value: t.inverse(uHat, previous: previous),
+                                 lower: t.inverse(uHat + qLow * std, previous: previous),
+                                 upper: t.inverse(uHat + qHigh * std, previous: previous),
+                                 modelVersion: groups[g].version)
+                guard f.value.isFinite else { continue }
+                series[m.s].pending = f
+                pendingInternals[m.s] = PendingInternals(uHat: uHat, std: std, previousRaw: previous)
+                out[m.s] = f
+            }
+        }
+        return out
+    }
+
+    // MARK: restart
+
+    var groupsForSnapshot: [ModelGroup] { groups }
+    func seriesForSnapshot(_ s: Int) -> SeriesState { series[s] }
+
+    /// Puts snapshots back (after a restart). Series named in a snapshot are created in its
+    /// group; a checkpoint that does not decode, or that was made for another model shape,
+    /// throws and leaves the engine as it was.
+    public func restore(_ snapshots: [GroupSnapshot]) throws {
+        var decoded: [(GroupSnapshot, Model?, Adam?)] = []
+        for snap in snapshots {
+            guard let bytes = snap.checkpoint else { decoded.append((snap, nil, nil)); continue }
+            let cp = try Checkpoint(decoding: bytes)
+            guard cp.config == config.modelConfig else {
+                throw ForecastError.invalidSetting("model \(snap.key.isEmpty ? "(shared)" : snap.key): checkpoint has \(cp.config.hiddenSizes) \(cp.config.cell), the configuration asks for \(config.hiddenSizes) \(config.cell)")
+            }
+            decoded.append((snap, try cp.makeModel(), cp.adam))
+        }
+        for (snap, model, adam) in decoded {
+            for ss in snap.series {
+                let s = seriesFor(ss.key)
+                if let m = ss.scalerMean, let sd = ss.scalerStd { series[s].scaler = Scaler(kind: .zScore, mean: m, std: sd) }
+                var w = ResidualWindow(capacity: config.residualWindow)
+                for r in ss.residuals { w.add(r) }
+                series[s].residuals = w
+                series[s].anomaly = AnomalyScorer(config: config.anomaly, state: ss.anomaly)
+            }
+            guard let first = snap.series.first, let g = seriesIndex[first.key].map({ series[$0].groupIndex }) else { continue }
+            if let model, let adam { groups[g].install(model, adam: adam, version: snap.version) }
+            groups[g].trainings = snap.trainings
+            groups[g].points = snap.points
+            groups[g].lastTrainPoints = snap.lastTrainPoints
+            if let r = snap.lastRetrain { groups[g].retrains = [r] }
+        }
+    }
+
+    /// Feeds already-processed history (rows up to the persisted watermark) into the series'
+    /// windows without scoring, forecasting or counting them as new points.
+    public func prime(_ observations: [Observation]) {
+        for o in observations {
+            guard let v = o.value, v.isFinite, config.transform.accepts(v) else { continue }
+            let s = seriesFor(o.series)
+            if let last = series[s].lastTime, o.time <= last { continue }
+            series[s].append(v, time: o.time)
+        }
+    }
+
+    /// Re-arms the forecast that was pending for `seriesKey` before a restart, so the next value
+    /// is scored against what was actually published.
+    public func restorePending(series seriesKey: String, forecast f: Forecast) {
+        guard let s = seriesIndex[seriesKey], let previous = series[s].lastRaw,
+              let scaler = series[s].scaler,
+              let uHat = config.transform.forward(f.value, previous: previous) else { return }
+        series[s].pending = f
+        pendingInternals[s] = PendingInternals(uHat: uHat, std: scaler.std, previousRaw: previous)
+    }
+
+    /// The forecast currently waiting for its actual, per series.
+    public func pendingForecast(series seriesKey: String) -> Forecast? {
+        seriesIndex[seriesKey].flatMap { series[$0].pending }
+    }
+
+    // MARK: inspection
+
+    /// Retraining history of the model that serves `series`.
+    public func retrains(for series: String) -> [RetrainRecord] {
+        guard let s = seriesIndex[series] else { return [] }
+        return groups[self.series[s].groupIndex].retrains
+    }
+
+    public var allRetrains: [RetrainRecord] { groups.flatMap(\.retrains) }
+
+    public var seriesKeys: [String] { series.map(\.key) }
+
+    public func modelVersion(for series: String) -> Int? {
+        guard let s = seriesIndex[series] else { return nil }
+        let v = groups[self.series[s].groupIndex].version
+        return v > 0 ? v : nil
+    }
+}

@@ -1,0 +1,135 @@
+/// A user's table of (series, time, value) rows, as forecastd reads it. Column names come from
+/// configuration or flags: they are only ever used quoted.
+public struct SourceTable: Sendable, Equatable {
+    public var table: SQLName
+    /// nil: the whole table is one series (named after the table).
+    public var seriesColumn: String?
+    public var timeColumn: String
+    public var valueColumn: String
+
+    public init(table: SQLName, seriesColumn: String?, timeColumn: String, valueColumn: String) {
+        self.table = table
+        self.seriesColumn = seriesColumn
+        self.timeColumn = timeColumn
+        self.valueColumn = valueColumn
+    }
+
+
+    /// Checks that the table and columns exist and have usable types; returns SQL expressions
+    /// for (series text, epoch seconds, value text). Errors name the table and column.
+    public func resolve(on conn: PostgresConnection) throws -> ResolvedSource {
+        let types = try conn.execute("""
+            SELECT a.attname, format_type(a.atttypid, a.atttypmod), t.typcategory
+            FROM pg_attribute a JOIN pg_type t ON t.oid = a.atttypid
+            WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 AND NOT a.attisdropped
+            """, [table.quoted])
+        guard !types.rows.isEmpty else {
+            throw PostgresError(.query, "table \(table.display) does not exist (or forecastd may not read it)", sqlState: "42P01")
+        }
+        var byName: [String: (type: String, category: String)] = [:]
+        for row in types.rows { byName[row[0]!] = (row[1]!, row[2]!) }
+        func column(_ name: String, _ role: String) throws -> (type: String, category: String) {
+            guard let c = byName[name] else {
+                let known = types.rows.map { $0[0]! }.joined(separator: ", ")
+                throw PostgresError(.query, "table \(table.display) has no \(role) column \"\(name)\" (columns: \(known))", sqlState: "42703")
+            }
+            return c
+        }
+        let time = try column(timeColumn, "time")
+        let timeExpr: String
+        let kind: TimeKind
+        switch time.category {
+        case "D":
+            timeExpr = "extract(epoch from \(PostgresConnection.quoteIdentifier(timeColumn)))::float8"
+            kind = time.type.hasPrefix("timestamp with") ? .timestamptz : (time.type == "date" ? .date : .timestamp)
+        case "N":
+            timeExpr = "\(PostgresConnection.quoteIdentifier(timeColumn))::float8"
+            kind = .number
+        default:
+            throw PostgresError(.query, "column \(table.display).\(timeColumn) has type \(time.type); the time column must be a timestamp, date or number", sqlState: "42804")
+        }
+        let value = try column(valueColumn, "value")
+        guard value.category == "N" || value.category == "S" else {
+            throw PostgresError(.query, "column \(table.display).\(valueColumn) has type \(value.type); the value column must be numeric", sqlState: "42804")
+        }
+        var seriesExpr = "$$\(table.display.replacingAll("$", with: ""))$$"
+        if let s = seriesColumn {
+            _ = try column(s, "series")
+            seriesExpr = "\(PostgresConnection.quoteIdentifier(s))::text"
+        }
+        return ResolvedSource(source: self, seriesExpression: seriesExpr, timeExpression: timeExpr,
+                              valueExpression: "\(PostgresConnection.quoteIdentifier(valueColumn))::text",
+                              rawTimeExpression: PostgresConnection.quoteIdentifier(timeColumn), timeKind: kind)
+    }
+}
+
+/// The SQL type family of a source's time column.
+public enum TimeKind: Sendable, Equatable { case timestamptz, timestamp, date, number }
+
+/// A source whose columns were checked against the database.
+public struct ResolvedSource: Sendable, Equatable {
+    public var source: SourceTable
+    public var seriesExpression: String
+    /// Seconds since the epoch as float8.
+    public var timeExpression: String
+    public var valueExpression: String
+    /// The time column itself, for comparisons that can use its index.
+    public var rawTimeExpression: String
+    public var timeKind: TimeKind
+
+    /// Rows in stream order (time, then series), optionally limited to one series and a time
+    /// range (both bounds in epoch seconds, inclusive), read through a cursor in pages.
+    public func readAll(on conn: PostgresConnection, series: String? = nil, from: Double? = nil, to: Double? = nil,
+                        pageSize: Int = 20_000, _ body: ([SourceRow]) throws -> Void) throws {
+        var conditions: [String] = []
+        var params: [String?] = []
+        if let series {
+            params.append(series)
+            conditions.append("\(seriesExpression) = $\(params.count)")
+        }
+        if let from {
+            params.append(String(from))
+            conditions.append("\(timeExpression) >= $\(params.count)::float8")
+        }
+        if let to {
+            params.append(String(to))
+            conditions.append("\(timeExpression) <= $\(params.count)::float8")
+        }
+        let whereClause = conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND ")
+        let sql = """
+            SELECT \(seriesExpression), \(timeExpression), \(valueExpression)
+            FROM \(source.table.quoted) \(whereClause)
+            ORDER BY 2, 1
+            """
+        try conn.transaction {
+            try conn.execute("DECLARE forecastd_replay NO SCROLL CURSOR FOR \(sql)", params)
+            while true {
+                let page = try conn.execute("FETCH \(pageSize) FROM forecastd_replay")
+                if page.rows.isEmpty { break }
+                try body(page.rows.map(SourceRow.init))
+            }
+            try conn.execute("CLOSE forecastd_replay")
+        }
+    }
+}
+
+/// One row as read: the value stays text so that a bad value is counted, not a failed query.
+public struct SourceRow: Sendable, Equatable {
+    public var series: String
+    /// nil when the time is NULL.
+    public var time: Double?
+    /// nil for SQL NULL.
+    public var valueText: String?
+
+    init(_ row: [String?]) {
+        series = row[0] ?? ""
+        time = row[1].flatMap { Double($0) }
+        valueText = row[2]
+    }
+
+    public init(series: String, time: Double?, valueText: String?) {
+        self.series = series
+        self.time = time
+        self.valueText = valueText
+    }
+}
