@@ -24,7 +24,7 @@ let package = Package(
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .target(name: "CKernels", cSettings: kernelFlags),
         .target(name: "Forecast", dependencies: ["CBLAS", "CKernels"]),
-        .target(name: "Replay", dependencies: ["Forecast"]),
+        .target(name: "Replay", dependencies: ["Forecast", "Ingest"]),
         .target(
             name: "Ingest",
             dependencies: ["CLibPQ", .product(name: "Logging", package: "swift-log")]

@@ -11,7 +11,7 @@ struct Forecastd: AsyncParsableCommand {
             anomaly flags back into the forecast schema, where they can be queried with SQL.
             """,
         version: ForecastdVersion.string,
-        subcommands: [Migrate.self, Bench.self]
+        subcommands: [Migrate.self, ReplayCommand.self, Bench.self]
     )
 }
 

@@ -23,6 +23,12 @@ public struct CSVPoint: Sendable, Equatable {
     public var value: Double?
     /// Line of the row in the file, for messages about this point later on.
     public var line: Int
+    /// The time cell as written (so outputs can echo the input's own timestamps).
+    public var timeText: String = ""
+    /// Set on rows that were skipped (only returned when `includeSkippedRows` is on); `time` is
+    /// then NaN when the timestamp itself was the problem, and `seriesIndex` −1 when the series
+    /// could not be read.
+    public var skipped: CSVIssueKind? = nil
 }
 
 /// Reads points one row at a time from a time-series CSV held in memory.
@@ -47,6 +53,10 @@ public struct CSVPointReader: Sendable {
     private let seriesIndex: Int?
     private var seriesLookup: [String: Int] = [:]
     private var lastTime: [Double?]
+
+    /// Return skipped rows too (as points with `skipped` set), for outputs that need one row
+    /// per input row.
+    public var includeSkippedRows = false
 
     public var bytesConsumed: Int { scanner.position }
     public var totalBytes: Int { bytes.count }
@@ -144,19 +154,23 @@ public struct CSVPointReader: Sendable {
             return "\"\(text)\""
         }
 
+        let timeText = timeIndex < fields.count ? scanner.string(of: fields[timeIndex], in: b) : ""
+        func skip(_ kind: CSVIssueKind, series: Int = -1, time: Double = .nan) -> CSVPoint? {
+            includeSkippedRows ? CSVPoint(seriesIndex: series, time: time, value: nil, line: line, timeText: timeText, skipped: kind) : nil
+        }
         guard fields.count == header.count else {
             issue(.wrongFieldCount, nil, "expected \(header.count) fields as in the header, found \(fields.count)")
-            return nil
+            return skip(.wrongFieldCount)
         }
         for i in [timeIndex, valueIndex] + (seriesIndex.map { [$0] } ?? []) where fields[i].hasTrailingGarbage {
             issue(.malformedField, fields[i], "text after the closing quote in column \"\(header[i])\"")
-            return nil
+            return skip(.malformedField)
         }
 
         let timeField = fields[timeIndex]
         guard let time = scanner.withContent(of: timeField, in: b, TimestampParser.parse) else {
             issue(.badTimestamp, timeField, timeField.isEmpty ? "empty timestamp" : "unparsable timestamp \(quoted(timeField))")
-            return nil
+            return skip(.badTimestamp)
         }
 
         let series: Int
@@ -177,11 +191,11 @@ public struct CSVPointReader: Sendable {
             let within = seriesIndex == nil ? "" : " in series \(quoted(fields[seriesIndex!]))"
             if time == last {
                 issue(.duplicateTimestamp, timeField, "duplicate timestamp \(quoted(timeField))\(within); the first row wins")
-                return nil
+                return skip(.duplicateTimestamp, series: series, time: time)
             }
             if time < last {
                 issue(.outOfOrderTimestamp, timeField, "timestamp \(quoted(timeField)) is earlier than the row before it\(within)")
-                return nil
+                return skip(.outOfOrderTimestamp, series: series, time: time)
             }
         }
         lastTime[series] = time
@@ -190,7 +204,7 @@ public struct CSVPointReader: Sendable {
         let value = scanner.withContent(of: valueField, in: b, Self.parseValue)
         switch value {
         case .number(let v):
-            return CSVPoint(seriesIndex: series, time: time, value: v, line: line)
+            return CSVPoint(seriesIndex: series, time: time, value: v, line: line, timeText: timeText)
         case .empty:
             issue(.emptyValue, valueField, "empty value")
         case .notNumeric:
@@ -198,7 +212,7 @@ public struct CSVPointReader: Sendable {
         case .notFinite:
             issue(.nonFiniteValue, valueField, "value \(quoted(valueField)) is not a finite number")
         }
-        return CSVPoint(seriesIndex: series, time: time, value: nil, line: line)
+        return CSVPoint(seriesIndex: series, time: time, value: nil, line: line, timeText: timeText)
     }
 
     private enum ParsedValue { case number(Double), empty, notNumeric, notFinite }

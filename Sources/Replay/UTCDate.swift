@@ -79,7 +79,25 @@ struct UTCDate: Equatable {
 
 // MARK: - Parsing timestamps from CSV bytes
 
-enum TimestampParser {
+public enum TimestampParser {
+    /// Epoch seconds of a timestamp in any of the accepted forms, or nil.
+    public static func parse(_ text: String) -> Double? {
+        var t = text
+        return t.withUTF8 { parse($0) }
+    }
+
+    /// ISO 8601 UTC text for epoch seconds (`2016-07-01T00:00:00Z`, with fractions when present).
+    public static func format(_ seconds: Double) -> String {
+        let whole = seconds.rounded(.down)
+        let days = Int((whole / 86_400).rounded(.down))
+        let rem = Int(whole) - days * 86_400
+        let (y, m, d) = UTCDate.civil(fromDays: days)
+        var s = String(format: "%04d-%02d-%02dT%02d:%02d:%02d", y, m, d, rem / 3600, rem % 3600 / 60, rem % 60)
+        let frac = seconds - whole
+        if frac > 0 { s += String(format: "%.6f", frac).dropFirst(1).replacingOccurrences(of: "0+$", with: "", options: .regularExpression) }
+        return s + "Z"
+    }
+
     /// Parses the forms time-series files actually use, to seconds since 1970-01-01T00:00:00Z:
     /// `2016-07-01`, `2016-07-01 00:00[:00[.123]]`, `2016-07-01T00:00:00[.123][Z|±hh:mm|±hhmm|±hh]`,
     /// `/` instead of `-` in the date, and plain numbers (epoch seconds, possibly fractional).

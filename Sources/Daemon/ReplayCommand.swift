@@ -1,0 +1,255 @@
+import ArgumentParser
+import Dispatch
+import Forecast
+import Foundation
+import Ingest
+import Replay
+
+struct ReplayCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "replay",
+        abstract: "Backtest: run history through the streaming engine and measure it.",
+        discussion: """
+            The same engine as the daemon, fed from a CSV file, a folder of CSV files or a \
+            PostgreSQL table, with training done inline so that a run is reproducible: the same \
+            input and seed give a byte-identical output.
+
+            Examples:
+              forecastd replay --csv ETTh1.csv --time-column date --value-column OT --report r.json --plot p.svg
+              forecastd replay --csv ETTh1.csv --time-column date --value-column OT --rp1 --output rp1.csv
+              forecastd replay --csv-dir data/nab --output-dir out --time-column timestamp --value-column value
+              forecastd replay --database-url postgresql:///db --table public.prices --series-column symbol \\
+                  --time-column ts --value-column price --from 2024-01-01 --write-table
+
+            Rows that cannot be used are still written to --output (unscored): empty, non-numeric, \
+            NaN or infinite values are gaps; rows with an unreadable timestamp, the wrong number of \
+            fields, or a timestamp equal to or earlier than the previous one of the same series are \
+            skipped. They are counted in the report and the first few line numbers are printed.
+            """
+    )
+
+    @Option(help: ArgumentHelp("Replay this CSV file.", valueName: "file")) var csv: String?
+    @Option(help: ArgumentHelp("Replay every CSV file under this folder (see --output-dir).", valueName: "dir")) var csvDir: String?
+    @Option(help: ArgumentHelp("With --csv-dir: write each output CSV at the same relative path here.", valueName: "dir")) var outputDir: String?
+    @Option(help: "Column (CSV header or table column) holding the timestamps.") var timeColumn: String?
+    @Option(help: "Column holding the values.") var valueColumn: String?
+    @Option(help: "Column naming the series (omit for a single series).") var seriesColumn: String?
+
+    @OptionGroup var database: DatabaseOptions
+    @Option(help: "Replay this table (schema.table) from --database-url.") var table: String?
+    @Option(help: "With --table: only this series.") var series: String?
+    @Option(help: "With --table: only rows at or after this time (e.g. 2024-01-01).") var from: String?
+    @Option(help: "With --table: only rows at or before this time.") var to: String?
+
+    @Option(help: ArgumentHelp("Write one row per input row: series,timestamp,actual,predicted,lower,upper,anomaly_score,is_anomaly.", valueName: "file.csv"))
+    var output: String?
+    @Flag(help: "Store the run in forecast.backtest_runs and forecast.backtest_predictions (needs a database URL).")
+    var writeTable = false
+    @Option(help: ArgumentHelp("Write accuracy metrics and timings as JSON.", valueName: "file.json")) var report: String?
+    @Option(help: ArgumentHelp("Draw actual vs predicted, the interval band and anomalies as SVG.", valueName: "file.svg")) var plot: String?
+    @Option(help: "Series to plot (default: the first).") var plotSeries: String?
+    @Option(help: "With --csv-dir: files replayed at once (default: the number of cores).") var jobs: Int?
+    @Flag(help: "No progress output.") var quiet = false
+
+    @OptionGroup var engine: EngineOptions
+
+    func validate() throws {
+        let inputs = [csv != nil, csvDir != nil, table != nil].filter { $0 }.count
+        guard inputs == 1 else { throw ValidationError("give exactly one input: --csv FILE, --csv-dir DIR or --table NAME") }
+        guard timeColumn != nil, valueColumn != nil else { throw ValidationError("--time-column and --value-column are required") }
+        if csvDir != nil && outputDir == nil { throw ValidationError("--csv-dir needs --output-dir") }
+        if csvDir == nil && outputDir != nil { throw ValidationError("--output-dir goes with --csv-dir") }
+        if table == nil && (series != nil || from != nil || to != nil) {
+            throw ValidationError("--series, --from and --to go with --table")
+        }
+    }
+
+    func run() throws {
+        try reportingErrors {
+            let cores = ProcessInfo.processInfo.activeProcessorCount
+            if let dir = csvDir {
+                try replayFolder(dir, cores: cores)
+                return
+            }
+            let config = try engine.engineConfig(defaultThreads: min(2, cores))
+            let (rows, label) = try readInput()
+            let outcome = try replay(rows, label: label, config: config, progressLabel: nil)
+            try writeOutputs(rows: rows, outcome: outcome, config: config, label: label,
+                             output: output, report: report, plot: plot)
+            printSummary(outcome.report, label: label)
+        }
+    }
+
+    // MARK: input
+
+    private func readInput() throws -> ([ReplayRow], String) {
+        if let csv {
+            let (rows, issues) = try ReplayInput.csv(path: csv, columns: CSVColumns(time: timeColumn!, value: valueColumn!, series: seriesColumn))
+            if let warning = issues.warning(path: csv) { printError("forecastd: warning: \(warning)") }
+            return (rows, csv)
+        }
+        let url = database.resolvedURL
+        let name = try SQLName(parsing: table!)
+        let source = SourceTable(table: name, seriesColumn: seriesColumn, timeColumn: timeColumn!, valueColumn: valueColumn!)
+        func time(_ flag: String, _ text: String?) throws -> Double? {
+            guard let text else { return nil }
+            guard let t = TimestampParser.parse(text) else { throw ValidationError("--\(flag): cannot read \"\(text)\" as a time") }
+            return t
+        }
+        var bad: [String: Int] = [:]
+        let rows = try ReplayInput.table(source, url: url, series: series, from: try time("from", from), to: try time("to", to),
+                                         badValues: &bad)
+        if !bad.isEmpty {
+            printError("forecastd: warning: \(name.display): " + bad.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key.replacingOccurrences(of: "_", with: " "))s" }.joined(separator: ", ") + " (kept as gaps)")
+        }
+        return (rows, name.display)
+    }
+
+    // MARK: running
+
+    private func replay(_ rows: [ReplayRow], label: String, config: EngineConfig, progressLabel: String?) throws -> ReplayRunner.Outcome {
+        let bar = quiet ? nil : ProgressBar(total: rows.count, unit: "points", label: progressLabel)
+        defer { bar?.finish() }
+        return try ReplayRunner(config: config).run(rows) { bar?.update(completed: $0) }
+    }
+
+    private func writeOutputs(rows: [ReplayRow], outcome: ReplayRunner.Outcome, config: EngineConfig, label: String,
+                              output: String?, report: String?, plot: String?) throws {
+        if let output {
+            try write(ReplayOutput.csv(rows: rows, results: outcome.results), to: output)
+        }
+        var reportJSON = outcome.report.fields
+        reportJSON["source"] = .string(label)
+        reportJSON["settings"] = config.settingsJSON
+        reportJSON["retrain_log"] = .array(outcome.retrains.map { r in
+            .object(["version": .int(r.version), "at_point": .int(r.atPoint), "windows": .int(r.windows),
+                     "epochs": .int(r.epochs), "accepted": .bool(r.accepted), "reason": r.reason.map { .string($0) } ?? .number(nil),
+                     "train_loss": .number(r.trainLoss), "holdout_loss": .number(r.holdoutLoss),
+                     "previous_holdout_loss": .number(r.currentHoldoutLoss), "seconds": .number(r.seconds)])
+        })
+        if writeTable {
+            let id = try BacktestTable.write(url: database.resolvedURL, source: label, settings: config.settingsJSON,
+                                             report: .object(outcome.report.fields), rows: rows, results: outcome.results)
+            reportJSON["run_id"] = .int(id)
+            printError("forecastd: stored as forecast.backtest_runs run_id \(id)")
+        }
+        if let report {
+            try write(JSONValue.object(reportJSON).render() + "\n", to: report)
+        }
+        if let plot {
+            try write(renderPlot(rows: rows, results: outcome.results, label: label), to: plot)
+        }
+    }
+
+    private func renderPlot(rows: [ReplayRow], results: [ReplayResult], label: String) -> String {
+        let name = plotSeries ?? rows.first(where: { $0.skipped == nil })?.series ?? ""
+        var times: [Double] = [], actual: [Double?] = [], predicted: [Double?] = [], lower: [Double?] = [],
+            upper: [Double?] = [], flags: [Bool] = []
+        for (r, res) in zip(rows, results) where r.series == name && r.time.isFinite {
+            times.append(r.time)
+            actual.append(r.value)
+            predicted.append(res.predicted)
+            lower.append(res.lower)
+            upper.append(res.upper)
+            flags.append(res.isAnomaly)
+        }
+        let title = rows.contains { $0.series != name } ? "\(label) — \(name)" : label
+        return SVGPlot(title: title, valueLabel: valueColumn).render(
+            PlotData(times: times, actual: actual, predicted: predicted, lower: lower, upper: upper, isAnomaly: flags))
+    }
+
+    private func write(_ text: String, to path: String) throws {
+        let url = URL(fileURLWithPath: path)
+        try? FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        do {
+            try Data(text.utf8).write(to: url)
+        } catch {
+            throw CLIError("cannot write \(path): \(error.localizedDescription)")
+        }
+    }
+
+    private func printSummary(_ r: ReplayReport, label: String) {
+        func f(_ v: Double?, _ digits: Int = 4) -> String { v.map { String(format: "%.\(digits)f", $0) } ?? "n/a" }
+        print("\(label): \(r.points) rows, \(r.predictedPoints) predicted  MAE \(f(r.mae))  RMSE \(f(r.rmse))  MASE \(f(r.mase))  sMAPE \(f(r.smape, 2))%  coverage \(f(r.intervalCoverage, 3))  anomalies \(r.anomalies)  \(f(r.seconds, 1)) s (train \(f(r.trainSeconds, 1)) s)")
+    }
+
+    // MARK: folders
+
+    private func replayFolder(_ dir: String, cores: Int) throws {
+        let files = try csvFiles(under: dir)
+        guard !files.isEmpty else { throw CLIError("\(dir): no .csv files found") }
+        let workers = max(1, min(jobs ?? cores, files.count))
+        let config = try engine.engineConfig(defaultThreads: max(1, cores / workers))
+        let columns = CSVColumns(time: timeColumn!, value: valueColumn!, series: seriesColumn)
+        let summary = FolderSummary(count: files.count)
+        let bar = quiet ? nil : ProgressBar(total: files.count, unit: "files")
+        let me = self
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            var i = w
+            while i < files.count {
+                let rel = files[i]
+                let path = (dir as NSString).appendingPathComponent(rel)
+                do {
+                    let (rows, issues) = try ReplayInput.csv(path: path, columns: columns)
+                    if let warning = issues.warning(path: path) { printError("forecastd: warning: \(warning)") }
+                    let outcome = try ReplayRunner(config: config).run(rows)
+                    let out = (me.outputDir! as NSString).appendingPathComponent(rel)
+                    try me.write(ReplayOutput.csv(rows: rows, results: outcome.results), to: out)
+                    summary.set(i, .success(rel, outcome.report))
+                } catch {
+                    summary.set(i, .failure(rel, "\(error)"))
+                }
+                bar?.advance()
+                i += workers
+            }
+        }
+        bar?.finish()
+        var failed = 0
+        var perFile: [String: JSONValue] = [:]
+        var total = 0.0
+        for entry in summary.entries {
+            switch entry {
+            case .success(let rel, let r):
+                printSummary(r, label: rel)
+                perFile[rel] = .object(r.fields)
+                total += r.seconds
+            case .failure(let rel, let message):
+                printError("forecastd: \(rel): \(message)")
+                failed += 1
+            case nil:
+                break
+            }
+        }
+        if let report {
+            try write(JSONValue.object(["files": .object(perFile), "settings": config.settingsJSON,
+                                        "seconds": .number(total), "failed": .int(failed)]).render() + "\n", to: report)
+        }
+        if failed > 0 { throw CLIError("\(failed) of \(files.count) files failed") }
+    }
+
+    private func csvFiles(under dir: String) throws -> [String] {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: dir, isDirectory: &isDir), isDir.boolValue else {
+            throw CLIError("\(dir): not a folder")
+        }
+        guard let e = FileManager.default.enumerator(atPath: dir) else { throw CLIError("\(dir): cannot list") }
+        var out: [String] = []
+        while let rel = e.nextObject() as? String {
+            if rel.lowercased().hasSuffix(".csv") { out.append(rel) }
+        }
+        return out.sorted()
+    }
+}
+
+/// Results of a folder replay, filled from several threads.
+private final class FolderSummary: @unchecked Sendable {
+    enum Entry { case success(String, ReplayReport), failure(String, String) }
+    private let lock = NSLock()
+    private(set) var entries: [Entry?]
+    init(count: Int) { entries = Array(repeating: nil, count: count) }
+    func set(_ i: Int, _ e: Entry) {
+        lock.lock()
+        entries[i] = e
+        lock.unlock()
+    }
+}
