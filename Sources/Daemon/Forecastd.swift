@@ -11,10 +11,12 @@ struct Forecastd: AsyncParsableCommand {
             anomaly flags back into the forecast schema, where they can be queried with SQL.
             """,
         version: ForecastdVersion.string,
-        subcommands: [Migrate.self, ReplayCommand.self, Bench.self]
+        subcommands: [RunCommand.self, CheckConfigCommand.self, Migrate.self, ReplayCommand.self, Bench.self]
     )
 }
 
 enum ForecastdVersion {
     static let string = "0.1.0"
+    /// The newest sql/NNN_*.sql this binary needs applied.
+    static let schemaVersion = 3
 }

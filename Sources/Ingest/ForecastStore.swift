@@ -22,6 +22,11 @@ public final class ForecastStore {
     public struct SeriesProgress: Sendable, Equatable {
         public var watermark: Double?
         public var observations: Int
+
+        public init(watermark: Double?, observations: Int) {
+            self.watermark = watermark
+            self.observations = observations
+        }
     }
 
     public func progress() throws -> [String: SeriesProgress] {

@@ -24,6 +24,9 @@ struct DaemonConfig: Equatable {
     var batchRows = 5000
     /// Checkpoints kept per model in forecast.models.
     var checkpointsKept = 5
+    /// Seconds between checkpoints of per-series state (also saved after every accepted retrain
+    /// and at shutdown).
+    var checkpointInterval = 300.0
     var logLevel = LogLevel.info
 
     /// The daemon's engine defaults: one model per source shared by its series, which is what
@@ -119,6 +122,10 @@ struct DaemonConfig: Equatable {
                 if let v = try r.int("keep") {
                     guard v >= 1 else { throw r.bad("keep", "must be at least 1") }
                     config.checkpointsKept = v
+                }
+                if let v = try r.double("interval") {
+                    guard v >= 1 else { throw r.bad("interval", "must be at least 1 second") }
+                    config.checkpointInterval = v
                 }
             case "logging":
                 if let v = try r.choice("level", LogLevel.self) { config.logLevel = v }

@@ -6,13 +6,18 @@ import Logging
 /// timestamp is printed instead. Secrets never reach here: callers log targets, not URLs.
 struct JournalLogHandler: LogHandler {
     var metadata: Logger.Metadata = [:]
-    var logLevel: Logger.Level
+    /// The level lives in a shared box so that SIGHUP can change it for every logger at once.
+    var logLevel: Logger.Level {
+        get { levelBox.get().loggerLevel }
+        set {}
+    }
+    let levelBox: LogLevelBox
     let label: String
     let underSystemd: Bool
 
-    init(label: String, level: Logger.Level) {
+    init(label: String, levelBox: LogLevelBox) {
         self.label = label
-        logLevel = level
+        self.levelBox = levelBox
         let env = ProcessInfo.processInfo.environment
         underSystemd = env["JOURNAL_STREAM"] != nil || env["INVOCATION_ID"] != nil
     }
@@ -62,4 +67,13 @@ extension LogLevel {
         case .error: return .error
         }
     }
+}
+
+/// The current log level, shared by all handlers.
+final class LogLevelBox: @unchecked Sendable {
+    private let lock = NSLock()
+    private var level: LogLevel
+    init(_ level: LogLevel) { self.level = level }
+    func get() -> LogLevel { lock.lock(); defer { lock.unlock() }; return level }
+    func set(_ l: LogLevel) { lock.lock(); level = l; lock.unlock() }
 }

@@ -51,3 +51,115 @@ extension AnomalyScorer {
         public var sinceFlag: Int
     }
 }
+
+/// Compact binary form of a group snapshot for forecast.models.engine_state: thousands of series
+/// with hundreds of residuals each must not turn every checkpoint into megabytes of JSON.
+/// Residual and score histories are stored as Float32 (they only feed quantiles and means).
+public enum SnapshotCodec {
+    static let magic: [UInt8] = Array("FCSTDENG".utf8)
+    static let version: UInt32 = 1
+
+    public static func encode(_ g: GroupSnapshot) -> [UInt8] {
+        var w = Writer()
+        w.bytes += magic
+        w.u32(version)
+        w.string(g.key)
+        w.i64(g.version); w.i64(g.trainings); w.i64(g.points); w.i64(g.lastTrainPoints)
+        w.blob(g.checkpoint)
+        if let r = g.lastRetrain, let json = try? JSONEncoder().encode(r) { w.blob([UInt8](json)) } else { w.blob(nil) }
+        w.i64(g.series.count)
+        for s in g.series {
+            w.string(s.key)
+            w.f64(s.scalerMean ?? .nan); w.f64(s.scalerStd ?? .nan)
+            w.floats(s.residuals); w.floats(s.anomaly.recent); w.floats(s.anomaly.history)
+            w.i64(s.anomaly.sinceFlag == Int.max ? -1 : s.anomaly.sinceFlag)
+        }
+        w.u32(CRC32.checksum(w.bytes))
+        return w.bytes
+    }
+
+    public static func decode(_ bytes: [UInt8]) throws -> GroupSnapshot {
+        func bad(_ why: String) -> ForecastError { .invalidSetting("engine state: \(why)") }
+        guard bytes.count >= magic.count + 8, Array(bytes[0..<magic.count]) == magic else { throw bad("not a forecastd engine state") }
+        let body = Array(bytes[0..<(bytes.count - 4)])
+        var r = Reader(bytes: bytes, pos: magic.count, end: bytes.count - 4)
+        guard try r.u32() == version else { throw bad("unsupported version") }
+        var crc: UInt32 = 0
+        for k in 0..<4 { crc |= UInt32(bytes[bytes.count - 4 + k]) << (8 * UInt32(k)) }
+        guard CRC32.checksum(body) == crc else { throw bad("checksum mismatch (corrupted)") }
+        let key = try r.string()
+        let v = try r.i64(), t = try r.i64(), p = try r.i64(), l = try r.i64()
+        let cp = try r.blob()
+        let retrain = try r.blob().flatMap { try? JSONDecoder().decode(RetrainRecord.self, from: Data($0)) }
+        let n = try r.i64()
+        guard n >= 0 && n < 10_000_000 else { throw bad("bad series count") }
+        var series: [SeriesSnapshot] = []
+        series.reserveCapacity(n)
+        for _ in 0..<n {
+            let k = try r.string()
+            let m = try r.f64(), sd = try r.f64()
+            let res = try r.floats(), rec = try r.floats(), hist = try r.floats()
+            let since = try r.i64()
+            series.append(SeriesSnapshot(key: k, scalerMean: m.isNaN ? nil : m, scalerStd: sd.isNaN ? nil : sd, residuals: res,
+                                         anomaly: AnomalyScorer.State(recent: rec, history: hist, sinceFlag: since < 0 ? Int.max : since)))
+        }
+        return GroupSnapshot(key: key, version: v, trainings: t, points: p, lastTrainPoints: l, checkpoint: cp,
+                             series: series, lastRetrain: retrain)
+    }
+
+    private struct Writer {
+        var bytes: [UInt8] = []
+        mutating func u32(_ x: UInt32) { withUnsafeBytes(of: x.littleEndian) { bytes += $0 } }
+        mutating func i64(_ x: Int) { withUnsafeBytes(of: Int64(x).littleEndian) { bytes += $0 } }
+        mutating func f64(_ x: Double) { withUnsafeBytes(of: x.bitPattern.littleEndian) { bytes += $0 } }
+        mutating func string(_ s: String) { blob(Array(s.utf8)) }
+        mutating func blob(_ b: [UInt8]?) {
+            guard let b else { i64(-1); return }
+            i64(b.count)
+            bytes += b
+        }
+        mutating func floats(_ xs: [Double]) {
+            i64(xs.count)
+            for x in xs { u32(Float(x).bitPattern) }
+        }
+    }
+
+    private struct Reader {
+        let bytes: [UInt8]
+        var pos: Int
+        let end: Int
+        mutating func take(_ n: Int) throws -> Int {
+            guard n >= 0, pos + n <= end else { throw ForecastError.invalidSetting("engine state: truncated") }
+            defer { pos += n }
+            return pos
+        }
+        mutating func u32() throws -> UInt32 {
+            let p = try take(4)
+            return (0..<4).reduce(0) { $0 | UInt32(bytes[p + $1]) << (8 * UInt32($1)) }
+        }
+        mutating func u64() throws -> UInt64 {
+            let p = try take(8)
+            return (0..<8).reduce(0) { $0 | UInt64(bytes[p + $1]) << (8 * UInt64($1)) }
+        }
+        mutating func i64() throws -> Int { Int(Int64(bitPattern: try u64())) }
+        mutating func f64() throws -> Double { Double(bitPattern: try u64()) }
+        mutating func blob() throws -> [UInt8]? {
+            let n = try i64()
+            if n < 0 { return nil }
+            let p = try take(n)
+            return Array(bytes[p..<(p + n)])
+        }
+        mutating func string() throws -> String {
+            guard let b = try blob() else { throw ForecastError.invalidSetting("engine state: missing name") }
+            return String(decoding: b, as: UTF8.self)
+        }
+        mutating func floats() throws -> [Double] {
+            let n = try i64()
+            guard n >= 0 else { throw ForecastError.invalidSetting("engine state: bad length") }
+            var out: [Double] = []
+            out.reserveCapacity(n)
+            for _ in 0..<n { out.append(Double(Float(bitPattern: try u32()))) }
+            return out
+        }
+    }
+}

@@ -22,6 +22,14 @@ public struct Forecast: Sendable, Equatable {
     public var lower: Double
     public var upper: Double
     public var modelVersion: Int
+
+    public init(time: Double, value: Double, lower: Double, upper: Double, modelVersion: Int) {
+        self.time = time
+        self.value = value
+        self.lower = lower
+        self.upper = upper
+        self.modelVersion = modelVersion
+    }
 }
 
 /// What the engine says about one observation.

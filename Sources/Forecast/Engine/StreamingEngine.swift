@@ -158,13 +158,16 @@ public final class StreamingEngine {
         for g in groups.indices {
             let grp = groups[g]
             guard !grp.inFlight else { continue }
+            // A shared model counts warm-up and retraining in points per series, so that a
+            // thousand series do not retrain a thousand times as often as one.
+            let scale = config.scope == .shared ? max(1, grp.series.count) : 1
             let due: Bool
             let epochs: Int
             if grp.model == nil {
-                due = grp.points >= config.warmup
+                due = grp.points >= config.warmup * scale
                 epochs = config.initialEpochs
             } else {
-                due = config.epochs > 0 && grp.points - grp.lastTrainPoints >= config.retrainEvery
+                due = config.epochs > 0 && grp.points - grp.lastTrainPoints >= config.retrainEvery * scale
                 epochs = config.epochs
             }
             guard due, let job = makeJob(group: g, epochs: epochs) else { continue }

@@ -1,0 +1,164 @@
+import ArgumentParser
+import Foundation
+import Ingest
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+struct RunCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run the daemon: stream forecasts and anomaly flags into PostgreSQL.",
+        discussion: """
+            Reads every [[source]] of the configuration, forecasts each new row's series one step \
+            ahead and writes forecast.predictions; analysts query forecast.latest, \
+            forecast.anomalies, forecast.accuracy and forecast.status. Under systemd \
+            (Type=notify) it reports READY once the database answers, the schema is current and \
+            models are loaded; SIGHUP reloads the configuration; SIGTERM stops after the \
+            transaction in flight and a checkpoint. Run `forecastd migrate --config FILE` first.
+            """
+    )
+
+    @Option(help: ArgumentHelp("The configuration file.", valueName: "file")) var config = "/etc/forecastd/forecastd.toml"
+
+    func run() async throws {
+        let notifier = SystemdNotifier()
+        let cfg: DaemonConfig
+        do {
+            cfg = try DaemonConfig.load(path: config)
+        } catch {
+            printError("forecastd: \(error)")
+            throw ExitCode(1)
+        }
+        let level = LogLevelBox(cfg.logLevel)
+        LoggingSystem.bootstrap { label in JournalLogHandler(label: label, levelBox: level) }
+        var logger = Logger(label: "forecastd")
+        logger.logLevel = .trace  // the handler's box decides
+
+        // READY only after the database answers with the schema this binary expects.
+        do {
+            try await waitForDatabase(cfg, logger: logger, notifier: notifier)
+        } catch let e as CLIError {
+            logger.critical("\(e.description)")
+            notifier.stopping(status: "failed: \(e.description)")
+            throw ExitCode(1)
+        }
+        if Task.isCancelled { return }
+
+        let settings = LiveSettings(pollInterval: cfg.pollInterval, batchRows: cfg.batchRows,
+                                    checkpointsKept: cfg.checkpointsKept, checkpointInterval: cfg.checkpointInterval)
+        let workers = cfg.sources.map {
+            SourceWorker(source: $0, engine: cfg.engine(for: $0), databaseURL: cfg.databaseURL, settings: settings, logger: logger)
+        }
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = workers.map {
+            .init(service: SourceService(worker: $0), successTerminationBehavior: .gracefullyShutdownGroup,
+                  failureTerminationBehavior: .gracefullyShutdownGroup)
+        }
+        services.append(.init(service: StatusService(workers: workers, notifier: notifier, logger: logger)))
+        services.append(.init(service: ReloadService(configPath: config, workers: workers, notifier: notifier, logger: logger,
+                                                     applyLogLevel: { level.set($0) }, current: cfg)))
+        services.append(.init(service: ReadyService(workers: workers, notifier: notifier, logger: logger, sources: cfg.sources.count)))
+        var groupConfig = ServiceGroupConfiguration(services: services, logger: logger)
+        groupConfig.gracefulShutdownSignals = [.sigterm, .sigint]
+        groupConfig.maximumGracefulShutdownDuration = .seconds(60)
+        let group = ServiceGroup(configuration: groupConfig)
+        do {
+            try await group.run()
+        } catch {
+            logger.error("stopped with an error: \(error)")
+            notifier.stopping(status: "failed: \(error)")
+            throw ExitCode(1)
+        }
+        logger.info("forecastd stopped")
+    }
+
+    /// Retries the connection with backoff until the database answers; a schema that is older
+    /// than this binary is fatal (it needs `forecastd migrate`).
+    private func waitForDatabase(_ cfg: DaemonConfig, logger: Logger, notifier: SystemdNotifier) async throws {
+        var backoff = 0.5
+        var warned = false
+        let expected = ForecastdVersion.schemaVersion
+        while !Task.isCancelled {
+            do {
+                let conn = try PostgresConnection(url: cfg.databaseURL)
+                defer { conn.close() }
+                let version = try Migrator(connection: conn).currentVersion() ?? 0
+                guard version >= expected else {
+                    throw CLIError("database schema is at version \(version), this forecastd needs \(expected): run `forecastd migrate --config \(config)`")
+                }
+                if warned { logger.notice("database reachable: \(conn.target)") }
+                return
+            } catch let e as PostgresError where e.isConnectionProblem {
+                if !warned { logger.warning("waiting for the database: \(e.message)") }
+                warned = true
+                notifier.status("waiting for the database")
+                let signals = await UnixSignalsSequence(trapping: .sigterm, .sigint)
+                let ms = Int(backoff * 1000)
+                let slept = await withTaskGroup(of: Bool.self) { g -> Bool in
+                    g.addTask { try? await Task.sleep(for: .milliseconds(ms)); return true }
+                    g.addTask { for await _ in signals { return false }; return false }
+                    let first = await g.next() ?? true
+                    g.cancelAll()
+                    return first
+                }
+                if !slept { throw CLIError("stopped while waiting for the database") }
+                backoff = min(backoff * 2, 15)
+            } catch let e as PostgresError {
+                throw CLIError("database check failed: \(e.message)")
+            }
+        }
+    }
+}
+
+/// Sends READY=1 once every source has loaded its models (or found none) from the database.
+struct ReadyService: Service {
+    let workers: [SourceWorker]
+    let notifier: SystemdNotifier
+    let logger: Logger
+    let sources: Int
+
+    func run() async throws {
+        while !workers.allSatisfy(\.initialized) {
+            if Task.isShuttingDownGracefully || Task.isCancelled { return }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        notifier.ready(status: "ready: \(sources) source(s)")
+        logger.info("ready: \(sources) source(s)")
+        // Stay a member of the group until shutdown, then say so.
+        await withGracefulShutdownHandler {
+            while !Task.isShuttingDownGracefully && !Task.isCancelled {
+                try? await Task.sleep(for: .milliseconds(200))
+            }
+        } onGracefulShutdown: {
+            notifier.stopping(status: "stopping: finishing the transaction in flight and saving checkpoints")
+            logger.info("stopping")
+        }
+    }
+}
+
+struct CheckConfigCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "check-config",
+        abstract: "Validate the configuration file and print the settings it yields.",
+        discussion: "Exit status 0 when the file is valid; otherwise one line naming the file, line and setting."
+    )
+
+    @Option(help: ArgumentHelp("The configuration file.", valueName: "file")) var config = "/etc/forecastd/forecastd.toml"
+
+    func run() throws {
+        try reportingErrors {
+            let c = try DaemonConfig.load(path: config)
+            let target = (try? ConnectionTarget(parsing: c.databaseURL)).map { "\($0)" } ?? "libpq defaults"
+            print("\(config): OK")
+            print("database: \(target)")
+            for s in c.sources {
+                print("source \(s.table.display): series \(s.seriesColumn), time \(s.timeColumn), value \(s.valueColumn), transform \((s.transform ?? c.engine.transform).rawValue)")
+            }
+            let e = c.engine
+            print("model: \(e.cell == .lstm ? "lstm" : "gru") hidden \(e.hiddenSizes), seq_length \(e.seqLength), scope \(e.scope.rawValue), normalization \(e.normalization.rawValue)")
+            print("training: warmup \(e.warmup), retrain_every \(e.retrainEvery), history \(e.history), epochs \(e.initialEpochs)/\(e.epochs), batch \(e.batchSize), lr \(e.learningRate), clip \(e.clipNorm.map { "\($0)" } ?? "off")")
+            print("interval: coverage \(e.coverage); anomaly: threshold \(e.anomaly.threshold), cooldown \(e.anomaly.cooldown)")
+            print("ingest: poll \(c.pollInterval) s, batch \(c.batchRows) rows; checkpoints: keep \(c.checkpointsKept), every \(c.checkpointInterval) s; logging: \(c.logLevel.rawValue)")
+        }
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import UnixSignals
+
+/// One source's ingest loop as a service: `run()` returns once a graceful shutdown (SIGTERM)
+/// has stopped intake, finished the transaction in flight and saved a checkpoint.
+struct SourceService: Service {
+    let worker: SourceWorker
+
+    func run() async throws {
+        let worker = self.worker
+        await withGracefulShutdownHandler {
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                let t = Thread {
+                    worker.run()
+                    done.resume()
+                }
+                t.name = "ingest \(worker.source.table.display)"
+                t.stackSize = 8 << 20
+                t.start()
+            }
+        } onGracefulShutdown: {
+            worker.requestStop()
+        }
+    }
+}
+
+/// Tells systemd how the daemon is doing: STATUS= with throughput and lag, and WATCHDOG=1 only
+/// while every source's database answers and ingest makes progress — a stuck daemon is then
+/// restarted by systemd instead of silently doing nothing.
+struct StatusService: Service {
+    let workers: [SourceWorker]
+    let notifier: SystemdNotifier
+    let logger: Logger
+
+    func run() async throws {
+        let interval = notifier.watchdogInterval.map { max(0.2, $0 / 3) } ?? 5
+        var lastCount = 0
+        var lastTime = Date()
+        let staleAfter = max((notifier.watchdogInterval ?? 30), 2 * interval)
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            try? await Task.sleep(for: .milliseconds(Int(interval * 1000)))
+            if Task.isShuttingDownGracefully || Task.isCancelled { break }
+            let snaps = workers.map(\.health.snapshot)
+            let count = snaps.reduce(0) { $0 + $1.observations }
+            let now = Date()
+            let rate = Double(count - lastCount) / max(now.timeIntervalSince(lastTime), 1e-3)
+            lastCount = count
+            lastTime = now
+            let healthy = snaps.allSatisfy { $0.databaseOK && now.timeIntervalSince($0.lastProgress) < staleAfter }
+            let lags = snaps.compactMap(\.lagSeconds)
+            let series = snaps.reduce(0) { $0 + $1.series }
+            let retrains = snaps.reduce(0) { $0 + $1.retrains }
+            var status = healthy ? "" : "DEGRADED: database unavailable or no progress; "
+            status += String(format: "%d series, %.0f obs/s, %d observations, %d retrains", series, rate, count, retrains)
+            if let lag = lags.max() { status += String(format: ", lag %.1f s", lag) }
+            notifier.status(status)
+            if healthy { notifier.watchdog() }
+        }
+    }
+}
+
+/// SIGHUP: RELOADING=1, re-read the configuration, apply what can change live, READY=1.
+struct ReloadService: Service {
+    let configPath: String
+    let workers: [SourceWorker]
+    let notifier: SystemdNotifier
+    let logger: Logger
+    let applyLogLevel: @Sendable (LogLevel) -> Void
+    let current: DaemonConfig
+
+    func run() async throws {
+        var running = current
+        for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+            notifier.reloading()
+            do {
+                let fresh = try DaemonConfig.load(path: configPath)
+                applyLogLevel(fresh.logLevel)
+                for w in workers {
+                    w.settings = LiveSettings(pollInterval: fresh.pollInterval, batchRows: fresh.batchRows,
+                                              checkpointsKept: fresh.checkpointsKept, checkpointInterval: fresh.checkpointInterval)
+                }
+                var needsRestart: [String] = []
+                if fresh.sources != running.sources { needsRestart.append("[[source]]") }
+                if fresh.engine != running.engine { needsRestart.append("model/training/interval/anomaly settings") }
+                if fresh.databaseURL != running.databaseURL { needsRestart.append("database.url") }
+                let restart = needsRestart.isEmpty ? "" : "; restart to apply changes to \(needsRestart.joined(separator: ", "))"
+                logger.notice("configuration reloaded: log level \(fresh.logLevel.rawValue), poll interval \(fresh.pollInterval) s, batch \(fresh.batchRows) rows\(restart)")
+                running = fresh
+            } catch {
+                logger.error("reload failed, keeping the running configuration: \(error)")
+            }
+            notifier.ready(status: "reloaded")
+        }
+    }
+}

@@ -1,0 +1,84 @@
+import Forecast
+import Foundation
+
+/// Runs a source's training jobs on a thread of its own, so that ingest never waits for a
+/// retrain: the ingest loop hands jobs in and picks finished outcomes up at its next cycle.
+final class TrainingWorker: @unchecked Sendable {
+    private let lock = NSCondition()
+    private var queue: [TrainingJob] = []
+    private var done: [TrainingOutcome] = []
+    private var stopped = false
+    private var busy = false
+    private var thread: Thread?
+
+    init(name: String) {
+        let t = Thread { [unowned self] in self.loop() }
+        t.name = "train \(name)"
+        t.stackSize = 8 << 20
+        thread = t
+        t.start()
+    }
+
+    func submit(_ jobs: [TrainingJob]) {
+        guard !jobs.isEmpty else { return }
+        lock.lock()
+        queue += jobs
+        lock.signal()
+        lock.unlock()
+    }
+
+    func takeFinished() -> [TrainingOutcome] {
+        lock.lock()
+        defer { lock.unlock() }
+        let out = done
+        done = []
+        return out
+    }
+
+    /// Whether an outcome is waiting (without taking it).
+    func takeFinishedPeek() -> Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return !done.isEmpty
+    }
+
+    var isIdle: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return queue.isEmpty && !busy
+    }
+
+    /// Stops after the job in progress (pending jobs are dropped: they are recreated when due).
+    func stop() {
+        lock.lock()
+        stopped = true
+        queue.removeAll()
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    /// Waits until the current job (if any) is finished, at most `timeout` seconds.
+    func waitIdle(timeout: Double) {
+        let deadline = Date().addingTimeInterval(timeout)
+        lock.lock()
+        while busy && Date() < deadline { _ = lock.wait(until: min(deadline, Date().addingTimeInterval(0.1))) }
+        lock.unlock()
+    }
+
+    private func loop() {
+        while true {
+            lock.lock()
+            while queue.isEmpty && !stopped { lock.wait() }
+            if stopped && queue.isEmpty { lock.unlock(); return }
+            let job = queue.removeFirst()
+            busy = true
+            lock.unlock()
+            let outcome = job.run()
+            lock.lock()
+            done.append(outcome)
+            busy = false
+            lock.broadcast()
+            lock.unlock()
+        }
+    }
+}
