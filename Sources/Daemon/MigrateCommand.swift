@@ -18,13 +18,18 @@ struct Migrate: ParsableCommand {
     @Option(help: ArgumentHelp("Directory holding the NNN_*.sql files (default: the installed copy).", valueName: "dir"))
     var sqlDir: String?
 
+    @Option(help: ArgumentHelp("Also install the NOTIFY trigger on every [[source]] table of this configuration (its database.url is used unless --database-url is given).", valueName: "file"))
+    var config: String?
+
     func run() throws {
         try reportingErrors {
             guard let dir = Migration.locateDirectory(explicit: sqlDir) else {
                 throw CLIError("cannot find the SQL migrations; pass --sql-dir DIR or set FORECASTD_SQL_DIR")
             }
             let migrations = try Migration.load(from: dir)
-            let connection = try PostgresConnection(url: database.resolvedURL)
+            let cfg = try config.map { try DaemonConfig.load(path: $0) }
+            let url = database.databaseURL ?? cfg?.databaseURL ?? database.resolvedURL
+            let connection = try PostgresConnection(url: url)
             let report = try Migrator(connection: connection).migrate(migrations)
             for m in report.applied { print("applied \(String(format: "%03d", m.version)) \(m.name)") }
             let version = migrations.last.map { $0.version } ?? 0
@@ -32,6 +37,11 @@ struct Migrate: ParsableCommand {
                 print("schema is up to date at version \(version) (\(connection.target))")
             } else {
                 print("schema now at version \(version) (\(connection.target))")
+            }
+            for source in cfg?.sources ?? [] {
+                let resolved = try source.sourceTable.resolve(on: connection)
+                try ForecastStore(connection: connection, source: resolved).installTrigger()
+                print("trigger installed on \(source.table.display)")
             }
         }
     }
