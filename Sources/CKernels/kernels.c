@@ -252,3 +252,106 @@ void fk_pack_panels(long N, long K, const float *W, float *Wb) {
             for (long j = 0; j < w; j++) *Wb++ = W[(n0 + j) * K + k];
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Batched LSTM inference, "batch in lanes": every activation is stored [feature][NB] so one
+// ymm register holds one feature of 8 windows. A unit's four gate pre-activations then sit in
+// four registers lane-aligned with its cell state: the recurrent product, the input projection
+// (K = In + H, both summed in one pass), the bias, the nonlinearities and the state update are
+// fused per unit, with no intermediate [B][4H] buffer. Nothing here is used by training.
+
+void fk_lstm_lanes_pack(long H, long In, const float *Wih, const float *Whh, const float *bih,
+                        const float *bhh, float *Wp, float *bp) {
+    const long K = In + H;
+    for (long j = 0; j < H; j++) {
+        for (long k = 0; k < K; k++)
+            for (long g = 0; g < 4; g++) {
+                long row = g * H + j;
+                Wp[(j * K + k) * 4 + g] = k < In ? Wih[row * In + k] : Whh[row * H + (k - In)];
+            }
+        for (long g = 0; g < 4; g++) bp[j * 4 + g] = bih[g * H + j] + bhh[g * H + j];
+    }
+}
+
+// NV (1..3) vectors of 8 lanes starting at lane b0. Fully unrolled over NV and the gates, so
+// the 4 x NV accumulators stay in registers (12 + 3 inputs + 1 broadcast = 16 ymm at NV = 3).
+// rows[k] is input row k (x rows, then h_prev rows): one loop, K = In (+ H).
+static inline __attribute__((always_inline)) void lstm_lanes_tile(
+    const int NV, long K, long H, const float *Wp, const float *bp, const float *const *rows,
+    int first, float *c, float *ho, long ld, long b0) {
+    const long stride = (first ? K + H : K) * 4;  // packed unit = In + H rows; first step reads In
+    for (long j = 0; j < H; j++) {
+        const float *w = Wp + j * stride;
+        __m256 a0[3], a1[3], a2[3], a3[3];
+        {
+            __m256 b0v = _mm256_broadcast_ss(bp + 4 * j), b1v = _mm256_broadcast_ss(bp + 4 * j + 1);
+            __m256 b2v = _mm256_broadcast_ss(bp + 4 * j + 2), b3v = _mm256_broadcast_ss(bp + 4 * j + 3);
+            for (int v = 0; v < NV; v++) { a0[v] = b0v; a1[v] = b1v; a2[v] = b2v; a3[v] = b3v; }
+        }
+        for (long k = 0; k < K; k++, w += 4) {
+            const float *r = rows[k] + b0;
+            __m256 xv[3];
+            for (int v = 0; v < NV; v++) xv[v] = _mm256_loadu_ps(r + 8 * v);
+            __m256 wb = _mm256_broadcast_ss(w);
+            for (int v = 0; v < NV; v++) a0[v] = _mm256_fmadd_ps(wb, xv[v], a0[v]);
+            wb = _mm256_broadcast_ss(w + 1);
+            for (int v = 0; v < NV; v++) a1[v] = _mm256_fmadd_ps(wb, xv[v], a1[v]);
+            wb = _mm256_broadcast_ss(w + 2);
+            for (int v = 0; v < NV; v++) a2[v] = _mm256_fmadd_ps(wb, xv[v], a2[v]);
+            wb = _mm256_broadcast_ss(w + 3);
+            for (int v = 0; v < NV; v++) a3[v] = _mm256_fmadd_ps(wb, xv[v], a3[v]);
+        }
+        float *cr = c + j * ld + b0, *hr = ho + j * ld + b0;
+        for (int v = 0; v < NV; v++) {
+            __m256 i = sigmoid8(a0[v]);
+            __m256 f = sigmoid8(a1[v]);
+            __m256 g = tanh8(a2[v]);
+            __m256 o = sigmoid8(a3[v]);
+            __m256 cv = _mm256_mul_ps(i, g);
+            if (!first) cv = _mm256_fmadd_ps(f, _mm256_loadu_ps(cr + 8 * v), cv);
+            _mm256_storeu_ps(cr + 8 * v, cv);
+            _mm256_storeu_ps(hr + 8 * v, _mm256_mul_ps(o, tanh8(cv)));
+        }
+    }
+}
+
+static void lstm_lanes_run(int first, long K, long H, long NB, const float *Wp, const float *bp,
+                           const float *const *rows, float *c, float *h_out, long ld) {
+    long b0 = 0;
+    for (; b0 + 24 <= NB; b0 += 24) lstm_lanes_tile(3, K, H, Wp, bp, rows, first, c, h_out, ld, b0);
+    if (NB - b0 == 16) lstm_lanes_tile(2, K, H, Wp, bp, rows, first, c, h_out, ld, b0);
+    else if (NB - b0 == 8) lstm_lanes_tile(1, K, H, Wp, bp, rows, first, c, h_out, ld, b0);
+}
+
+void fk_lstm_lanes_step(long In, long H, long NB, const float *Wp, const float *bp,
+                        const float *x, long ldx, const float *h_prev, float *c, float *h_out,
+                        long ld) {
+    const float *rows[In + H];  // VLA: In + H input row pointers
+    for (long k = 0; k < In; k++) rows[k] = x + k * ldx;
+    if (h_prev) {
+        for (long k = 0; k < H; k++) rows[In + k] = h_prev + k * ld;
+        lstm_lanes_run(0, In + H, H, NB, Wp, bp, rows, c, h_out, ld);
+    } else {
+        lstm_lanes_run(1, In, H, NB, Wp, bp, rows, c, h_out, ld);
+    }
+}
+
+void fk_lanes_from_windows(long rows, long T, long In, const float *x, long NB, float *xT) {
+    for (long t = 0; t < T; t++)
+        for (long i = 0; i < In; i++) {
+            float *d = xT + (t * In + i) * NB;
+            for (long b = 0; b < rows; b++) d[b] = x[(b * T + t) * In + i];
+            for (long b = rows; b < NB; b++) d[b] = 0.0f;
+        }
+}
+
+void fk_lanes_head(long H, long NB, long rows, const float *h, const float *w, float bias,
+                   float *out) {
+    for (long b = 0; b < rows; b++) {
+        float s = bias;
+        for (long j = 0; j < H; j++) s += h[j * NB + b] * w[j];
+        out[b] = s;
+    }
+}
+
+long fk_fetch_add(long *p, long v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }

@@ -21,6 +21,16 @@ public final class Predictor: @unchecked Sendable {
 
     private var workspaces: [Workspace] = []
 
+    // Batched LSTM path (batch > 1): batch-in-lanes kernels (fk_lstm_lanes_*). Chunks of up to
+    // `laneChunk` windows run the whole recursion (all steps, all layers) with their h/c state
+    // in L1; workers take chunks from a shared counter, so a worker slowed by other load on the
+    // machine simply takes fewer chunks. No activations are kept: only h (ping-pong) and c.
+    private let laneChunk = 24
+    private let lanesW = FloatBuffer(), lanesB = FloatBuffer(), lanesFC = FloatBuffer()
+    private var lanesWOffset: [Int] = [], lanesBOffset: [Int] = []
+    private var laneWorkers: [LaneWorker] = []
+    private let nextChunk = UnsafeMutablePointer<Int>.allocate(capacity: 1)
+
     public init(model: Model, threads: Int = 1) {
         config = model.config
         layout = model.layout
@@ -36,9 +46,29 @@ public final class Predictor: @unchecked Sendable {
                 whhT.append(t)
                 biasSum.append((0..<G).map { parameters[l.biasIH + $0] + parameters[l.biasHH + $0] })
             }
+            var wTotal = 0, bTotal = 0
+            for l in layout.layers {
+                lanesWOffset.append(wTotal); lanesBOffset.append(bTotal)
+                wTotal += l.gateWidth * (l.inputSize + l.hiddenSize); bTotal += l.gateWidth
+            }
+            lanesW.reserve(wTotal); lanesB.reserve(bTotal)
+            let HL = layout.layers.last!.hiddenSize
+            lanesFC.reserve(HL)
+            for j in 0..<HL { lanesFC.pointer[j] = parameters[layout.fcWeight + j] }
+            parameters.withUnsafeBufferPointer { pp in
+                let P = pp.baseAddress!
+                for (k, l) in layout.layers.enumerated() {
+                    fk_lstm_lanes_pack(l.hiddenSize, l.inputSize, P + l.weightIH, P + l.weightHH,
+                                       P + l.biasIH, P + l.biasHH, lanesW.pointer + lanesWOffset[k],
+                                       lanesB.pointer + lanesBOffset[k])
+                }
+            }
         }
         if self.threads > 1 { useSingleThreadedBLAS() }
+        nextChunk.initialize(to: 0)
     }
+
+    deinit { nextChunk.deallocate() }
 
     public func predict(_ windows: [Float], batch: Int, seqLength: Int) -> [Float] {
         var out = [Float](repeating: 0, count: batch)
@@ -56,6 +86,10 @@ public final class Predictor: @unchecked Sendable {
         guard batch > 0, seqLength > 0 else { return }
         if batch == 1 && config.cell == .lstm {
             out[0] = predictOneLSTM(windows.baseAddress!, seqLength: seqLength)
+            return
+        }
+        if config.cell == .lstm {
+            predictLanes(windows.baseAddress!, batch: batch, seqLength: seqLength, into: out.baseAddress!)
             return
         }
         let nChunks = (batch + chunk - 1) / chunk
@@ -116,5 +150,70 @@ public final class Predictor: @unchecked Sendable {
             for j in 0..<H { s += hl[j] * P[layout.fcWeight + j] }
             return s
         }
+    }
+
+    // MARK: batched LSTM
+
+    private func predictLanes(_ x: UnsafePointer<Float>, batch: Int, seqLength T: Int,
+                              into out: UnsafeMutablePointer<Float>) {
+        let nChunks = (batch + laneChunk - 1) / laneChunk
+        let nWorkers = min(threads, nChunks)
+        let maxH = layout.layers.map(\.hiddenSize).max()!
+        while laneWorkers.count < nWorkers { laneWorkers.append(LaneWorker(layers: layout.layers.count, stateSize: maxH * laneChunk)) }
+        for w in 0..<nWorkers { laneWorkers[w].x.reserve(T * config.inputSize * laneChunk) }
+        nextChunk.pointee = 0
+        let xs = UncheckedPointer(x), os = UncheckedMutablePointer(out)
+        if nWorkers == 1 {
+            runLaneChunks(worker: 0, x: xs, batch: batch, seqLength: T, nChunks: nChunks, out: os)
+        } else {
+            DispatchQueue.concurrentPerform(iterations: nWorkers) { w in
+                self.runLaneChunks(worker: w, x: xs, batch: batch, seqLength: T, nChunks: nChunks, out: os)
+            }
+        }
+    }
+
+    private func runLaneChunks(worker: Int, x: UncheckedPointer, batch: Int, seqLength T: Int,
+                               nChunks: Int, out: UncheckedMutablePointer) {
+        let wk = laneWorkers[worker]
+        let inSize = config.inputSize
+        let stride = wk.stateSize
+        let W = lanesW.pointer, Bs = lanesB.pointer
+        let h = wk.h.pointer, c = wk.c.pointer, xT = wk.x.pointer
+        let L = layout.layers.count
+        let fcW = lanesFC.pointer
+        let fcB = parameters[layout.fcBias]
+        while true {
+            let chunk = fk_fetch_add(nextChunk, 1)
+            if chunk >= nChunks { break }
+            let r0 = chunk * laneChunk, rows = min(laneChunk, batch - r0)
+            let NB = (rows + 7) & ~7
+            fk_lanes_from_windows(rows, T, inSize, x.p + r0 * T * inSize, NB, xT)
+            for t in 0..<T {
+                var input = UnsafePointer(xT + t * inSize * NB)
+                for k in 0..<L {
+                    let l = layout.layers[k]
+                    let cur = h + (2 * k + (t & 1)) * stride
+                    let prev: UnsafePointer<Float>? = t > 0 ? UnsafePointer(h + (2 * k + 1 - (t & 1)) * stride) : nil
+                    fk_lstm_lanes_step(l.inputSize, l.hiddenSize, NB, W + lanesWOffset[k], Bs + lanesBOffset[k],
+                                       input, NB, prev, c + k * stride, cur, NB)
+                    input = UnsafePointer(cur)
+                }
+            }
+            let top = h + (2 * (L - 1) + ((T - 1) & 1)) * stride
+            fk_lanes_head(layout.layers[L - 1].hiddenSize, NB, rows, top, fcW, fcB, out.p + r0)
+        }
+    }
+}
+
+/// One worker's state for the batched LSTM path: h ping-pong [layer][2][H][NB], c [layer][H][NB],
+/// this chunk's inputs [T][in][NB].
+private final class LaneWorker {
+    let stateSize: Int
+    let h: FloatBuffer, c: FloatBuffer
+    let x = FloatBuffer()
+    init(layers: Int, stateSize: Int) {
+        self.stateSize = stateSize
+        h = FloatBuffer(2 * layers * stateSize)
+        c = FloatBuffer(layers * stateSize)
     }
 }

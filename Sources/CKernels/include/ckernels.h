@@ -52,6 +52,25 @@ void fk_fill_rows(float *dst, long rows, long n, const float *row);
 // 1 if every element is finite, else 0.
 int fk_all_finite(const float *x, long n);
 
+// Batched LSTM inference with the batch in the lanes: activations are [feature][NB], NB a
+// multiple of 8 (lanes of a window past the real rows are padding, computed and ignored).
+// fk_lstm_lanes_pack packs one layer: Wp [H][In + H][4] (unit j, input k: W_ih columns then
+// W_hh columns, gates i, f, g, o), bp [H][4] = b_ih + b_hh.
+void fk_lstm_lanes_pack(long H, long In, const float *Wih, const float *Whh, const float *bih,
+                        const float *bhh, float *Wp, float *bp);
+// One step of one layer for NB lanes: x [In][ldx] (this step's input), h_prev [H][ld] or NULL
+// (zero state: first step), c [H][ld] in/out (not read when h_prev is NULL), h_out [H][ld].
+void fk_lstm_lanes_step(long In, long H, long NB, const float *Wp, const float *bp,
+                        const float *x, long ldx, const float *h_prev, float *c, float *h_out,
+                        long ld);
+// x [rows][T][In] batch-first -> xT [T][In][NB], lanes rows..NB-1 zeroed.
+void fk_lanes_from_windows(long rows, long T, long In, const float *x, long NB, float *xT);
+// out[b] = bias + sum_j h[j][b] * w[j] for b < rows (h is [H][NB]).
+void fk_lanes_head(long H, long NB, long rows, const float *h, const float *w, float bias,
+                   float *out);
+// Relaxed atomic fetch-and-add (work sharing between inference workers).
+long fk_fetch_add(long *p, long v);
+
 #ifdef __cplusplus
 }
 #endif

@@ -174,6 +174,7 @@ final class SourceWorker: @unchecked Sendable {
                 modelVersion: p.modelVersion ?? 0))
         }
         self.engine = engine
+        try publishMissingForecasts()
         initialized = true
         let versions = snapshots.map { "\($0.key.isEmpty ? "shared" : $0.key) v\($0.version)" }
         logger.info("loaded \(snapshots.count) model(s) \(versions.prefix(5).joined(separator: ", ")), \(history.count) history rows, \(progress.count) series")
@@ -297,12 +298,32 @@ final class SourceWorker: @unchecked Sendable {
                 accepted = true
                 logger.info("model v\(r.version) installed: \(r.windows) windows, \(r.epochs) epochs, train loss \(fmt(r.trainLoss)), holdout \(fmt(r.holdoutLoss)) vs previous \(fmt(r.currentHoldoutLoss)), \(String(format: "%.1f", r.seconds)) s")
             } else {
-                logger.notice("retrain v\(r.version) rejected (\(r.reason ?? "?")): keeping the current model")
+                logger.notice("retrain rejected (\(r.reason ?? "?")): keeping model v\(r.version - 1)")
             }
         }
         // Saved before any prediction of the new version is published, so a crash never leaves
         // predictions from a model that cannot be reloaded.
         if accepted { try checkpoint() }
+        try publishMissingForecasts()
+    }
+
+    /// Series with enough history but no published forecast (a first model, a restart) get one
+    /// now rather than when their next value arrives.
+    private func publishMissingForecasts() throws {
+        guard let engine else { return }
+        let made = engine.forecastMissing()
+        guard !made.isEmpty else { return }
+        var cycle = ForecastStore.Cycle()
+        cycle.pending = made.map { m in
+            ForecastStore.PredictionRow(series: m.series, time: m.forecast.time, predicted: m.forecast.value,
+                                        lower: m.forecast.lower, upper: m.forecast.upper, modelVersion: m.forecast.modelVersion)
+        }
+        do {
+            try commit(cycle)
+        } catch {
+            unsaved = cycle
+            throw error
+        }
     }
 
     private func checkpointIfDue() throws {

@@ -392,6 +392,15 @@ public final class StreamingEngine {
         pendingInternals[s] = PendingInternals(uHat: uHat, std: scaler.std, previousRaw: previous)
     }
 
+    /// Forecasts for every series that could have one but has none pending — after a model is
+    /// installed for the first time, or after a restart — so users see a forecast without
+    /// waiting for the next value to arrive.
+    public func forecastMissing() -> [(series: String, forecast: Forecast)] {
+        let missing = series.indices.filter { series[$0].pending == nil && groups[series[$0].groupIndex].model != nil }
+        let made = forecast(missing)
+        return missing.compactMap { s in made[s].map { (series[s].key, $0) } }
+    }
+
     /// The forecast currently waiting for its actual, per series.
     public func pendingForecast(series seriesKey: String) -> Forecast? {
         seriesIndex[seriesKey].flatMap { series[$0].pending }

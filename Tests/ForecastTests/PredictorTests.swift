@@ -1,0 +1,69 @@
+import XCTest
+
+@testable import Forecast
+
+/// The inference paths of `Predictor` (batch-1 kernel, batched batch-in-lanes kernels, GRU via
+/// the training workspace) against the training forward (`Workspace.forward`, which the golden
+/// tests tie to PyTorch), for batch sizes around the chunk and vector boundaries.
+final class PredictorTests: XCTestCase {
+    private let batches = [1, 2, 3, 31, 64, 65, 1024]
+
+    private func reference(_ model: Model, _ x: [Float], batch: Int, seqLength: Int) -> [Float] {
+        let ws = Workspace(config: model.config, layout: model.layout)
+        return model.parameters.withUnsafeBufferPointer { p in
+            x.withUnsafeBufferPointer { xp in
+                ws.forward(p.baseAddress!, x: xp.baseAddress!, batch: batch, seqLength: seqLength, dropoutRNG: nil)
+                return Array(UnsafeBufferPointer(start: ws.pred.pointer, count: batch))
+            }
+        }
+    }
+
+    private func windows(_ count: Int, seed: UInt64) -> [Float] {
+        var rng = SeededGenerator(seed: seed)
+        return (0..<count).map { _ in Float(rng.nextGaussian()) }
+    }
+
+    private func check(_ config: ModelConfig, seqLength T: Int = 20, seed: UInt64 = 7,
+                       file: StaticString = #filePath, line: UInt = #line) throws {
+        let model = try Model(config: config, seed: seed)
+        let maxB = batches.max()!
+        let x = windows(maxB * T * config.inputSize, seed: seed + 1)
+        for threads in [1, 2] {
+            let predictor = Predictor(model: model, threads: threads)
+            for b in batches {
+                let xs = Array(x[0..<(b * T * config.inputSize)])
+                let expected = reference(model, xs, batch: b, seqLength: T).map(Double.init)
+                let what = "\(config.cell) \(config.hiddenSizes) in \(config.inputSize), batch \(b), \(threads) threads"
+                // Twice on one instance: reused buffers must not leak state between calls.
+                for call in 0..<2 {
+                    let got = predictor.predict(xs, batch: b, seqLength: T)
+                    assertClose(got, expected, rel: 1e-5, "\(what), call \(call)", file: file, line: line)
+                }
+            }
+        }
+        // Model.predict (cached predictor) agrees as well.
+        let xs = Array(x[0..<(65 * T * config.inputSize)])
+        assertClose(model.predict(xs, batch: 65, seqLength: T),
+                    reference(model, xs, batch: 65, seqLength: T).map(Double.init), rel: 1e-5,
+                    "Model.predict \(config.cell) \(config.hiddenSizes)", file: file, line: line)
+    }
+
+    func testLSTM64x64() throws { try check(ModelConfig(cell: .lstm, inputSize: 1, hiddenSizes: [64, 64]), seqLength: 50) }
+    func testLSTMTapering() throws { try check(ModelConfig(cell: .lstm, inputSize: 1, hiddenSizes: [16, 8, 4])) }
+    func testLSTMInputSize2() throws { try check(ModelConfig(cell: .lstm, inputSize: 2, hiddenSizes: [32, 12])) }
+    func testLSTMOddHidden() throws { try check(ModelConfig(cell: .lstm, inputSize: 3, hiddenSizes: [13])) }
+    func testGRU() throws { try check(ModelConfig(cell: .gru, inputSize: 2, hiddenSizes: [16, 8])) }
+
+    func testSeqLength1() throws {
+        try check(ModelConfig(cell: .lstm, inputSize: 2, hiddenSizes: [8, 8]), seqLength: 1)
+    }
+
+    /// Results do not depend on how many threads split the batch or where chunks end.
+    func testThreadCountDoesNotChangeResults() throws {
+        let model = try Model(config: ModelConfig(hiddenSizes: [64, 64]), seed: 3)
+        let x = windows(1024 * 30, seed: 4)
+        let one = Predictor(model: model, threads: 1).predict(x, batch: 1024, seqLength: 30)
+        let two = Predictor(model: model, threads: 2).predict(x, batch: 1024, seqLength: 30)
+        XCTAssertEqual(one, two)
+    }
+}
