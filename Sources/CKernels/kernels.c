@@ -4,6 +4,7 @@
 #include "ckernels.h"
 #include <immintrin.h>
 #include <math.h>
+#include <stdlib.h>
 
 static inline __m256i tail_mask(long rem) {
     // lanes [0, rem) enabled; rem in 1..7
@@ -326,7 +327,11 @@ static void lstm_lanes_run(int first, long K, long H, long NB, const float *Wp, 
 void fk_lstm_lanes_step(long In, long H, long NB, const float *Wp, const float *bp,
                         const float *x, long ldx, const float *h_prev, float *c, float *h_out,
                         long ld) {
-    const float *rows[In + H];  // VLA: In + H input row pointers
+    // In + H input row pointers: on the stack (8 KB, fine on dispatch worker threads) unless
+    // the layer is wider than any realistic model; then one heap block for this step.
+    const float *stackRows[1024];
+    const float **rows = In + H <= 1024 ? stackRows : malloc((size_t)(In + H) * sizeof *rows);
+    if (!rows) abort();
     for (long k = 0; k < In; k++) rows[k] = x + k * ldx;
     if (h_prev) {
         for (long k = 0; k < H; k++) rows[In + k] = h_prev + k * ld;
@@ -334,6 +339,7 @@ void fk_lstm_lanes_step(long In, long H, long NB, const float *Wp, const float *
     } else {
         lstm_lanes_run(1, In, H, NB, Wp, bp, rows, c, h_out, ld);
     }
+    if (rows != stackRows) free(rows);
 }
 
 void fk_lanes_from_windows(long rows, long T, long In, const float *x, long NB, float *xT) {

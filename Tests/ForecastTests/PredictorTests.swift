@@ -58,6 +58,16 @@ final class PredictorTests: XCTestCase {
         try check(ModelConfig(cell: .lstm, inputSize: 2, hiddenSizes: [8, 8]), seqLength: 1)
     }
 
+    /// A layer with In + H > 1024 (the batched kernel's row table moves to the heap).
+    func testWideLayer() throws {
+        let model = try Model(config: ModelConfig(cell: .lstm, inputSize: 1, hiddenSizes: [520, 510]), seed: 5)
+        let x = windows(9 * 3, seed: 6)
+        for threads in [1, 2] {
+            assertClose(Predictor(model: model, threads: threads).predict(x, batch: 9, seqLength: 3),
+                        reference(model, x, batch: 9, seqLength: 3).map(Double.init), rel: 1e-5, "wide, \(threads) threads")
+        }
+    }
+
     /// Results do not depend on how many threads split the batch or where chunks end.
     func testThreadCountDoesNotChangeResults() throws {
         let model = try Model(config: ModelConfig(hiddenSizes: [64, 64]), seed: 3)

@@ -49,3 +49,20 @@ public enum ForecastdProcess {
                       stderr: (try? String(contentsOf: errURL, encoding: .utf8)) ?? "")
     }
 }
+
+/// Runs a helper command (like scripts/pg-tmp) to completion with posix_spawn/waitpid.
+/// Foundation's Process can miss the exit of a child whose own child (a server) lives on.
+public func runCommand(_ args: [String]) -> Int32 {
+    var pid: pid_t = 0
+    var actions = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    defer { posix_spawn_file_actions_destroy(&actions) }
+    posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0)
+    let argv = args.map { strdup($0) } + [nil]
+    defer { argv.forEach { free($0) } }
+    let rc = posix_spawnp(&pid, args[0], &actions, nil, argv, environ)
+    guard rc == 0 else { return -1 }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
+    return (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
+}

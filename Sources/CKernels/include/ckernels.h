@@ -60,6 +60,7 @@ void fk_lstm_lanes_pack(long H, long In, const float *Wih, const float *Whh, con
                         const float *bhh, float *Wp, float *bp);
 // One step of one layer for NB lanes: x [In][ldx] (this step's input), h_prev [H][ld] or NULL
 // (zero state: first step), c [H][ld] in/out (not read when h_prev is NULL), h_out [H][ld].
+// (Allocates only for In + H > 1024.)
 void fk_lstm_lanes_step(long In, long H, long NB, const float *Wp, const float *bp,
                         const float *x, long ldx, const float *h_prev, float *c, float *h_out,
                         long ld);

@@ -13,6 +13,19 @@ public struct AnomalyConfig: Sendable, Equatable {
     public var threshold = 0.5
     /// After a flag, no new flag for this many points: one incident pages once.
     public var cooldown = 100
+    /// Residual size, in robust standard deviations, that maps to a raw score of about 0.68:
+    /// raw = erf(|z| / (rawScale·√2)). Bounding the raw score keeps one huge residual from
+    /// dominating the short-window mean (and so the score) for `shortWindow` points.
+    public var rawScale = 3.0
+    /// Floor on the spread of the long-run raw scores (HTM uses a variance floor of 0.0003).
+    public var minSpread = 0.0173
+    /// A value outside the range of the values seen so far by more than this share of the
+    /// range scores 1 (HTM's "spatial anomaly"); 0 turns it off. Scale-free by construction.
+    public var rangeTolerance = 0.05
+    /// The range check counts only when the model did not expect the value either: its
+    /// residual is at least this many robust standard deviations. A trend the model follows
+    /// out of the old range, or a new extreme of plain noise, is not an anomaly.
+    public var rangeMinResidual = 4.0
 
     public init() {}
 
@@ -23,14 +36,30 @@ public struct AnomalyConfig: Sendable, Equatable {
         if minHistory < 2 { throw bad("min_history", "must be at least 2 (got \(minHistory))") }
         if !(threshold > 0 && threshold <= 1) { throw bad("threshold", "must be in (0, 1] (got \(threshold))") }
         if cooldown < 0 { throw bad("cooldown", "must not be negative (got \(cooldown))") }
+        if !(rawScale > 0 && rawScale.isFinite) { throw bad("raw_scale", "must be positive (got \(rawScale))") }
+        if !(minSpread > 0 && minSpread < 1) { throw bad("min_spread", "must be in (0, 1) (got \(minSpread))") }
+        if !(rangeTolerance >= 0 && rangeTolerance.isFinite) { throw bad("range_tolerance", "must not be negative (got \(rangeTolerance))") }
+        if !(rangeMinResidual >= 0 && rangeMinResidual.isFinite) { throw bad("range_min_residual", "must not be negative (got \(rangeMinResidual))") }
     }
 }
 
-/// Anomaly likelihood of a stream of prediction residuals, after HTM's: the raw score is the
-/// residual's size relative to the series' recent residual scale; the likelihood is how unusual
-/// the mean raw score of the last few points is against the long-run distribution of raw
-/// scores. Measuring residuals in units of their own recent spread makes it robust to changes
-/// of scale; averaging a few points keeps single noisy points from paging.
+/// Anomaly likelihood of a stream of prediction residuals, after HTM's (NAB's "numenta"
+/// detector):
+/// - raw score: the residual's size in robust standard deviations of recent residuals, mapped
+///   into [0, 1) by erf(|z| / (rawScale·√2)), so the raw score does not depend on the series'
+///   scale and a single huge residual counts as "fully surprising", not as a thousand points;
+/// - likelihood: how unusual the mean raw score of the last `shortWindow` points is against
+///   the mean and spread of the last `longWindow` raw scores (Gaussian tail, spread floored);
+///   score = −log10(tail) / 10, i.e. HTM's log-likelihood;
+/// - HTM's filter: a red score (≥ threshold) right after a red score is lowered to the
+///   "yellow" level (tail 1e-3, score 0.3), so a sustained incident scores high once;
+/// - HTM's spatial check: a value outside the range of the values seen so far (widened by
+///   `rangeTolerance` of the range on each side) scores 1, if its residual is also at least
+///   `rangeMinResidual` robust standard deviations;
+/// - flags: score ≥ threshold and more than `cooldown` points since the last flag. Flagged
+///   points (and the `shortWindow` points after a flag) stay out of the long-run history, and
+///   flagged values stay out of the value range, so an incident does not teach the detector
+///   that incidents are normal.
 public struct AnomalyScorer: Sendable {
     let config: AnomalyConfig
     private var recent: [Double] = []      // last shortWindow raw scores (ring)
@@ -41,34 +70,63 @@ public struct AnomalyScorer: Sendable {
     private var historySum = 0.0
     private var historySumSq = 0.0
     private var sinceFlag = Int.max
+    // Not in the snapshot `State` (EngineSnapshot.swift): after a restore the value range is
+    // learned again (the range check re-arms after `minHistory` values) and the red filter
+    // starts from "not red".
+    private var previousRed = false
+    private var valueMin = Double.infinity
+    private var valueMax = -Double.infinity
+    private var valueCount = 0
+
+    static let yellowScore = 0.3   // −log10(1e-3) / 10
 
     init(config: AnomalyConfig) { self.config = config }
 
-    /// Scores one residual; `scale` is a robust spread of recent residuals (> 0).
+    /// Scores one residual; `scale` is a robust spread of recent residuals (> 0) and `value`
+    /// the observed value (for the range check; pass nil to skip it).
     /// Returns the score in [0, 1] and whether this point is flagged.
-    mutating func score(residual: Double, scale: Double) -> (score: Double, flagged: Bool) {
-        let raw = min(abs(residual) / max(scale, 1e-12), 1e6)
-        guard raw.isFinite else { return (0, false) }
+    mutating func score(residual: Double, scale: Double, value: Double? = nil) -> (score: Double, flagged: Bool) {
+        let z = min(abs(residual) / max(scale, 1e-12), 1e6)
+        guard z.isFinite else { return (0, false) }
+        let raw = erf(z / (config.rawScale * 2.0.squareRoot()))
         pushRecent(raw)
         if sinceFlag < Int.max { sinceFlag += 1 }
         var score = 0.0
+        var red = false
         if history.count >= config.minHistory {
             let n = Double(history.count)
             let mean = historySum / n
             let variance = max(historySumSq / n - mean * mean, 0)
             // A floor on the spread: a flat, perfectly predicted stretch must not turn the first
             // ordinary wiggle into a one-in-a-billion event.
-            let std = max(variance.squareRoot(), 0.05 * mean, 1e-6)
+            let std = max(variance.squareRoot(), 0.05 * mean, config.minSpread)
             let shortMean = recentSum / Double(recent.count)
-            let z = (shortMean - mean) / std
-            let tail = 0.5 * erfc(z / 2.0.squareRoot())   // P(Z > z)
+            let zMean = (shortMean - mean) / std
+            let tail = 0.5 * erfc(zMean / 2.0.squareRoot())   // P(Z > zMean)
             score = min(1, max(0, -log10(max(tail, 1e-10)) / 10))
+            red = score >= config.threshold
+            if red && previousRed { score = min(score, Self.yellowScore) }
+        }
+        previousRed = red
+        if let v = value, v.isFinite, config.rangeTolerance > 0 {
+            if valueCount >= config.minHistory && z >= config.rangeMinResidual {
+                let tol = config.rangeTolerance * (valueMax - valueMin)
+                if valueMax > valueMin && (v > valueMax + tol || v < valueMin - tol) {
+                    score = 1
+                    previousRed = true
+                }
+            }
         }
         let flagged = score >= config.threshold && sinceFlag > config.cooldown
         if flagged { sinceFlag = 0 }
         // Flagged points stay out of the long-run history, so an incident does not teach the
         // detector that incidents are normal.
         if !flagged && sinceFlag > config.shortWindow { pushHistory(raw) }
+        if !flagged, let v = value, v.isFinite {
+            valueMin = min(valueMin, v)
+            valueMax = max(valueMax, v)
+            valueCount += 1
+        }
         return (score, flagged)
     }
 

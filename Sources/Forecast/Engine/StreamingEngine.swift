@@ -128,14 +128,9 @@ public final class StreamingEngine {
             out.forecast = f
             if let uActual = config.transform.forward(value, previous: p.previousRaw) {
                 let r = (uActual - p.uHat) / p.std
-                if let dir = ProcessInfo.processInfo.environment["ANOM_DUMP"] { // TEMPDEBUG
-                    let line = "\(o.time),\(value),\(r)\n" // TEMPDEBUG
-                    let path = dir + "/" + o.series + ".txt" // TEMPDEBUG
-                    if let h = FileHandle(forWritingAtPath: path) { h.seekToEndOfFile(); h.write(line.data(using: .utf8)!); try? h.close() } else { FileManager.default.createFile(atPath: path, contents: line.data(using: .utf8)) } // TEMPDEBUG
-                } // TEMPDEBUG
                 let center = st.residuals.quantile(0.5) ?? 0
                 let scale = robustScale(st.residuals)
-                let (score, isAnomaly) = st.anomaly.score(residual: r - center, scale: scale)
+                let (score, isAnomaly) = st.anomaly.score(residual: r - center, scale: scale, value: value)
                 out.anomalyScore = score
                 out.isAnomaly = isAnomaly
                 flagged = isAnomaly
