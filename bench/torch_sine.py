@@ -13,7 +13,7 @@ Recipe (identical in both):
   metric  test MSE in z units
 Runs several seeds (init + shuffle differ per seed) and prints each MSE and the median.
 
-Usage: /work/.venv-torch/bin/python bench/torch_sine.py [--epochs 20] [--seeds 5] [--threads 1]
+Usage: ../.venv-torch/bin/python bench/torch_sine.py [--epochs 20] [--seeds 5] [--threads 1]
 """
 import argparse
 import os

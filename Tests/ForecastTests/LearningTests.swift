@@ -11,7 +11,7 @@ import Forecast
 /// Adam 1e-3, MSE, clip 1.0, batch 32, shuffled epochs with the last partial batch kept.
 ///
 /// Reference, measured on this machine:
-///   /work/.venv-torch/bin/python bench/torch_sine.py --epochs 40 --seeds 7
+///   ../.venv-torch/bin/python bench/torch_sine.py --epochs 40 --seeds 7
 ///   -> test MSE per seed 0.02457 0.02354 0.02231 0.02309 0.02447 0.02311 0.02282,
 ///      median 0.02311 (persistence baseline 0.05544, noise floor ≈ 0.0196).
 /// Single runs differ by ±5 % from seed to seed in both frameworks (init and shuffle draws
