@@ -16,7 +16,7 @@ final class DaemonProcessTests: XCTestCase {
             let t0 = Date()
             try h.insert(DaemonHarness.rows(sensors: 3, steps: step..<(step + 1)))
             let ts = DaemonHarness.t0 + Double(step) * 60
-            h.waitFor("SELECT count(*) FROM forecast.predictions WHERE actual IS NOT NULL AND ts = to_timestamp(\(ts))", timeout: 20) { $0 == "3" }
+            h.waitFor("SELECT count(*) FROM forecast.predictions WHERE actual IS NOT NULL AND ts = to_timestamp(\(ts))", timeout: 20, pollEvery: 0.002) { $0 == "3" }
             latencies.append(Date().timeIntervalSince(t0) * 1000)
         }
         latencies.sort()

@@ -179,8 +179,8 @@ public final class DaemonHarness {
 
     /// Polls `sql` (a one-value query) until `predicate` holds or the timeout passes.
     @discardableResult
-    public func waitFor(_ sql: String, timeout: Double = 60, file: StaticString = #filePath, line: UInt = #line,
-                        _ predicate: (String?) -> Bool) -> String? {
+    public func waitFor(_ sql: String, timeout: Double = 60, pollEvery: Double = 0.05, file: StaticString = #filePath,
+                        line: UInt = #line, _ predicate: (String?) -> Bool) -> String? {
         let deadline = Date().addingTimeInterval(timeout)
         var last: String?
         while Date() < deadline {
@@ -190,7 +190,7 @@ public final class DaemonHarness {
                 XCTFail("forecastd exited (\(p.terminationStatus)) while waiting for \(sql):\n\(log)", file: file, line: line)
                 return last
             }
-            usleep(50_000)
+            usleep(UInt32(pollEvery * 1_000_000))
         }
         XCTFail("timed out waiting for \(sql) (last: \(last ?? "nil"))\nlog:\n\(log)", file: file, line: line)
         return last

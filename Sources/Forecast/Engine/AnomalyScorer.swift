@@ -26,6 +26,15 @@ public struct AnomalyConfig: Sendable, Equatable {
     /// residual is at least this many robust standard deviations. A trend the model follows
     /// out of the old range, or a new extreme of plain noise, is not an anomaly.
     public var rangeMinResidual = 4.0
+    /// Level-shift check (0 turns it off): d = mean of the last `shiftWindow` values − mean of
+    /// the `shiftWindow` values before them, judged against the mean and spread of the last
+    /// `longWindow` such d (two-sided Gaussian tail, same log scale as the likelihood). It
+    /// catches pattern changes the forecast follows (a missing daily peak, a flat day, a lower
+    /// plateau) that leave no single large residual. 288 is a day of 5-minute points: over a
+    /// whole period a seasonal series' mean is steady, so d stays near 0 until the pattern
+    /// changes. After a shift flag the check rests for `shiftWindow` points (the shift stays
+    /// inside the window that long).
+    public var shiftWindow = 288
 
     public init() {}
 
@@ -40,6 +49,7 @@ public struct AnomalyConfig: Sendable, Equatable {
         if !(minSpread > 0 && minSpread < 1) { throw bad("min_spread", "must be in (0, 1) (got \(minSpread))") }
         if !(rangeTolerance >= 0 && rangeTolerance.isFinite) { throw bad("range_tolerance", "must not be negative (got \(rangeTolerance))") }
         if !(rangeMinResidual >= 0 && rangeMinResidual.isFinite) { throw bad("range_min_residual", "must not be negative (got \(rangeMinResidual))") }
+        if shiftWindow < 0 { throw bad("shift_window", "must not be negative (got \(shiftWindow))") }
     }
 }
 
@@ -56,6 +66,8 @@ public struct AnomalyConfig: Sendable, Equatable {
 /// - HTM's spatial check: a value outside the range of the values seen so far (widened by
 ///   `rangeTolerance` of the range on each side) scores 1, if its residual is also at least
 ///   `rangeMinResidual` robust standard deviations;
+/// - level shift: the mean of the last `shiftWindow` values against the mean of the window
+///   before it, judged against the history of that difference (see `AnomalyConfig.shiftWindow`);
 /// - flags: score ≥ threshold and more than `cooldown` points since the last flag. Flagged
 ///   points (and the `shortWindow` points after a flag) stay out of the long-run history, and
 ///   flagged values stay out of the value range, so an incident does not teach the detector
@@ -70,13 +82,22 @@ public struct AnomalyScorer: Sendable {
     private var historySum = 0.0
     private var historySumSq = 0.0
     private var sinceFlag = Int.max
-    // Not in the snapshot `State` (EngineSnapshot.swift): after a restore the value range is
-    // learned again (the range check re-arms after `minHistory` values) and the red filter
-    // starts from "not red".
     private var previousRed = false
     private var valueMin = Double.infinity
     private var valueMax = -Double.infinity
     private var valueCount = 0
+    // Level-shift check.
+    private var shiftValues: [Double] = []  // last 2·shiftWindow values (ring)
+    private var shiftHead = 0
+    private var shiftPushes = 0             // pushes since the window sums were last recomputed
+    private var sumOlder = 0.0              // sum of the older half of `shiftValues`
+    private var sumNewer = 0.0              // sum of the newer half
+    private var shiftHistory: [Double] = [] // last longWindow differences (ring)
+    private var shiftHistoryHead = 0
+    private var shiftSum = 0.0
+    private var shiftSumSq = 0.0
+    private var shiftRed = false
+    private var sinceShift = Int.max
 
     static let yellowScore = 0.3   // −log10(1e-3) / 10
 
@@ -108,6 +129,28 @@ public struct AnomalyScorer: Sendable {
             if red && previousRed { score = min(score, Self.yellowScore) }
         }
         previousRed = red
+        if sinceShift < Int.max { sinceShift += 1 }
+        var shift: Double?
+        if let v = value, v.isFinite, config.shiftWindow > 0 {
+            shift = pushShiftValue(v)
+            if let d = shift, shiftHistory.count >= config.minHistory {
+                let n = Double(shiftHistory.count)
+                let mean = shiftSum / n
+                let variance = max(shiftSumSq / n - mean * mean, 0)
+                // Floor far below any real change but above Float32 rounding of restored values.
+                let level = max(abs(valueMin), abs(valueMax), valueMax - valueMin)
+                let std = max(variance.squareRoot(), 1e-5 * (level.isFinite ? level : 0), 1e-12)
+                let tail = 0.5 * erfc(abs(d - mean) / std / 2.0.squareRoot())
+                let shiftScore = min(1, max(0, -log10(max(tail, 1e-10)) / 10))
+                if shiftScore >= config.threshold && !shiftRed && sinceShift > config.shiftWindow {
+                    score = max(score, shiftScore)
+                    shiftRed = true
+                    sinceShift = 0
+                } else if shiftScore < 0.6 * config.threshold {
+                    shiftRed = false
+                }
+            }
+        }
         if let v = value, v.isFinite, config.rangeTolerance > 0 {
             if valueCount >= config.minHistory && z >= config.rangeMinResidual {
                 let tol = config.rangeTolerance * (valueMax - valueMin)
@@ -121,7 +164,10 @@ public struct AnomalyScorer: Sendable {
         if flagged { sinceFlag = 0 }
         // Flagged points stay out of the long-run history, so an incident does not teach the
         // detector that incidents are normal.
-        if !flagged && sinceFlag > config.shortWindow { pushHistory(raw) }
+        if !flagged && sinceFlag > config.shortWindow {
+            pushHistory(raw)
+            if let d = shift { pushShiftHistory(d) }
+        }
         if !flagged, let v = value, v.isFinite {
             valueMin = min(valueMin, v)
             valueMax = max(valueMax, v)
@@ -133,7 +179,11 @@ public struct AnomalyScorer: Sendable {
     var state: State {
         State(recent: Array(recent[recentHead...] + recent[..<recentHead]),
               history: Array(history[historyHead...] + history[..<historyHead]),
-              sinceFlag: sinceFlag)
+              sinceFlag: sinceFlag,
+              previousRed: previousRed, valueMin: valueMin, valueMax: valueMax, valueCount: valueCount,
+              shiftValues: Array(shiftValues[shiftHead...] + shiftValues[..<shiftHead]),
+              shiftHistory: Array(shiftHistory[shiftHistoryHead...] + shiftHistory[..<shiftHistoryHead]),
+              shiftRed: shiftRed, sinceShift: sinceShift)
     }
 
     init(config: AnomalyConfig, state: State) {
@@ -141,6 +191,58 @@ public struct AnomalyScorer: Sendable {
         for v in state.recent.suffix(config.shortWindow) { pushRecent(v) }
         for v in state.history.suffix(config.longWindow) { pushHistory(v) }
         sinceFlag = state.sinceFlag
+        previousRed = state.previousRed
+        valueMin = state.valueMin
+        valueMax = state.valueMax
+        valueCount = state.valueCount
+        if config.shiftWindow > 0 {
+            for v in state.shiftValues.suffix(2 * config.shiftWindow) { _ = pushShiftValue(v) }
+            for d in state.shiftHistory.suffix(config.longWindow) { pushShiftHistory(d) }
+        }
+        shiftRed = state.shiftRed
+        sinceShift = state.sinceShift
+    }
+
+    /// Adds a value to the level-shift windows; returns the difference of the window means
+    /// once both windows are full.
+    private mutating func pushShiftValue(_ v: Double) -> Double? {
+        let w = config.shiftWindow
+        if shiftValues.count < 2 * w {
+            shiftValues.append(v)
+            guard shiftValues.count == 2 * w else { return nil }
+            shiftPushes = w   // just filled: sum from scratch below
+        } else {
+            let dropped = shiftValues[shiftHead]                 // oldest, leaves the older half
+            let moved = shiftValues[(shiftHead + w) % (2 * w)]   // oldest of the newer half
+            shiftValues[shiftHead] = v
+            shiftHead = (shiftHead + 1) % (2 * w)
+            sumOlder += moved - dropped
+            sumNewer += v - moved
+            shiftPushes += 1
+        }
+        if shiftPushes >= w {
+            // Sum afresh now and then so the running sums' rounding errors do not pile up.
+            sumOlder = 0
+            sumNewer = 0
+            for k in 0..<w { sumOlder += shiftValues[(shiftHead + k) % (2 * w)] }
+            for k in w..<(2 * w) { sumNewer += shiftValues[(shiftHead + k) % (2 * w)] }
+            shiftPushes = 0
+        }
+        return (sumNewer - sumOlder) / Double(w)
+    }
+
+    private mutating func pushShiftHistory(_ d: Double) {
+        if shiftHistory.count < config.longWindow {
+            shiftHistory.append(d)
+        } else {
+            let old = shiftHistory[shiftHistoryHead]
+            shiftSum -= old
+            shiftSumSq -= old * old
+            shiftHistory[shiftHistoryHead] = d
+            shiftHistoryHead = (shiftHistoryHead + 1) % config.longWindow
+        }
+        shiftSum += d
+        shiftSumSq += d * d
     }
 
     private mutating func pushRecent(_ v: Double) {

@@ -49,6 +49,15 @@ extension AnomalyScorer {
         public var recent: [Double]
         public var history: [Double]
         public var sinceFlag: Int
+        public var previousRed = false
+        public var valueMin = Double.infinity
+        public var valueMax = -Double.infinity
+        public var valueCount = 0
+        /// Values of the level-shift windows, oldest first.
+        public var shiftValues: [Double] = []
+        public var shiftHistory: [Double] = []
+        public var shiftRed = false
+        public var sinceShift = Int.max
     }
 }
 
@@ -57,7 +66,7 @@ extension AnomalyScorer {
 /// Residual and score histories are stored as Float32 (they only feed quantiles and means).
 public enum SnapshotCodec {
     static let magic: [UInt8] = Array("FCSTDENG".utf8)
-    static let version: UInt32 = 1
+    static let version: UInt32 = 2
 
     public static func encode(_ g: GroupSnapshot) -> [UInt8] {
         var w = Writer()
@@ -73,6 +82,11 @@ public enum SnapshotCodec {
             w.f64(s.scalerMean ?? .nan); w.f64(s.scalerStd ?? .nan)
             w.floats(s.residuals); w.floats(s.anomaly.recent); w.floats(s.anomaly.history)
             w.i64(s.anomaly.sinceFlag == Int.max ? -1 : s.anomaly.sinceFlag)
+            let a = s.anomaly
+            w.u32((a.previousRed ? 1 : 0) | (a.shiftRed ? 2 : 0))
+            w.f64(a.valueMin); w.f64(a.valueMax); w.i64(a.valueCount)
+            w.floats(a.shiftValues); w.floats(a.shiftHistory)
+            w.i64(a.sinceShift == Int.max ? -1 : a.sinceShift)
         }
         w.u32(CRC32.checksum(w.bytes))
         return w.bytes
@@ -100,8 +114,17 @@ public enum SnapshotCodec {
             let m = try r.f64(), sd = try r.f64()
             let res = try r.floats(), rec = try r.floats(), hist = try r.floats()
             let since = try r.i64()
+            let bits = try r.u32()
+            let vMin = try r.f64(), vMax = try r.f64(), vCount = try r.i64()
+            let shiftValues = try r.floats(), shiftHistory = try r.floats()
+            let sinceShift = try r.i64()
+            let anomaly = AnomalyScorer.State(recent: rec, history: hist, sinceFlag: since < 0 ? Int.max : since,
+                                              previousRed: bits & 1 != 0, valueMin: vMin, valueMax: vMax,
+                                              valueCount: max(0, vCount), shiftValues: shiftValues,
+                                              shiftHistory: shiftHistory, shiftRed: bits & 2 != 0,
+                                              sinceShift: sinceShift < 0 ? Int.max : sinceShift)
             series.append(SeriesSnapshot(key: k, scalerMean: m.isNaN ? nil : m, scalerStd: sd.isNaN ? nil : sd, residuals: res,
-                                         anomaly: AnomalyScorer.State(recent: rec, history: hist, sinceFlag: since < 0 ? Int.max : since)))
+                                         anomaly: anomaly))
         }
         return GroupSnapshot(key: key, version: v, trainings: t, points: p, lastTrainPoints: l, checkpoint: cp,
                              series: series, lastRetrain: retrain)
