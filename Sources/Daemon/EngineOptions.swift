@@ -30,6 +30,7 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "Prediction interval coverage, e.g. 0.95.") var coverage: Double?
     @Option(help: "Anomaly flag threshold on the score in [0, 1].") var anomalyThreshold: Double?
     @Option(help: "Points after a flag before the next flag can be raised.") var anomalyCooldown: Int?
+    @Option(help: "Level-shift check window in points (0: off); one day of 5-minute data by default.") var anomalyShiftWindow: Int?
 
     func engineConfig(defaultThreads: Int) throws -> EngineConfig {
         var c = rp1 ? EngineConfig.rp1 : EngineConfig()
@@ -83,6 +84,7 @@ struct EngineOptions: ParsableArguments {
         if let v = coverage { c.coverage = v }
         if let v = anomalyThreshold { c.anomaly.threshold = v }
         if let v = anomalyCooldown { c.anomaly.cooldown = v }
+        if let v = anomalyShiftWindow { c.anomaly.shiftWindow = v }
         do {
             try c.validate()
         } catch {
@@ -106,6 +108,7 @@ extension EngineConfig {
             "holdout": .number(holdoutFraction), "coverage": .number(coverage),
             "max_train_windows": .number(maxTrainWindows.map(Double.init)), "dropout": .number(Double(dropout)),
             "anomaly_threshold": .number(anomaly.threshold), "anomaly_cooldown": .int(anomaly.cooldown),
+            "anomaly_shift_window": .int(anomaly.shiftWindow),
         ])
     }
 }

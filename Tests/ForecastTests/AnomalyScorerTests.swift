@@ -27,6 +27,55 @@ final class AnomalyScorerTests: XCTestCase {
         c = AnomalyConfig()
         c.minSpread = 0
         XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("anomaly.min_spread")) }
+        c = AnomalyConfig()
+        c.shiftWindow = -1
+        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("anomaly.shift_window")) }
+    }
+
+    /// A daily pattern (288 points a day) with noise; `missingPeakDay` loses its peak.
+    func daily(days: Int, missingPeakDay: Int? = nil) -> [Double] {
+        let noise = gaussian(days * 288, seed: 21)
+        return (0..<(days * 288)).map { i in
+            let day = i / 288, t = i % 288
+            let peak = (108..<216).contains(t) && day != missingPeakDay
+            return (peak ? 80 : 20) + noise[i]
+        }
+    }
+
+    func testPatternChangeTheForecastFollowsIsFlaggedByTheLevelShiftCheck() {
+        // The model follows the series: residuals stay ordinary throughout.
+        let values = daily(days: 12, missingPeakDay: 9)
+        let out = run(gaussian(values.count), values: values)
+        let flags = out.indices.filter { out[$0].flagged }
+        XCTAssertEqual(flags.count, 1, "flags at \(flags)")
+        XCTAssertTrue((9 * 288 + 108..<10 * 288).contains(flags.first ?? -1), "flags at \(flags)")
+        // Without the missing peak: no flag; with the check off: the change goes unseen.
+        let normal = run(gaussian(values.count), values: daily(days: 12))
+        XCTAssertEqual(normal.filter(\.flagged).count, 0)
+        var off = AnomalyConfig()
+        off.shiftWindow = 0
+        XCTAssertEqual(run(gaussian(values.count), values: values, config: off).filter(\.flagged).count, 0)
+    }
+
+    func testStateRoundTripThroughTheSnapshotCodecContinuesTheSameFlags() throws {
+        var values = daily(days: 12, missingPeakDay: 9)
+        values[2000] = 300   // and an unexpected value outside the range
+        var residuals = gaussian(values.count)
+        residuals[2000] = 50
+        let whole = run(residuals, values: values)
+        var first = AnomalyScorer(config: AnomalyConfig())
+        for i in 0..<1900 { _ = first.score(residual: residuals[i], scale: 1, value: values[i]) }
+        let snap = GroupSnapshot(key: "g", version: 1, trainings: 1, points: 1900, lastTrainPoints: 1900, checkpoint: nil,
+                                 series: [SeriesSnapshot(key: "s", scalerMean: 0, scalerStd: 1, residuals: [],
+                                                         anomaly: first.state)],
+                                 lastRetrain: nil)
+        let decoded = try SnapshotCodec.decode(SnapshotCodec.encode(snap))
+        var second = AnomalyScorer(config: AnomalyConfig(), state: decoded.series[0].anomaly)
+        let rest = (1900..<values.count).map { second.score(residual: residuals[$0], scale: 1, value: values[$0]) }
+        XCTAssertEqual(rest.indices.filter { rest[$0].flagged }.map { $0 + 1900 },
+                       (1900..<values.count).filter { whole[$0].flagged })
+        XCTAssertEqual(whole.filter(\.flagged).count, 2)
+        for k in rest.indices { XCTAssertEqual(rest[k].score, whole[k + 1900].score, accuracy: 0.02) }
     }
 
     func testNoAnomalyGivesNoFlags() {

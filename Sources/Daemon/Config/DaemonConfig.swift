@@ -109,6 +109,8 @@ struct DaemonConfig: Equatable {
                 if let v = try r.int("long_window") { config.engine.anomaly.longWindow = v }
                 if let v = try r.int("min_history") { config.engine.anomaly.minHistory = v }
                 if let v = try r.int("cooldown") { config.engine.anomaly.cooldown = v }
+                if let v = try r.int("shift_window") { config.engine.anomaly.shiftWindow = v }
+                if let v = try r.double("range_tolerance") { config.engine.anomaly.rangeTolerance = v }
             case "ingest":
                 if let v = try r.double("poll_interval") {
                     guard v > 0 && v <= 3600 else { throw r.bad("poll_interval", "must be between 0 and 3600 seconds") }

@@ -49,8 +49,16 @@ struct SeriesState: Sendable {
     /// The usual step between observations (median of recent steps).
     var typicalStep: Double {
         guard !steps.isEmpty else { return 0 }
-        let s = steps.sorted()
-        return s[s.count / 2]
+        // At most 16 steps, usually all equal: take the median without sorting a copy.
+        let k = steps.count / 2
+        for v in steps {
+            var less = 0, equal = 0
+            for w in steps {
+                if w < v { less += 1 } else if w == v { equal += 1 }
+            }
+            if less <= k && k < less + equal { return v }
+        }
+        return steps.sorted()[k]  // NaN steps: keep sorted()'s answer
     }
 
     /// Model-space values of the last `count` raw points (fewer when the transform needs a
@@ -70,6 +78,16 @@ struct SeriesState: Sendable {
             }
         }
         return (u, f)
+    }
+
+    /// The model-space values of `modelSpace(last:transform:)` without the flags, written into a
+    /// reused buffer (the per-forecast path).
+    func modelValues(last count: Int, transform: TargetTransform, into u: inout [Double]) {
+        u.removeAll(keepingCapacity: true)
+        let n = raw.count
+        for i in max(0, n - count)..<n {
+            if let v = transform.forward(raw[i], previous: i > 0 ? raw[i - 1] : nil) { u.append(v) }
+        }
     }
 
     var lastRaw: Double? { raw.last }

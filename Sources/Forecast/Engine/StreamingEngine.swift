@@ -107,9 +107,12 @@ public final class StreamingEngine {
     /// Scores the pending forecast against the new value and appends it. Returns whether the
     /// value was used (and so a new forecast is due).
     private func observe(_ o: Observation, series s: Int) -> (ScoredObservation, Bool) {
+        observe(o, series: s, state: &series[s])
+    }
+
+    /// `st` is `series[s]`, mutated in place (a copy would copy its windows on every append).
+    private func observe(_ o: Observation, series s: Int, state st: inout SeriesState) -> (ScoredObservation, Bool) {
         var out = ScoredObservation(observation: o, forecast: nil, anomalyScore: 0, isAnomaly: false, next: nil, rejected: nil)
-        var st = series[s]
-        defer { series[s] = st }
         func reject(_ r: RejectReason) -> (ScoredObservation, Bool) {
             out.rejected = r
             rejected[o.series, default: [:]][r, default: 0] += 1
@@ -185,41 +188,51 @@ public final class StreamingEngine {
 
     private func makeJob(group g: Int, epochs: Int) -> TrainingJob? {
         let L = config.seqLength
-        var perSeries: [(s: Int, scaler: Scaler, x: [Float], y: [Float])] = []
+        // Windows without a flagged point, per series. Counted first and encoded afterwards, so
+        // that only the windows kept under the cap are ever materialised (with thousands of
+        // series and full histories, encoding all of them would take gigabytes).
+        func usableWindows(_ u: [Double], _ flags: [Bool]) -> [Int] {
+            // Prefix count of flagged points, to drop windows that contain an anomaly.
+            var flaggedBefore = [Int](repeating: 0, count: u.count + 1)
+            for i in 0..<u.count { flaggedBefore[i + 1] = flaggedBefore[i] + (flags[i] ? 1 : 0) }
+            return (0..<(u.count - L)).filter { flaggedBefore[$0 + L + 1] == flaggedBefore[$0] }
+        }
+        var counted: [(s: Int, windows: Int)] = []
         var total = 0
         for s in groups[g].series {
             let (u, flags) = series[s].modelSpace(last: config.history, transform: config.transform)
             guard u.count > L else { continue }
-            let scaler = Scaler(fitting: u, for: config.normalization)
-            var x: [Float] = [], y: [Float] = []
-            x.reserveCapacity((u.count - L) * L)
-            y.reserveCapacity(u.count - L)
-            var window = [Float](repeating: 0, count: L)
-            // Prefix count of flagged points, to drop windows that contain an anomaly.
-            var flaggedBefore = [Int](repeating: 0, count: u.count + 1)
-            for i in 0..<u.count { flaggedBefore[i + 1] = flaggedBefore[i] + (flags[i] ? 1 : 0) }
-            for i in 0..<(u.count - L) where flaggedBefore[i + L + 1] == flaggedBefore[i] {
-                let ref = codec.encode(u, end: i + L, scaler: scaler, into: &window, at: 0)
-                x.append(contentsOf: window)
-                y.append(codec.target(u[i + L], reference: ref, scaler: scaler))
-            }
-            total += y.count
-            perSeries.append((s, scaler, x, y))
+            let n = usableWindows(u, flags).count
+            total += n
+            counted.append((s, n))
         }
         guard total > 0 else { return nil }
         // Keep the newest windows of every series in proportion when over the cap.
         let cap = config.maxTrainWindows ?? Int.max
         var tx: [Float] = [], ty: [Float] = [], hx: [Float] = [], hy: [Float] = []
-        for p in perSeries {
-            var n = p.y.count
-            if total > cap { n = max(1, Int((Double(n) * Double(cap) / Double(total)).rounded(.down))) }
-            let first = p.y.count - n
+        var scalers: [(Int, Scaler)] = []
+        scalers.reserveCapacity(counted.count)
+        var window = [Float](repeating: 0, count: L)
+        for (s, count) in counted {
+            let (u, flags) = series[s].modelSpace(last: config.history, transform: config.transform)
+            let scaler = Scaler(fitting: u, for: config.normalization)
+            scalers.append((s, scaler))
+            var n = count
+            if total > cap { n = min(count, max(1, Int((Double(n) * Double(cap) / Double(total)).rounded(.down)))) }
+            let first = count - n
             let holdout = groups[g].model == nil ? 0 : Int((Double(n) * config.holdoutFraction).rounded(.down))
-            let split = p.y.count - holdout
-            tx.append(contentsOf: p.x[(first * L)..<(split * L)])
-            ty.append(contentsOf: p.y[first..<split])
-            hx.append(contentsOf: p.x[(split * L)...])
-            hy.append(contentsOf: p.y[split...])
+            let split = count - holdout
+            for (k, i) in usableWindows(u, flags).enumerated() where k >= first {
+                let ref = codec.encode(u, end: i + L, scaler: scaler, into: &window, at: 0)
+                let target = codec.target(u[i + L], reference: ref, scaler: scaler)
+                if k < split {
+                    tx.append(contentsOf: window)
+                    ty.append(target)
+                } else {
+                    hx.append(contentsOf: window)
+                    hy.append(target)
+                }
+            }
         }
         guard !ty.isEmpty else { return nil }
         let grp = groups[g]
@@ -233,7 +246,7 @@ public final class StreamingEngine {
         let seed = config.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(g) &* 1_000_003 &+ UInt64(grp.trainings)
         return TrainingJob(groupIndex: g, version: grp.version + 1, epochs: epochs, settings: config,
                            start: start, current: grp.model, adam: grp.adam, x: tx, y: ty, hx: hx, hy: hy,
-                           scalers: perSeries.map { ($0.s, $0.scaler) }, seed: seed)
+                           scalers: scalers, seed: seed)
     }
 
     /// Due trainings (deferred mode), for the caller to run off the ingest path.
@@ -286,10 +299,12 @@ public final class StreamingEngine {
         var out: [Int: Forecast] = [:]
         for g in groupOrder {
             guard let predictor = groups[g].predictor else { continue }
-            var members: [(s: Int, u: [Double], ref: Double, scaler: Scaler)] = []
+            var members: [(s: Int, ref: Double, scaler: Scaler)] = []
             var windows = [Float](repeating: 0, count: byGroup[g]!.count * L)
+            var u: [Double] = []
+            u.reserveCapacity(L + 1)
             for s in byGroup[g]! {
-                let (u, _) = series[s].modelSpace(last: L + 1, transform: config.transform)
+                series[s].modelValues(last: L + 1, transform: config.transform, into: &u)
                 guard u.count >= L else { continue }
                 if series[s].scaler == nil {
                     // A series new to a trained shared model: normalise with its own history.
@@ -298,7 +313,7 @@ public final class StreamingEngine {
                 }
                 let scaler = series[s].scaler!
                 let ref = codec.encode(u, end: u.count, scaler: scaler, into: &windows, at: members.count * L)
-                members.append((s, u, ref, scaler))
+                members.append((s, ref, scaler))
             }
             guard !members.isEmpty else { continue }
             var y = [Float](repeating: 0, count: members.count)
@@ -309,14 +324,15 @@ public final class StreamingEngine {
                 }
             }
             for (k, m) in members.enumerated() {
-                let st = series[m.s]
-                guard let previous = st.lastRaw, let time = st.lastTime else { continue }
+                // Read in place: a copy of the series state would retain (and later copy) its windows.
+                guard let previous = series[m.s].lastRaw, let time = series[m.s].lastTime else { continue }
                 let uHat = codec.decode(y[k], reference: m.ref, scaler: m.scaler)
                 let std = m.scaler.std
-                let qLow = st.residuals.count >= 20 ? st.residuals.quantile(zLow)! : -1.96 * 1.5
-                let qHigh = st.residuals.count >= 20 ? st.residuals.quantile(zHigh)! : 1.96 * 1.5
+                let (qLow, qHigh) = series[m.s].residuals.count >= 20
+                    ? (series[m.s].residuals.quantile(zLow)!, series[m.s].residuals.quantile(zHigh)!)
+                    : (-1.96 * 1.5, 1.96 * 1.5)
                 let t = config.transform
-                let f = Forecast(time: time + st.typicalStep,
+                let f = Forecast(time: time + series[m.s].typicalStep,
                                  value: t.inverse(uHat, previous: previous),
                                  lower: t.inverse(uHat + qLow * std, previous: previous),
                                  upper: t.inverse(uHat + qHigh * std, previous: previous),
