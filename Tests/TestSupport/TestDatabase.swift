@@ -8,9 +8,7 @@ public enum TestDatabase {
     /// The cluster URL, or a test failure: a missing database is never a silent skip.
     public static func clusterURL(file: StaticString = #filePath, line: UInt = #line) throws -> String {
         guard let url = ProcessInfo.processInfo.environment["FORECASTD_TEST_DATABASE_URL"], !url.isEmpty else {
-            XCTFail("FORECASTD_TEST_DATABASE_URL is not set: run the tests with scripts/test (or scripts/pg-tmp run -- swift test)",
-                    file: file, line: line)
-            throw XCTSkip("no database")
+            throw DaemonHarness.Failure(description: "FORECASTD_TEST_DATABASE_URL is not set: run the tests with scripts/test (or scripts/pg-tmp run -- swift test); a missing database is a failure, not a skip")
         }
         return url
     }
