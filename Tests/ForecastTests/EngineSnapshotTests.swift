@@ -1,0 +1,73 @@
+import Foundation
+import XCTest
+@testable import Forecast
+
+/// A restart must go on where the engine stopped: snapshot → bytes → restore + prime + pending.
+final class EngineSnapshotTests: XCTestCase {
+    func config() -> EngineConfig {
+        var c = EngineConfig()
+        c.hiddenSizes = [8]
+        c.seqLength = 12
+        c.warmup = 60
+        c.retrainEvery = 100
+        c.history = 120
+        c.initialEpochs = 3
+        c.epochs = 1
+        c.scope = .shared
+        return c
+    }
+
+    func data(_ n: Int, from start: Int = 0) -> [Observation] {
+        var out: [Observation] = []
+        for i in start..<(start + n) {
+            let x = Double(i)
+            let wave: Double = sin(x / 4) + 0.05 * cos(x * 1.3)
+            out.append(Observation(series: "a", time: x * 60, value: 5 + wave))
+            out.append(Observation(series: "b", time: x * 60, value: 50 + wave))
+        }
+        return out
+    }
+
+    func testRestoredEngineForecastsLikeTheOriginal() throws {
+        let original = try StreamingEngine(config: config())
+        _ = original.process(data(150))
+        let blobs = original.snapshot().map(SnapshotCodec.encode)
+
+        let restored = try StreamingEngine(config: config())
+        try restored.restore(try blobs.map(SnapshotCodec.decode))
+        restored.prime(data(150).suffix(2 * 130))
+        for s in ["a", "b"] {
+            restored.restorePending(series: s, forecast: try XCTUnwrap(original.pendingForecast(series: s)))
+        }
+        XCTAssertEqual(restored.modelVersion(for: "a"), original.modelVersion(for: "a"))
+
+        // Until the next retrain both engines hold the same model and windows.
+        let next = data(20, from: 150)
+        let a = original.process(next), b = restored.process(next)
+        XCTAssertEqual(a.map { $0.next?.value }, b.map { $0.next?.value })
+        XCTAssertEqual(a.map { $0.forecast?.value }, b.map { $0.forecast?.value })
+    }
+
+    func testCorruptOrTruncatedStateThrows() throws {
+        let engine = try StreamingEngine(config: config())
+        _ = engine.process(data(100))
+        let bytes = try XCTUnwrap(engine.snapshot().first.map(SnapshotCodec.encode))
+        XCTAssertNoThrow(try SnapshotCodec.decode(bytes))
+        XCTAssertThrowsError(try SnapshotCodec.decode(Array(bytes.prefix(bytes.count / 2))))
+        var flipped = bytes
+        flipped[bytes.count / 2] ^= 0x40
+        XCTAssertThrowsError(try SnapshotCodec.decode(flipped))
+        XCTAssertThrowsError(try SnapshotCodec.decode(Array("not a snapshot at all".utf8)))
+    }
+
+    func testCheckpointOfAnotherShapeIsRefused() throws {
+        let engine = try StreamingEngine(config: config())
+        _ = engine.process(data(100))
+        var other = config()
+        other.hiddenSizes = [16]
+        let target = try StreamingEngine(config: other)
+        XCTAssertThrowsError(try target.restore(engine.snapshot())) { error in
+            XCTAssertTrue("\(error)".contains("checkpoint has [8]"), "\(error)")
+        }
+    }
+}
