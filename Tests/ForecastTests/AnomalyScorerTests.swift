@@ -30,6 +30,9 @@ final class AnomalyScorerTests: XCTestCase {
         c = AnomalyConfig()
         c.shiftWindow = -1
         XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("anomaly.shift_window")) }
+        c = AnomalyConfig()
+        c.shiftTrim = 0.5
+        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("anomaly.shift_trim")) }
     }
 
     /// A daily pattern (288 points a day) with noise; `missingPeakDay` loses its peak.
@@ -55,6 +58,61 @@ final class AnomalyScorerTests: XCTestCase {
         var off = AnomalyConfig()
         off.shiftWindow = 0
         XCTAssertEqual(run(gaussian(values.count), values: values, config: off).filter(\.flagged).count, 0)
+    }
+
+    /// A flat series with a short daily burst whose time of day wanders by up to ±12 points.
+    func dailyBursts(days: Int) -> [Double] {
+        let noise = gaussian(days * 288, seed: 31)
+        var rng = SeededGenerator(seed: 32)
+        var values = (0..<(days * 288)).map { 10 + 0.2 * noise[$0] }
+        for day in 0..<days {
+            let start = day * 288 + 150 + Int(rng.next() % 25) - 12
+            for i in start..<(start + 3) { values[i] = 60 }
+        }
+        return values
+    }
+
+    func testWanderingDailyBurstDoesNotLookLikeALevelShift() {
+        // The model follows the series apart from the bursts themselves (residuals ordinary
+        // throughout here, to isolate the level-shift check).
+        let values = dailyBursts(days: 12)
+        let out = run(gaussian(values.count), values: values)
+        XCTAssertEqual(out.filter(\.flagged).count, 0, "flags at \(out.indices.filter { out[$0].flagged })")
+        // The plain mean moves whenever a burst enters one window a little before another
+        // leaves the other: with the trim off, the check pages on an ordinary day.
+        var plain = AnomalyConfig()
+        plain.shiftTrim = 0
+        XCTAssertGreaterThan(run(gaussian(values.count), values: values, config: plain).filter(\.flagged).count, 0)
+        // A change of the bulk of the values is still seen through the trim.
+        var shifted = values
+        for i in (9 * 288)..<shifted.count { shifted[i] += 2 }
+        let out2 = run(gaussian(values.count), values: shifted)
+        let f2 = out2.indices.filter { out2[$0].flagged }
+        XCTAssertEqual(f2.count, 1, "flags at \(f2)")
+        XCTAssertTrue((9 * 288..<10 * 288).contains(f2.first ?? -1), "flags at \(f2)")
+    }
+
+    func testScoreIsRedOnlyWhereAFlagIsRaised() {
+        // Two unexpected values outside the range, closer together than the cooldown: the
+        // second is not flagged and so does not score red either (it scores yellow); a
+        // threshold on the score picks the same points as the flags.
+        var values = gaussian(800, seed: 5).map { 100 + $0 }
+        var residuals = gaussian(values.count)
+        values[600] = 140
+        values[650] = 150
+        residuals[600] = 5
+        residuals[650] = 5
+        let out = run(residuals, values: values)
+        let flags = out.indices.filter { out[$0].flagged }
+        XCTAssertEqual(flags, [600])
+        XCTAssertEqual(out.indices.filter { out[$0].score >= AnomalyConfig().threshold }, flags)
+        XCTAssertEqual(out[650].score, AnomalyScorer.yellowScore)
+        // Past the cooldown the same value is flagged and scores 1.
+        values[750] = 200   // 150 is inside the range now: the unflagged point widened it
+        residuals[750] = 5
+        let later = run(residuals, values: values)
+        XCTAssertEqual(later.indices.filter { later[$0].flagged }, [600, 750])
+        XCTAssertEqual(later[750].score, 1)
     }
 
     func testStateRoundTripThroughTheSnapshotCodecContinuesTheSameFlags() throws {

@@ -35,6 +35,11 @@ public struct AnomalyConfig: Sendable, Equatable {
     /// changes. After a shift flag the check rests for `shiftWindow` points (the shift stays
     /// inside the window that long).
     public var shiftWindow = 288
+    /// Share of each level-shift window left out at either end before averaging (a trimmed
+    /// mean): with 0.025 of 288, the 7 highest and 7 lowest values of each day. A short burst
+    /// or a daily spike that drifts by a few points then does not move the level, while a
+    /// change of the bulk of the values does. 0 is the plain mean.
+    public var shiftTrim = 0.025
 
     public init() {}
 
@@ -50,6 +55,7 @@ public struct AnomalyConfig: Sendable, Equatable {
         if !(rangeTolerance >= 0 && rangeTolerance.isFinite) { throw bad("range_tolerance", "must not be negative (got \(rangeTolerance))") }
         if !(rangeMinResidual >= 0 && rangeMinResidual.isFinite) { throw bad("range_min_residual", "must not be negative (got \(rangeMinResidual))") }
         if shiftWindow < 0 { throw bad("shift_window", "must not be negative (got \(shiftWindow))") }
+        if !(shiftTrim >= 0 && shiftTrim < 0.5) { throw bad("shift_trim", "must be in [0, 0.5) (got \(shiftTrim))") }
     }
 }
 
@@ -66,9 +72,13 @@ public struct AnomalyConfig: Sendable, Equatable {
 /// - HTM's spatial check: a value outside the range of the values seen so far (widened by
 ///   `rangeTolerance` of the range on each side) scores 1, if its residual is also at least
 ///   `rangeMinResidual` robust standard deviations;
-/// - level shift: the mean of the last `shiftWindow` values against the mean of the window
-///   before it, judged against the history of that difference (see `AnomalyConfig.shiftWindow`);
-/// - flags: score ≥ threshold and more than `cooldown` points since the last flag. Flagged
+/// - level shift: the trimmed mean of the last `shiftWindow` values against that of the window
+///   before it, judged against the history of that difference (see `AnomalyConfig.shiftWindow`
+///   and `shiftTrim`);
+/// - flags: score ≥ threshold and more than `cooldown` points since the last flag. A point
+///   that reaches the threshold but is not flagged (inside the cooldown) reports the yellow
+///   score, like HTM's filter: the reported score is red exactly where a flag is raised, so a
+///   threshold chosen on the score alone selects the same incidents as the flags. Flagged
 ///   points (and the `shortWindow` points after a flag) stay out of the long-run history, and
 ///   flagged values stay out of the value range, so an incident does not teach the detector
 ///   that incidents are normal.
@@ -89,9 +99,8 @@ public struct AnomalyScorer: Sendable {
     // Level-shift check.
     private var shiftValues: [Double] = []  // last 2·shiftWindow values (ring)
     private var shiftHead = 0
-    private var shiftPushes = 0             // pushes since the window sums were last recomputed
-    private var sumOlder = 0.0              // sum of the older half of `shiftValues`
-    private var sumNewer = 0.0              // sum of the newer half
+    private var sortedOlder: [Double] = []  // the older half of `shiftValues`, sorted
+    private var sortedNewer: [Double] = []  // the newer half, sorted
     private var shiftHistory: [Double] = [] // last longWindow differences (ring)
     private var shiftHistoryHead = 0
     private var shiftSum = 0.0
@@ -162,6 +171,8 @@ public struct AnomalyScorer: Sendable {
         }
         let flagged = score >= config.threshold && sinceFlag > config.cooldown
         if flagged { sinceFlag = 0 }
+        // Red but not flagged (cooldown): report yellow, so the score ranks like the flags.
+        if !flagged && score >= config.threshold { score = min(score, Self.yellowScore) }
         // Flagged points stay out of the long-run history, so an incident does not teach the
         // detector that incidents are normal.
         if !flagged && sinceFlag > config.shortWindow {
@@ -203,32 +214,53 @@ public struct AnomalyScorer: Sendable {
         sinceShift = state.sinceShift
     }
 
-    /// Adds a value to the level-shift windows; returns the difference of the window means
-    /// once both windows are full.
+    /// Adds a value to the level-shift windows; returns the difference of the windows'
+    /// trimmed means once both windows are full.
     private mutating func pushShiftValue(_ v: Double) -> Double? {
         let w = config.shiftWindow
         if shiftValues.count < 2 * w {
             shiftValues.append(v)
+            if shiftValues.count <= w { Self.insertSorted(&sortedOlder, v) } else { Self.insertSorted(&sortedNewer, v) }
             guard shiftValues.count == 2 * w else { return nil }
-            shiftPushes = w   // just filled: sum from scratch below
         } else {
             let dropped = shiftValues[shiftHead]                 // oldest, leaves the older half
             let moved = shiftValues[(shiftHead + w) % (2 * w)]   // oldest of the newer half
             shiftValues[shiftHead] = v
             shiftHead = (shiftHead + 1) % (2 * w)
-            sumOlder += moved - dropped
-            sumNewer += v - moved
-            shiftPushes += 1
+            Self.removeSorted(&sortedOlder, dropped)
+            Self.insertSorted(&sortedOlder, moved)
+            Self.removeSorted(&sortedNewer, moved)
+            Self.insertSorted(&sortedNewer, v)
         }
-        if shiftPushes >= w {
-            // Sum afresh now and then so the running sums' rounding errors do not pile up.
-            sumOlder = 0
-            sumNewer = 0
-            for k in 0..<w { sumOlder += shiftValues[(shiftHead + k) % (2 * w)] }
-            for k in w..<(2 * w) { sumNewer += shiftValues[(shiftHead + k) % (2 * w)] }
-            shiftPushes = 0
+        return trimmedMean(sortedNewer) - trimmedMean(sortedOlder)
+    }
+
+    /// Mean of a sorted window without its `shiftTrim` share at either end (summed afresh
+    /// each time: no running sums whose rounding errors pile up).
+    private func trimmedMean(_ sorted: [Double]) -> Double {
+        let k = Int(Double(sorted.count) * config.shiftTrim)
+        var sum = 0.0
+        for i in k..<(sorted.count - k) { sum += sorted[i] }
+        return sum / Double(sorted.count - 2 * k)
+    }
+
+    /// First index whose element is not less than `v`.
+    private static func lowerBound(_ a: [Double], _ v: Double) -> Int {
+        var lo = 0, hi = a.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if a[mid] < v { lo = mid + 1 } else { hi = mid }
         }
-        return (sumNewer - sumOlder) / Double(w)
+        return lo
+    }
+
+    private static func insertSorted(_ a: inout [Double], _ v: Double) {
+        a.insert(v, at: lowerBound(a, v))
+    }
+
+    private static func removeSorted(_ a: inout [Double], _ v: Double) {
+        let i = lowerBound(a, v)
+        if i < a.count && a[i] == v { a.remove(at: i) }
     }
 
     private mutating func pushShiftHistory(_ d: Double) {
