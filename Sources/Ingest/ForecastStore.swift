@@ -41,13 +41,15 @@ public final class ForecastStore {
 
     /// Up to `limit` rows newer than their series' watermark, oldest first. `floor` (the lowest
     /// watermark of all known series) lets PostgreSQL use an index on the time column; rows
-    /// older than it are late and are counted by the trigger instead.
+    /// older than it are late and are counted by the trigger instead. Rows *at* the floor are
+    /// still read: a batch that ends inside one timestamp (more series than `limit`) leaves rows
+    /// of that time for series whose watermark is below it, or that are not known yet.
     public func newRows(floor: Double?, limit: Int) throws -> [SourceRow] {
         var conditions = ["(st.watermark IS NULL OR src.t > st.watermark)"]
         var params: [String?] = [sourceKey, String(limit)]
         if let floor {
             params.append(String(floor))
-            conditions.append(resolved.timeAfterCondition(parameter: "$3"))
+            conditions.append(resolved.timeAtOrAfterCondition(parameter: "$3"))
         }
         let r = try connection.execute("""
             SELECT src.series, src.t, src.v
@@ -230,11 +232,14 @@ public final class ForecastStore {
                     FROM forecastd_state_stage
                     ON CONFLICT (source, series) DO UPDATE SET
                         watermark = GREATEST(st.watermark, EXCLUDED.watermark),
-                        observations = st.observations + EXCLUDED.observations,
+                        -- A cycle retried after a lost COMMIT acknowledgement must not count twice.
+                        observations = st.observations + CASE WHEN st.watermark IS NULL OR EXCLUDED.watermark > st.watermark
+                                                              THEN EXCLUDED.observations ELSE 0 END,
                         last_value = COALESCE(EXCLUDED.last_value, st.last_value),
                         last_observed_at = COALESCE(EXCLUDED.last_observed_at, st.last_observed_at),
                         model_version = COALESCE(EXCLUDED.model_version, st.model_version),
-                        bad_rows = forecast.add_counts(st.bad_rows, EXCLUDED.bad_rows),
+                        bad_rows = CASE WHEN st.watermark IS NULL OR EXCLUDED.watermark > st.watermark
+                                        THEN forecast.add_counts(st.bad_rows, EXCLUDED.bad_rows) ELSE st.bad_rows END,
                         updated_at = now()
                     """, [sourceKey])
             }
@@ -339,13 +344,13 @@ extension String {
 }
 
 extension ResolvedSource {
-    /// `time column > epoch` written so that an index on the time column can be used.
-    func timeAfterCondition(parameter: String) -> String {
+    /// `time column >= epoch` written so that an index on the time column can be used.
+    func timeAtOrAfterCondition(parameter: String) -> String {
         switch timeKind {
-        case .timestamptz: return "\(rawTimeExpression) > to_timestamp(\(parameter)::float8)"
-        case .timestamp: return "\(rawTimeExpression) > (to_timestamp(\(parameter)::float8) AT TIME ZONE 'UTC')"
-        case .date: return "\(rawTimeExpression) > (to_timestamp(\(parameter)::float8) AT TIME ZONE 'UTC')::date"
-        case .number: return "\(rawTimeExpression) > \(parameter)::float8"
+        case .timestamptz: return "\(rawTimeExpression) >= to_timestamp(\(parameter)::float8)"
+        case .timestamp: return "\(rawTimeExpression) >= (to_timestamp(\(parameter)::float8) AT TIME ZONE 'UTC')"
+        case .date: return "\(rawTimeExpression) >= (to_timestamp(\(parameter)::float8) AT TIME ZONE 'UTC')::date"
+        case .number: return "\(rawTimeExpression) >= \(parameter)::float8"
         }
     }
 }

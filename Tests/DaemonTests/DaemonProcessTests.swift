@@ -217,6 +217,16 @@ final class DaemonProcessTests: XCTestCase {
         XCTAssertEqual(h.stop(), 0)
     }
 
+    func testBatchesSmallerThanOneTimestampStillReadEverySeries() throws {
+        let h = try DaemonHarness()
+        try h.writeConfig(DaemonHarness.smallModel, batchRows: 7)
+        try h.start()
+        try h.insert(DaemonHarness.rows(sensors: 40, steps: 0..<3))
+        h.waitFor("SELECT count(*) FROM forecast.series_state WHERE observations = 3") { $0 == "40" }
+        XCTAssertEqual(try h.count("SELECT sum(observations) FROM forecast.series_state"), 120)
+        XCTAssertEqual(h.stop(), 0)
+    }
+
     func testRestartLoadsModelsInsteadOfRetraining() throws {
         let h = try DaemonHarness()
         try h.start()

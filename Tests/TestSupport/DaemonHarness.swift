@@ -74,7 +74,7 @@ public final class DaemonHarness {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    public func writeConfig(_ extra: String, pollInterval: Double = 0.5, logLevel: String = "info") throws {
+    public func writeConfig(_ extra: String, pollInterval: Double = 0.5, logLevel: String = "info", batchRows: Int = 500) throws {
         let text = """
             [database]
             url = "\(url)"
@@ -87,7 +87,7 @@ public final class DaemonHarness {
 
             [ingest]
             poll_interval = \(pollInterval)
-            batch_rows = 500
+            batch_rows = \(batchRows)
 
             [checkpoints]
             interval = 2

@@ -35,6 +35,8 @@ struct DaemonConfig: Equatable {
         var e = EngineConfig()
         e.scope = .shared
         e.threads = 1
+        // Forecasts for many series at once are worth a second core; training has its own thread.
+        e.predictThreads = 2
         return e
     }
 
@@ -100,6 +102,7 @@ struct DaemonConfig: Equatable {
                 if let v = try r.double("holdout") { config.engine.holdoutFraction = v }
                 if let v = try r.int("max_train_windows") { config.engine.maxTrainWindows = v }
                 if let v = try r.int("threads") { config.engine.threads = v }
+                if let v = try r.int("predict_threads") { config.engine.predictThreads = v }
             case "interval":
                 if let v = try r.double("coverage") { config.engine.coverage = v }
                 if let v = try r.int("residual_window") { config.engine.residualWindow = v }

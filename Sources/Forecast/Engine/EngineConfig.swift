@@ -54,6 +54,11 @@ public struct EngineConfig: Sendable, Equatable {
     /// Residuals kept per series for intervals.
     public var residualWindow = 500
     public var anomaly = AnomalyConfig()
+    /// Leave windows that contain a flagged point out of training, so an incident does not
+    /// teach the model that incidents are normal. RP-1 trains on every window.
+    public var excludeAnomaliesFromTraining = true
+    /// Threads for batched forecasts (many series at once); batch-1 forecasts use one.
+    public var predictThreads = 1
 
     public init() {}
 
@@ -74,6 +79,7 @@ public struct EngineConfig: Sendable, Equatable {
         c.holdoutFraction = 0
         c.maxTrainWindows = nil
         c.explodingGradNorm = nil
+        c.excludeAnomaliesFromTraining = false
         return c
     }
 
@@ -94,6 +100,7 @@ public struct EngineConfig: Sendable, Equatable {
         if !(learningRate > 0) || !learningRate.isFinite { throw bad("learning_rate", "must be a positive number (got \(learningRate))") }
         if let c = clipNorm, !(c > 0) || !c.isFinite { throw bad("clip_norm", "must be a positive number (got \(c))") }
         if threads < 1 { throw bad("threads", "must be at least 1 (got \(threads))") }
+        if predictThreads < 1 { throw bad("predict_threads", "must be at least 1 (got \(predictThreads))") }
         if !(holdoutFraction >= 0 && holdoutFraction < 0.5) { throw bad("holdout", "must be in [0, 0.5) (got \(holdoutFraction))") }
         if let m = maxTrainWindows, m < 1 { throw bad("max_train_windows", "must be at least 1 (got \(m))") }
         if !(coverage > 0 && coverage < 1) { throw bad("coverage", "must be between 0 and 1 (got \(coverage))") }

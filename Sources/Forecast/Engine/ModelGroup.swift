@@ -20,10 +20,10 @@ struct ModelGroup {
         adam = Adam(learningRate: learningRate)
     }
 
-    mutating func install(_ model: Model, adam: Adam, version: Int) {
+    mutating func install(_ model: Model, adam: Adam, version: Int, predictThreads: Int) {
         self.model = model
         self.adam = adam
         self.version = version
-        predictor = Predictor(model: model)
+        predictor = Predictor(model: model, threads: predictThreads)
     }
 }

@@ -195,6 +195,7 @@ public final class StreamingEngine {
             // Prefix count of flagged points, to drop windows that contain an anomaly.
             var flaggedBefore = [Int](repeating: 0, count: u.count + 1)
             for i in 0..<u.count { flaggedBefore[i + 1] = flaggedBefore[i] + (flags[i] ? 1 : 0) }
+            guard config.excludeAnomaliesFromTraining else { return Array(0..<(u.count - L)) }
             return (0..<(u.count - L)).filter { flaggedBefore[$0 + L + 1] == flaggedBefore[$0] }
         }
         var counted: [(s: Int, windows: Int)] = []
@@ -270,7 +271,7 @@ public final class StreamingEngine {
         switch outcome.verdict {
         case .accepted:
             record.accepted = true
-            groups[g].install(outcome.model, adam: outcome.adam, version: job.version)
+            groups[g].install(outcome.model, adam: outcome.adam, version: job.version, predictThreads: config.predictThreads)
             for (s, scaler) in job.scalers { series[s].scaler = scaler }
         case .worseOnHoldout:
             record.reason = "worse on holdout"
@@ -374,7 +375,7 @@ public final class StreamingEngine {
                 series[s].anomaly = AnomalyScorer(config: config.anomaly, state: ss.anomaly)
             }
             guard let first = snap.series.first, let g = seriesIndex[first.key].map({ series[$0].groupIndex }) else { continue }
-            if let model, let adam { groups[g].install(model, adam: adam, version: snap.version) }
+            if let model, let adam { groups[g].install(model, adam: adam, version: snap.version, predictThreads: config.predictThreads) }
             groups[g].trainings = snap.trainings
             groups[g].points = snap.points
             groups[g].lastTrainPoints = snap.lastTrainPoints
