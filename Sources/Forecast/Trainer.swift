@@ -33,6 +33,9 @@ public final class Trainer: @unchecked Sendable {
     public var optimizer: Adam
     /// Clip the global gradient norm to this (nil = no clipping).
     public var maxGradNorm: Float?
+    /// Huber loss with this delta instead of MSE (nil = MSE): errors beyond delta pull linearly,
+    /// so a few spikes in a noisy series do not drag the fit towards them. Reported losses stay MSE.
+    public var huberDelta: Float?
     public let threads: Int
     /// Steps whose loss or gradients were non-finite: counted, never applied.
     public private(set) var skippedSteps = 0
@@ -131,6 +134,7 @@ public final class Trainer: @unchecked Sendable {
         let n = layout.count
         let step = stepCounter
         let seed = self.seed
+        let huber = huberDelta
         let shards = self.shards
         let xBase = UncheckedPointer(x.baseAddress!), yBase = UncheckedPointer(y.baseAddress!)
         let gxBase = inputGradient.map { UncheckedMutablePointer($0) }
@@ -147,7 +151,7 @@ public final class Trainer: @unchecked Sendable {
                 for b in 0..<rows {
                     let d = ws.pred.pointer[b] - yBase.p[r0 + b]
                     sse += Double(d) * Double(d)
-                    ws.dPred.pointer[b] = scale * d
+                    ws.dPred.pointer[b] = scale * (huber.map { max(-$0, min($0, d)) } ?? d)
                 }
                 sh.sse = sse
                 zeroFloats(sh.grads.pointer, n)

@@ -57,6 +57,8 @@ public struct EngineConfig: Sendable, Equatable {
     /// Leave windows that contain a flagged point out of training, so an incident does not
     /// teach the model that incidents are normal. RP-1 trains on every window.
     public var excludeAnomaliesFromTraining = true
+    /// Train with Huber loss of this delta (in normalised units) instead of MSE; nil = MSE (RP-1).
+    public var huberDelta: Float? = 1.0
     /// Threads for batched forecasts (many series at once); batch-1 forecasts use one.
     public var predictThreads = 1
 
@@ -80,6 +82,7 @@ public struct EngineConfig: Sendable, Equatable {
         c.maxTrainWindows = nil
         c.explodingGradNorm = nil
         c.excludeAnomaliesFromTraining = false
+        c.huberDelta = nil
         return c
     }
 

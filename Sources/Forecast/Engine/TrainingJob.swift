@@ -40,6 +40,7 @@ public final class TrainingJob: @unchecked Sendable {
         let L = settings.seqLength
         let trainer = Trainer(model: start, optimizer: adam, maxGradNorm: settings.clipNorm,
                               threads: settings.threads, seed: seed)
+        trainer.huberDelta = settings.huberDelta
         let losses = trainer.fit(x: x, y: y, seqLength: L, epochs: epochs, batchSize: settings.batchSize)
         let trainLoss = losses.last.map(Double.init)
         var verdict = TrainingOutcome.Verdict.accepted
