@@ -21,6 +21,7 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "Mini-batch size.") var batchSize: Int?
     @Option(help: "Adam learning rate.") var learningRate: Float?
     @Option(help: "Clip the global gradient norm to this (0: no clipping).") var clipNorm: Float?
+    @Option(help: "Train with Huber loss of this delta in normalised units (0: MSE, as RP-1).") var huberDelta: Float?
     @Option(help: "Random seed (weights, shuffles).") var seed: UInt64?
     @Option(help: "Training threads per model.") var threads: Int?
     @Option(help: "level, difference or log-return.") var transform: String?
@@ -66,6 +67,7 @@ struct EngineOptions: ParsableArguments {
         if let v = batchSize { c.batchSize = v }
         if let v = learningRate { c.learningRate = v }
         if let v = clipNorm { c.clipNorm = v > 0 ? v : nil }
+        if let v = huberDelta { c.huberDelta = v > 0 ? v : nil }
         if let v = seed { c.seed = v }
         if let v = threads { c.threads = v }
         if let v = transform {
@@ -102,7 +104,7 @@ extension EngineConfig {
             "seq_length": .int(seqLength), "warmup": .int(warmup), "retrain_every": .int(retrainEvery),
             "history": .int(history), "initial_epochs": .int(initialEpochs), "epochs": .int(epochs),
             "batch_size": .int(batchSize), "learning_rate": .number(Double(learningRate)),
-            "clip_norm": .number(clipNorm.map(Double.init)), "seed": .int(Int(truncatingIfNeeded: seed)),
+            "clip_norm": .number(clipNorm.map(Double.init)), "huber_delta": .number(huberDelta.map(Double.init)), "seed": .int(Int(truncatingIfNeeded: seed)),
             "threads": .int(threads), "transform": .string(transform.rawValue),
             "normalization": .string(normalization.rawValue), "scope": .string(scope.rawValue),
             "holdout": .number(holdoutFraction), "coverage": .number(coverage),

@@ -99,6 +99,7 @@ struct DaemonConfig: Equatable {
                 if let v = try r.int("batch_size") { config.engine.batchSize = v }
                 if let v = try r.double("learning_rate") { config.engine.learningRate = Float(v) }
                 if let v = try r.double("clip_norm") { config.engine.clipNorm = v > 0 ? Float(v) : nil }
+                if let v = try r.double("huber_delta") { config.engine.huberDelta = v > 0 ? Float(v) : nil }
                 if let v = try r.double("holdout") { config.engine.holdoutFraction = v }
                 if let v = try r.int("max_train_windows") { config.engine.maxTrainWindows = v }
                 if let v = try r.int("threads") { config.engine.threads = v }
