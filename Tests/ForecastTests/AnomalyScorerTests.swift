@@ -186,15 +186,7 @@ final class AnomalyScorerTests: XCTestCase {
     }
 
     func testEngineFlagsSpikeOnceAndSameFlagsAtAnyScaleAndIntervalsStayNarrow() throws {
-        var c = EngineConfig()   // small and fast, as in StreamingEngineTests
-        c.hiddenSizes = [8]
-        c.seqLength = 12
-        c.warmup = 60
-        c.retrainEvery = 40
-        c.history = 120
-        c.initialEpochs = 3
-        c.epochs = 1
-        c.residualWindow = 100
+        var c = EngineConfig.smallForTests
         c.anomaly.minHistory = 50
         func series(_ k: Double) -> [Observation] {
             var rng = SeededGenerator(seed: 4)

@@ -2,9 +2,9 @@ import Foundation
 import XCTest
 @testable import Forecast
 
-final class StreamingEngineTests: XCTestCase {
+extension EngineConfig {
     /// A small, fast configuration for tests (debug builds are slow).
-    func smallConfig() -> EngineConfig {
+    static var smallForTests: EngineConfig {
         var c = EngineConfig()
         c.hiddenSizes = [8]
         c.seqLength = 12
@@ -16,6 +16,10 @@ final class StreamingEngineTests: XCTestCase {
         c.residualWindow = 100
         return c
     }
+}
+
+final class StreamingEngineTests: XCTestCase {
+    func smallConfig() -> EngineConfig { .smallForTests }
 
     func noisySine(_ n: Int, series: String = "s", seed: UInt64 = 1, offset: Double = 10) -> [Observation] {
         var rng = SeededGenerator(seed: seed)
