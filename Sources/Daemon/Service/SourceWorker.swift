@@ -186,7 +186,7 @@ final class SourceWorker: @unchecked Sendable {
             guard let listener else { return }
             let got = try listener.waitForNotifications(timeout: min(0.25, max(0, deadline.timeIntervalSinceNow)))
             if got.contains(where: { $0.payload == source.table.display }) { return }
-            if trainer.takeFinishedPeek() { return }  // a training finished: install it now
+            if trainer.hasFinished { return }  // a training finished: install it now
         }
     }
 

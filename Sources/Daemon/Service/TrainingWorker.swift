@@ -8,7 +8,6 @@ final class TrainingWorker: @unchecked Sendable {
     private var queue: [TrainingJob] = []
     private var done: [TrainingOutcome] = []
     private var stopped = false
-    private var busy = false
     private var thread: Thread?
 
     init(name: String) {
@@ -36,17 +35,12 @@ final class TrainingWorker: @unchecked Sendable {
     }
 
     /// Whether an outcome is waiting (without taking it).
-    func takeFinishedPeek() -> Bool {
+    var hasFinished: Bool {
         lock.lock()
         defer { lock.unlock() }
         return !done.isEmpty
     }
 
-    var isIdle: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return queue.isEmpty && !busy
-    }
 
     /// Stops after the job in progress (pending jobs are dropped: they are recreated when due).
     func stop() {
@@ -57,13 +51,6 @@ final class TrainingWorker: @unchecked Sendable {
         lock.unlock()
     }
 
-    /// Waits until the current job (if any) is finished, at most `timeout` seconds.
-    func waitIdle(timeout: Double) {
-        let deadline = Date().addingTimeInterval(timeout)
-        lock.lock()
-        while busy && Date() < deadline { _ = lock.wait(until: min(deadline, Date().addingTimeInterval(0.1))) }
-        lock.unlock()
-    }
 
     private func loop() {
         while true {
@@ -71,12 +58,10 @@ final class TrainingWorker: @unchecked Sendable {
             while queue.isEmpty && !stopped { lock.wait() }
             if stopped && queue.isEmpty { lock.unlock(); return }
             let job = queue.removeFirst()
-            busy = true
             lock.unlock()
             let outcome = job.run()
             lock.lock()
             done.append(outcome)
-            busy = false
             lock.broadcast()
             lock.unlock()
         }

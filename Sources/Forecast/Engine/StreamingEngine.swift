@@ -428,8 +428,6 @@ public final class StreamingEngine {
 
     public var allRetrains: [RetrainRecord] { groups.flatMap(\.retrains) }
 
-    public var seriesKeys: [String] { series.map(\.key) }
-
     public func modelVersion(for series: String) -> Int? {
         guard let s = seriesIndex[series] else { return nil }
         let v = groups[self.series[s].groupIndex].version
