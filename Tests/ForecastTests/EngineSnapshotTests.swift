@@ -5,14 +5,8 @@ import XCTest
 /// A restart must go on where the engine stopped: snapshot → bytes → restore + prime + pending.
 final class EngineSnapshotTests: XCTestCase {
     func config() -> EngineConfig {
-        var c = EngineConfig()
-        c.hiddenSizes = [8]
-        c.seqLength = 12
-        c.warmup = 60
+        var c = EngineConfig.smallForTests
         c.retrainEvery = 100
-        c.history = 120
-        c.initialEpochs = 3
-        c.epochs = 1
         c.scope = .shared
         return c
     }

@@ -84,13 +84,8 @@ public struct AnomalyConfig: Sendable, Equatable {
 ///   that incidents are normal.
 public struct AnomalyScorer: Sendable {
     let config: AnomalyConfig
-    private var recent: [Double] = []      // last shortWindow raw scores (ring)
-    private var recentHead = 0
-    private var recentSum = 0.0
-    private var history: [Double] = []     // long-run raw scores of points not flagged (ring)
-    private var historyHead = 0
-    private var historySum = 0.0
-    private var historySumSq = 0.0
+    private var recent: RollingStats       // last shortWindow raw scores
+    private var history: RollingStats      // long-run raw scores of points not flagged
     private var sinceFlag = Int.max
     private var previousRed = false
     private var valueMin = Double.infinity
@@ -101,16 +96,18 @@ public struct AnomalyScorer: Sendable {
     private var shiftHead = 0
     private var sortedOlder: [Double] = []  // the older half of `shiftValues`, sorted
     private var sortedNewer: [Double] = []  // the newer half, sorted
-    private var shiftHistory: [Double] = [] // last longWindow differences (ring)
-    private var shiftHistoryHead = 0
-    private var shiftSum = 0.0
-    private var shiftSumSq = 0.0
+    private var shiftHistory: RollingStats  // last longWindow differences
     private var shiftRed = false
     private var sinceShift = Int.max
 
     static let yellowScore = 0.3   // −log10(1e-3) / 10
 
-    init(config: AnomalyConfig) { self.config = config }
+    init(config: AnomalyConfig) {
+        self.config = config
+        recent = RollingStats(capacity: config.shortWindow)
+        history = RollingStats(capacity: config.longWindow)
+        shiftHistory = RollingStats(capacity: config.longWindow)
+    }
 
     /// Scores one residual; `scale` is a robust spread of recent residuals (> 0) and `value`
     /// the observed value (for the range check; pass nil to skip it).
@@ -119,18 +116,16 @@ public struct AnomalyScorer: Sendable {
         let z = min(abs(residual) / max(scale, 1e-12), 1e6)
         guard z.isFinite else { return (0, false) }
         let raw = erf(z / (config.rawScale * 2.0.squareRoot()))
-        pushRecent(raw)
+        recent.push(raw)
         if sinceFlag < Int.max { sinceFlag += 1 }
         var score = 0.0
         var red = false
         if history.count >= config.minHistory {
-            let n = Double(history.count)
-            let mean = historySum / n
-            let variance = max(historySumSq / n - mean * mean, 0)
+            let mean = history.mean
             // A floor on the spread: a flat, perfectly predicted stretch must not turn the first
             // ordinary wiggle into a one-in-a-billion event.
-            let std = max(variance.squareRoot(), 0.05 * mean, config.minSpread)
-            let shortMean = recentSum / Double(recent.count)
+            let std = max(history.variance.squareRoot(), 0.05 * mean, config.minSpread)
+            let shortMean = recent.mean
             let zMean = (shortMean - mean) / std
             let tail = 0.5 * erfc(zMean / 2.0.squareRoot())   // P(Z > zMean)
             score = min(1, max(0, -log10(max(tail, 1e-10)) / 10))
@@ -143,12 +138,10 @@ public struct AnomalyScorer: Sendable {
         if let v = value, v.isFinite, config.shiftWindow > 0 {
             shift = pushShiftValue(v)
             if let d = shift, shiftHistory.count >= config.minHistory {
-                let n = Double(shiftHistory.count)
-                let mean = shiftSum / n
-                let variance = max(shiftSumSq / n - mean * mean, 0)
+                let mean = shiftHistory.mean
                 // Floor far below any real change but above Float32 rounding of restored values.
                 let level = max(abs(valueMin), abs(valueMax), valueMax - valueMin)
-                let std = max(variance.squareRoot(), 1e-5 * (level.isFinite ? level : 0), 1e-12)
+                let std = max(shiftHistory.variance.squareRoot(), 1e-5 * (level.isFinite ? level : 0), 1e-12)
                 let tail = 0.5 * erfc(abs(d - mean) / std / 2.0.squareRoot())
                 let shiftScore = min(1, max(0, -log10(max(tail, 1e-10)) / 10))
                 if shiftScore >= config.threshold && !shiftRed && sinceShift > config.shiftWindow {
@@ -176,8 +169,8 @@ public struct AnomalyScorer: Sendable {
         // Flagged points stay out of the long-run history, so an incident does not teach the
         // detector that incidents are normal.
         if !flagged && sinceFlag > config.shortWindow {
-            pushHistory(raw)
-            if let d = shift { pushShiftHistory(d) }
+            history.push(raw)
+            if let d = shift { shiftHistory.push(d) }
         }
         if !flagged, let v = value, v.isFinite {
             valueMin = min(valueMin, v)
@@ -188,19 +181,19 @@ public struct AnomalyScorer: Sendable {
     }
 
     var state: State {
-        State(recent: Array(recent[recentHead...] + recent[..<recentHead]),
-              history: Array(history[historyHead...] + history[..<historyHead]),
+        State(recent: recent.values,
+              history: history.values,
               sinceFlag: sinceFlag,
               previousRed: previousRed, valueMin: valueMin, valueMax: valueMax, valueCount: valueCount,
               shiftValues: Array(shiftValues[shiftHead...] + shiftValues[..<shiftHead]),
-              shiftHistory: Array(shiftHistory[shiftHistoryHead...] + shiftHistory[..<shiftHistoryHead]),
+              shiftHistory: shiftHistory.values,
               shiftRed: shiftRed, sinceShift: sinceShift)
     }
 
     init(config: AnomalyConfig, state: State) {
         self.init(config: config)
-        for v in state.recent.suffix(config.shortWindow) { pushRecent(v) }
-        for v in state.history.suffix(config.longWindow) { pushHistory(v) }
+        for v in state.recent.suffix(config.shortWindow) { recent.push(v) }
+        for v in state.history.suffix(config.longWindow) { history.push(v) }
         sinceFlag = state.sinceFlag
         previousRed = state.previousRed
         valueMin = state.valueMin
@@ -208,7 +201,7 @@ public struct AnomalyScorer: Sendable {
         valueCount = state.valueCount
         if config.shiftWindow > 0 {
             for v in state.shiftValues.suffix(2 * config.shiftWindow) { _ = pushShiftValue(v) }
-            for d in state.shiftHistory.suffix(config.longWindow) { pushShiftHistory(d) }
+            for d in state.shiftHistory.suffix(config.longWindow) { shiftHistory.push(d) }
         }
         shiftRed = state.shiftRed
         sinceShift = state.sinceShift
@@ -261,44 +254,5 @@ public struct AnomalyScorer: Sendable {
     private static func removeSorted(_ a: inout [Double], _ v: Double) {
         let i = lowerBound(a, v)
         if i < a.count && a[i] == v { a.remove(at: i) }
-    }
-
-    private mutating func pushShiftHistory(_ d: Double) {
-        if shiftHistory.count < config.longWindow {
-            shiftHistory.append(d)
-        } else {
-            let old = shiftHistory[shiftHistoryHead]
-            shiftSum -= old
-            shiftSumSq -= old * old
-            shiftHistory[shiftHistoryHead] = d
-            shiftHistoryHead = (shiftHistoryHead + 1) % config.longWindow
-        }
-        shiftSum += d
-        shiftSumSq += d * d
-    }
-
-    private mutating func pushRecent(_ v: Double) {
-        if recent.count < config.shortWindow {
-            recent.append(v)
-        } else {
-            recentSum -= recent[recentHead]
-            recent[recentHead] = v
-            recentHead = (recentHead + 1) % config.shortWindow
-        }
-        recentSum += v
-    }
-
-    private mutating func pushHistory(_ v: Double) {
-        if history.count < config.longWindow {
-            history.append(v)
-        } else {
-            let old = history[historyHead]
-            historySum -= old
-            historySumSq -= old * old
-            history[historyHead] = v
-            historyHead = (historyHead + 1) % config.longWindow
-        }
-        historySum += v
-        historySumSq += v * v
     }
 }
