@@ -4,6 +4,8 @@
 #include "ckernels.h"
 #include <immintrin.h>
 #include <math.h>
+#include <sched.h>
+#include <time.h>
 #include <stdlib.h>
 
 static inline __m256i tail_mask(long rem) {
@@ -361,3 +363,45 @@ void fk_lanes_head(long H, long NB, long rows, const float *h, const float *w, f
 }
 
 long fk_fetch_add(long *p, long v) { return __atomic_fetch_add(p, v, __ATOMIC_RELAXED); }
+
+long fk_load_acquire(const long *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+void fk_store_release(long *p, long v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
+long fk_exchange(long *p, long v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
+
+static long elapsed_ns(const struct timespec *t0) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (t.tv_sec - t0->tv_sec) * 1000000000L + (t.tv_nsec - t0->tv_nsec);
+}
+
+// Spin while *p < v, at most `nanos` ns; returns the last value read.
+static long spin_while_below(const long *p, long v, long nanos) {
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long now = __atomic_load_n(p, __ATOMIC_ACQUIRE);
+    for (long i = 1; now < v; i++) {
+        _mm_pause();
+        now = __atomic_load_n(p, __ATOMIC_ACQUIRE);
+        if ((i & 63) == 0 && elapsed_ns(&t0) >= nanos) break;
+    }
+    return now;
+}
+
+long fk_spin_until_changed(const long *p, long v, long nanos) {
+    // Time-based: what one pause costs varies by CPU and under a hypervisor.
+    struct timespec t0;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
+    long now = __atomic_load_n(p, __ATOMIC_ACQUIRE);
+    for (long i = 1; now == v; i++) {
+        _mm_pause();
+        now = __atomic_load_n(p, __ATOMIC_ACQUIRE);
+        if ((i & 63) == 0 && elapsed_ns(&t0) >= nanos) break;
+    }
+    return now;
+}
+
+void fk_wait_at_least(const long *p, long v) {
+    // A partner step takes ~0.5 us; after 50 us of spinning it has probably lost its CPU,
+    // so give ours away instead of burning the time slice it needs.
+    while (spin_while_below(p, v, 50000) < v) sched_yield();
+}

@@ -101,30 +101,36 @@ struct BenchInfer: AsyncParsableCommand {
     func run() async throws {
         let o = options
         let model = try Model(config: o.config, seed: 0)
+        // Latency is measured on --threads cores like PyTorch's (one window split by hidden
+        // units across two threads), and on one thread for reference.
         let one = Predictor(model: model, threads: 1)
         let many = Predictor(model: model, threads: o.threads)
         let x1 = syntheticWindows(count: 1, seqLength: o.seqLength, seed: 2).x
         let big = 1024
         let xb = syntheticWindows(count: big, seqLength: o.seqLength, seed: 3).x
         var sink: Float = 0
-        for _ in 0..<200 { sink += one.predict(x1, batch: 1, seqLength: o.seqLength)[0] }
-        var latencies: [Double] = [], rates: [Double] = []
         var out1 = [Float](repeating: 0, count: 1), outB = [Float](repeating: 0, count: big)
-        for r in 0..<o.repeats {
-            // Latency: median of many single-window calls.
+        /// Median of many single-window calls, in microseconds.
+        func latency(_ p: Predictor, seconds: Double) -> Double {
             var ts: [Double] = []
-            let t0 = now()
             x1.withUnsafeBufferPointer { xp in
                 out1.withUnsafeMutableBufferPointer { op in
-                    while now() - t0 < o.seconds / 2 || ts.count < 100 {
+                    for _ in 0..<200 { p.predict(xp, batch: 1, seqLength: o.seqLength, into: op) }
+                    let t0 = now()
+                    while now() - t0 < seconds || ts.count < 100 {
                         let a = now()
-                        one.predict(xp, batch: 1, seqLength: o.seqLength, into: op)
+                        p.predict(xp, batch: 1, seqLength: o.seqLength, into: op)
                         ts.append((now() - a) * 1e6)
                         sink += op[0]
                     }
                 }
             }
-            latencies.append(median(ts))
+            return median(ts)
+        }
+        var latencies: [Double] = [], oneThread: [Double] = [], rates: [Double] = []
+        for r in 0..<o.repeats {
+            latencies.append(latency(many, seconds: o.seconds * 0.4))
+            oneThread.append(latency(one, seconds: o.seconds * 0.1))
             // Throughput at batch 1024.
             var calls = 0
             let t1 = now()
@@ -140,12 +146,15 @@ struct BenchInfer: AsyncParsableCommand {
                 }
             }
             rates.append(Double(calls * big) / elapsed)
-            if !o.json { print("repeat \(r): \(latencies.last!) us (batch 1), \(Int(rates.last!)) windows/s (batch \(big))") }
+            if !o.json {
+                print("repeat \(r): \(latencies.last!) us (batch 1; \(oneThread.last!) us on one thread), \(Int(rates.last!)) windows/s (batch \(big))")
+            }
         }
         try emit([
             "mode": "infer", "hidden": o.hidden, "layers": o.layers, "seq_length": o.seqLength,
             "threads": o.threads, "latency_us_batch1": median(latencies),
             "windows_per_second_batch1024": median(rates), "latency_repeats": latencies,
+            "latency_us_batch1_one_thread": median(oneThread),
             "throughput_repeats": rates, "checksum": Double(sink.isFinite ? 1 : 0),
         ], json: o.json)
     }

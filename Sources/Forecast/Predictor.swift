@@ -12,14 +12,10 @@ public final class Predictor: @unchecked Sendable {
     /// Windows per chunk on the batched path: keeps a chunk's activations near the caches.
     private let chunk = 16
 
-    // Batch-1 LSTM path: W_hhᵀ packed in 64-column panels (fk_pack_panels: a step is a
-    // broadcast-FMA sweep over contiguous memory) and b_ih + b_hh per layer.
-    private var whhT: [[Float]] = []
-    private var biasSum: [[Float]] = []
-    private let pre = FloatBuffer(), hA = FloatBuffer(), hB = FloatBuffer()
-    private let cA = FloatBuffer(), cB = FloatBuffer(), tc = FloatBuffer()
-
     private var workspaces: [Workspace] = []
+
+    // Batch-1 LSTM path, split by hidden units over two threads when threads >= 2.
+    private var single: SingleWindowLSTM?
 
     // Batched LSTM path (batch > 1): batch-in-lanes kernels (fk_lstm_lanes_*). Chunks of up to
     // `laneChunk` windows run the whole recursion (all steps, all layers) with their h/c state
@@ -37,15 +33,7 @@ public final class Predictor: @unchecked Sendable {
         parameters = model.parameters
         self.threads = max(1, threads)
         if config.cell == .lstm {
-            for l in layout.layers {
-                let (H, G) = (l.hiddenSize, l.gateWidth)
-                var t = [Float](repeating: 0, count: H * G)
-                parameters.withUnsafeBufferPointer { p in
-                    t.withUnsafeMutableBufferPointer { fk_pack_panels(G, H, p.baseAddress! + l.weightHH, $0.baseAddress!) }
-                }
-                whhT.append(t)
-                biasSum.append((0..<G).map { parameters[l.biasIH + $0] + parameters[l.biasHH + $0] })
-            }
+            single = SingleWindowLSTM(parameters: parameters, layout: layout, inputSize: config.inputSize)
             var wTotal = 0, bTotal = 0
             for l in layout.layers {
                 lanesWOffset.append(wTotal); lanesBOffset.append(bTotal)
@@ -84,8 +72,8 @@ public final class Predictor: @unchecked Sendable {
         precondition(windows.count >= batch * seqLength * config.inputSize && out.count >= batch,
                      "windows/out too small for batch \(batch) x seqLength \(seqLength)")
         guard batch > 0, seqLength > 0 else { return }
-        if batch == 1 && config.cell == .lstm {
-            out[0] = predictOneLSTM(windows.baseAddress!, seqLength: seqLength)
+        if batch == 1, let single {
+            out[0] = single.predict(windows.baseAddress!, seqLength: seqLength, twoThreads: threads > 1)
             return
         }
         if config.cell == .lstm {
@@ -110,45 +98,6 @@ public final class Predictor: @unchecked Sendable {
                 }
             }
             if nWorkers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: nWorkers, execute: work) }
-        }
-    }
-
-    /// One window: input projections of all steps as one small GEMM per layer, then per step
-    /// a hand-written AVX2 W_hhᵀ sweep (BLAS call overhead would dominate at this size).
-    private func predictOneLSTM(_ x: UnsafePointer<Float>, seqLength T: Int) -> Float {
-        let maxG = layout.layers.map(\.gateWidth).max()!
-        let maxH = layout.layers.map(\.hiddenSize).max()!
-        pre.reserve(T * maxG)
-        hA.reserve(T * maxH); hB.reserve(T * maxH)
-        cA.reserve(maxH); cB.reserve(maxH); tc.reserve(maxH)
-        return parameters.withUnsafeBufferPointer { pp -> Float in
-            let P = pp.baseAddress!
-            var input = UnsafePointer(x)
-            var hOut = hA.pointer, hSpare = hB.pointer
-            var H = 0
-            for (k, l) in layout.layers.enumerated() {
-                H = l.hiddenSize
-                let G = l.gateWidth
-                let z = pre.pointer
-                biasSum[k].withUnsafeBufferPointer { fk_fill_rows(z, T, G, $0.baseAddress!) }
-                gemm(transB: true, m: T, n: G, k: l.inputSize, a: input, lda: l.inputSize,
-                     b: P + l.weightIH, ldb: l.inputSize, beta: 1, c: z, ldc: G)
-                var cPrev = cA.pointer, cCur = cB.pointer
-                whhT[k].withUnsafeBufferPointer { wt in
-                    for t in 0..<T {
-                        let zt = z + t * G
-                        if t > 0 { fk_gemv_t(H, G, wt.baseAddress!, hOut + (t - 1) * H, zt) }
-                        fk_lstm_cell_forward(1, H, zt, t > 0 ? cPrev : nil, cCur, tc.pointer, hOut + t * H)
-                        swap(&cPrev, &cCur)
-                    }
-                }
-                input = UnsafePointer(hOut)
-                swap(&hOut, &hSpare)
-            }
-            let hl = input + (T - 1) * H
-            var s = P[layout.fcBias]
-            for j in 0..<H { s += hl[j] * P[layout.fcWeight + j] }
-            return s
         }
     }
 

@@ -74,6 +74,8 @@ final class GoldenLSTMTests: XCTestCase {
         assertClose(model.predict(x, batch: B, seqLength: T), values(c["prediction"]), "predict()")
         assertClose(model.predict(Array(x[0..<(T * inputSize)]), batch: 1, seqLength: T),
                     [values(c["prediction"])[0]], "predict() batch-1 path")
+        assertClose(Predictor(model: model, threads: 2).predict(Array(x[0..<(T * inputSize)]), batch: 1, seqLength: T),
+                    [values(c["prediction"])[0]], "batch-1 path split over two threads")
         assertClose(loss, c["loss"] as! Double, "loss")
 
         let expectedGrads = named(c["gradients"])

@@ -52,6 +52,7 @@ final class PredictorTests: XCTestCase {
     func testLSTMTapering() throws { try check(ModelConfig(cell: .lstm, inputSize: 1, hiddenSizes: [16, 8, 4])) }
     func testLSTMInputSize2() throws { try check(ModelConfig(cell: .lstm, inputSize: 2, hiddenSizes: [32, 12])) }
     func testLSTMOddHidden() throws { try check(ModelConfig(cell: .lstm, inputSize: 3, hiddenSizes: [13])) }
+    func testLSTMHidden1() throws { try check(ModelConfig(cell: .lstm, inputSize: 1, hiddenSizes: [1, 3])) }
     func testGRU() throws { try check(ModelConfig(cell: .gru, inputSize: 2, hiddenSizes: [16, 8])) }
 
     func testSeqLength1() throws {
@@ -76,4 +77,40 @@ final class PredictorTests: XCTestCase {
         let two = Predictor(model: model, threads: 2).predict(x, batch: 1024, seqLength: 30)
         XCTAssertEqual(one, two)
     }
+
+    /// The two-thread single-window path gives the one-thread result to the bit, call after
+    /// call, whether its helper thread is still spinning or has gone to sleep in between.
+    func testSingleWindowSplitMatchesOneThread() throws {
+        let model = try Model(config: ModelConfig(hiddenSizes: [64, 64]), seed: 8)
+        let one = Predictor(model: model, threads: 1)
+        let two = Predictor(model: model, threads: 2)
+        for call in 0..<40 {
+            let x = windows(48, seed: UInt64(100 + call))
+            XCTAssertEqual(two.predict(x, batch: 1, seqLength: 48), one.predict(x, batch: 1, seqLength: 48), "call \(call)")
+            if call % 8 == 7 { usleep(3000) }  // let the helper fall asleep
+        }
+    }
+
+    /// Two callers at once: one gets the shared helper thread, the other runs both halves
+    /// itself; both get the exact one-thread results.
+    func testSingleWindowConcurrentCallers() throws {
+        let models = try (0..<2).map { try Model(config: ModelConfig(hiddenSizes: [64, 64]), seed: UInt64(20 + $0)) }
+        let inputs = (0..<30).map { windows(48, seed: UInt64(200 + $0)) }
+        let expected = models.map { m in inputs.map { Predictor(model: m, threads: 1).predict($0, batch: 1, seqLength: 48) } }
+        let got = UnsafeMutablePointer<[[Float]]>.allocate(capacity: 2)
+        got.initialize(repeating: [], count: 2)
+        defer { got.deinitialize(count: 2); got.deallocate() }
+        let slots = UncheckedSlots(got)
+        DispatchQueue.concurrentPerform(iterations: 2) { w in
+            let p = Predictor(model: models[w], threads: 2)
+            slots.p[w] = inputs.map { p.predict($0, batch: 1, seqLength: 48) }
+        }
+        XCTAssertEqual(got[0], expected[0])
+        XCTAssertEqual(got[1], expected[1])
+    }
+}
+
+private struct UncheckedSlots: @unchecked Sendable {
+    let p: UnsafeMutablePointer<[[Float]]>
+    init(_ p: UnsafeMutablePointer<[[Float]]>) { self.p = p }
 }

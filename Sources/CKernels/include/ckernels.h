@@ -71,6 +71,15 @@ void fk_lanes_head(long H, long NB, long rows, const float *h, const float *w, f
                    float *out);
 // Relaxed atomic fetch-and-add (work sharing between inference workers).
 long fk_fetch_add(long *p, long v);
+// Acquire load / release store / sequentially consistent exchange: the step handshake of
+// the two-thread single-window forward (SingleWindowLSTM).
+long fk_load_acquire(const long *p);
+void fk_store_release(long *p, long v);
+long fk_exchange(long *p, long v);
+// Spin (with pause, yielding the CPU after a while) until *p >= v.
+void fk_wait_at_least(const long *p, long v);
+// Spin (with pause) for at most `nanos` ns while *p == v; returns the last value read.
+long fk_spin_until_changed(const long *p, long v, long nanos);
 
 #ifdef __cplusplus
 }
