@@ -368,6 +368,13 @@ long fk_load_acquire(const long *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE
 void fk_store_release(long *p, long v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
 long fk_exchange(long *p, long v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
 
+int fk_claim(long *slot, long g) {
+    long old = __atomic_load_n(slot, __ATOMIC_ACQUIRE);
+    while (old < g)
+        if (__atomic_compare_exchange_n(slot, &old, g, 0, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) return 1;
+    return 0;
+}
+
 static long elapsed_ns(const struct timespec *t0) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
@@ -405,3 +412,5 @@ void fk_wait_at_least(const long *p, long v) {
     // so give ours away instead of burning the time slice it needs.
     while (spin_while_below(p, v, 50000) < v) sched_yield();
 }
+
+int fk_wait_at_least_for(const long *p, long v, long nanos) { return spin_while_below(p, v, nanos) >= v; }

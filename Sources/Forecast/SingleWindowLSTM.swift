@@ -2,19 +2,24 @@ import CKernels
 import Dispatch
 import Glibc
 
-/// The single-window LSTM forward on two threads.
+/// The single-window LSTM forward, on one thread or two.
 ///
 /// One window cannot be split by rows, and its cost is not arithmetic: every step streams the
 /// layer's recurrent matrix (64 KB at hidden 64, twice the L1 cache) from L2. Split by hidden
-/// units, each thread owns the gate rows of half the units, streams only those, and the two
-/// trade their halves of h after every step. Each unit goes through exactly the arithmetic of
-/// the one-thread path, so the prediction is the same to the bit.
+/// units into two halves, each half's step streams only its own gate rows, so two threads can
+/// run a step in half the time, trading their halves of h after every step.
+///
+/// The work is a sequence of tasks per half: each layer's input projection, then its steps.
+/// Two workers claim tasks (own half first, then the other half if still unclaimed) and wait
+/// until both halves of a task are done before the next. A partner that loses its CPU only
+/// costs the task it holds; the other worker takes the rest. Whoever runs a task runs the same
+/// arithmetic, so the prediction is the same to the bit on one thread or two.
 ///
 /// The caller's thread is worker 0; worker 1 is the process's one `SplitForwardHelper` thread.
-/// With one thread, or when the helper is busy with another call (a daemon with a model per
-/// series must not grow a thread per model), the caller runs both halves itself.
+/// With one thread, or when the helper is still busy with another call (a daemon with a model
+/// per series must not grow a thread per model), the caller runs every task itself.
 final class SingleWindowLSTM: @unchecked Sendable {
-    /// One worker's share of one layer: gate rows (i, f, g, o) of units u0 ..< u0 + n.
+    /// One half of one layer: gate rows (i, f, g, o) of units u0 ..< u0 + n.
     private struct Share {
         let u0: Int, n: Int
         let whhT: UnsafeMutablePointer<Float>   // [4n][H] packed with fk_pack_panels
@@ -26,17 +31,18 @@ final class SingleWindowLSTM: @unchecked Sendable {
     private let inputSize: Int
     private let fcBias: Float
     private let fcWeight: [Float]
-    private var shares: [[Share]] = [[], []]  // [worker][layer]
+    private let maxH: Int
+    private var shares: [[Share]] = [[], []]  // [half][layer]
 
-    // Per-call buffers, grown by the caller while the helper is not working for this instance.
+    // Per-call buffers, grown only while no helper works on this instance.
     private var seqCapacity = 0
-    private var h: [UnsafeMutablePointer<Float>] = []      // per layer [T][H], both workers write
-    private var z: [UnsafeMutablePointer<Float>?] = [nil, nil]  // per worker [T][4n]
-    private var state: [UnsafeMutablePointer<Float>] = []  // per worker: c, c', tanh c
+    private var h: [UnsafeMutablePointer<Float>] = []      // per layer [T][H], halves side by side
+    private var z: [UnsafeMutablePointer<Float>?] = [nil, nil]  // per half [T][4n]
+    private let c: [UnsafeMutablePointer<Float>]           // per half: c ping-pong [2][maxH]
+    private let scratch: [UnsafeMutablePointer<Float>]     // per worker: tanh c
 
     // The call in progress (written before the helper's generation is published).
     private var callInput: UnsafePointer<Float>?
-    private var callSteps = 0
 
     init(parameters: [Float], layout: ParameterLayout, inputSize: Int) {
         self.layout = layout
@@ -63,30 +69,26 @@ final class SingleWindowLSTM: @unchecked Sendable {
                 shares[w].append(Share(u0: u0, n: n, whhT: whhT, wih: wih, bias: bias))
             }
         }
-        let maxH = layout.layers.map(\.hiddenSize).max()!
-        state = [alignedFloats(3 * maxH), alignedFloats(3 * maxH)]
+        maxH = layout.layers.map(\.hiddenSize).max()!
+        c = [alignedFloats(2 * maxH), alignedFloats(2 * maxH)]
+        scratch = [alignedFloats(maxH), alignedFloats(maxH)]
     }
 
     deinit {
         for w in shares { for s in w { free(s.whhT); free(s.wih); free(s.bias) } }
-        for p in h { free(p) }
-        for p in z { free(p) }
-        for p in state { free(p) }
+        for p in h + z.compactMap({ $0 }) + c + scratch { free(p) }
     }
 
     /// Prediction for one window x [T][inputSize].
     func predict(_ x: UnsafePointer<Float>, seqLength T: Int, twoThreads: Bool) -> Float {
-        reserve(seqLength: T)
-        callInput = x
-        callSteps = T
         let helper = SplitForwardHelper.shared
-        if twoThreads && helper.tryAcquire() {
-            helper.start(self)
-            run(worker: 0, mine: helper.progress0, other: helper.progress1)
-            fk_wait_at_least(helper.progress1, layout.layers.count * T)
-            helper.release()
+        let tasks = layout.layers.count * (T + 1)
+        if twoThreads, let call = helper.begin(self, tasks: tasks, steps: T, prepare: { self.prepare(x, T) }) {
+            runTasks(worker: 0, steps: T, generation: call.generation, board: call.board)
+            helper.end()
         } else {
-            runAlone()
+            prepare(x, T)
+            runTasks(worker: 0, steps: T, generation: 0, board: nil)
         }
         let H = layout.layers.last!.hiddenSize
         let top = h[layout.layers.count - 1] + (T - 1) * H
@@ -95,103 +97,123 @@ final class SingleWindowLSTM: @unchecked Sendable {
         return s
     }
 
-    /// One worker's half of every layer. `mine`/`other`: steps finished so far in this call
-    /// (counted across layers) by this worker and by its partner.
-    fileprivate func run(worker w: Int, mine: UnsafeMutablePointer<Int>, other: UnsafeMutablePointer<Int>) {
-        let T = callSteps
-        var input = callInput!, inSize = inputSize
-        let zw = z[w]!, st = state[w]
-        for (k, l) in layout.layers.enumerated() {
-            let s = shares[w][k], H = l.hiddenSize, G = 4 * s.n
-            let hk = h[k]
-            // The next layer's input projection needs all of this layer's h, both halves.
-            if k > 0 { fk_wait_at_least(other, k * T) }
-            fk_fill_rows(zw, T, G, s.bias)
+    /// Every task of the call in order. Without a board, run both halves of each. With one
+    /// (two workers): claim and run the own half, then wait for the partner's half; if it is
+    /// not done within a few steps' time and still unclaimed, run it too, and keep taking the
+    /// partner's halves without waiting until the partner claims one again. A stale worker
+    /// (its call already finished) finds everything claimed and only reads the board.
+    fileprivate func runTasks(worker: Int, steps T: Int, generation g: Int, board: SplitForwardHelper.Board?) {
+        let other = 1 - worker
+        var partnerAway = false
+        var task = 0
+        for k in 0..<layout.layers.count {
+            for t in -1..<T {
+                defer { task += 1 }
+                guard let board else {
+                    run(layer: k, step: t, half: 0, worker: worker, steps: T)
+                    run(layer: k, step: t, half: 1, worker: worker, steps: T)
+                    continue
+                }
+                // Halves finish their tasks in order (a task starts when both halves of the
+                // previous one are done), so one counter per half says how far it has got.
+                let done = board.stamp(generation: g, tasksDone: task + 1)
+                let gotMine = fk_claim(board.claim(half: worker, task: task), g) != 0
+                if gotMine {
+                    run(layer: k, step: t, half: worker, worker: worker, steps: T)
+                    fk_store_release(board.progress(half: worker), done)
+                } else {
+                    partnerAway = false
+                }
+                if partnerAway || fk_wait_at_least_for(board.progress(half: other), done, 5_000) == 0 {
+                    if fk_claim(board.claim(half: other, task: task), g) != 0 {
+                        partnerAway = true
+                        run(layer: k, step: t, half: other, worker: worker, steps: T)
+                        fk_store_release(board.progress(half: other), done)
+                    } else {
+                        partnerAway = false
+                    }
+                }
+                fk_wait_at_least(board.progress(half: other), done)
+                if !gotMine { fk_wait_at_least(board.progress(half: worker), done) }
+            }
+        }
+    }
+
+    /// One half of one task: step -1 is the layer's input projection for all steps (one GEMM),
+    /// step t the recurrent product and cell update of step t.
+    private func run(layer k: Int, step t: Int, half: Int, worker: Int, steps T: Int) {
+        let s = shares[half][k], H = layout.layers[k].hiddenSize, G = 4 * s.n
+        let zh = z[half]!
+        if t < 0 {
+            let (input, inSize) = k == 0 ? (callInput!, inputSize) : (UnsafePointer(h[k - 1]), layout.layers[k - 1].hiddenSize)
+            fk_fill_rows(zh, T, G, s.bias)
             gemm(transB: true, m: T, n: G, k: inSize, a: input, lda: inSize, b: s.wih, ldb: inSize,
-                 beta: 1, c: zw, ldc: G)
-            var cPrev = st, cCur = st + H
-            for t in 0..<T {
-                let zt = zw + t * G
-                if t > 0 {
-                    fk_wait_at_least(other, k * T + t)
-                    fk_gemv_t(H, G, s.whhT, hk + (t - 1) * H, zt)
-                }
-                fk_lstm_cell_forward(1, s.n, zt, t > 0 ? cPrev : nil, cCur, st + 2 * H, hk + t * H + s.u0)
-                swap(&cPrev, &cCur)
-                fk_store_release(mine, k * T + t + 1)
-            }
-            input = UnsafePointer(hk)
-            inSize = H
+                 beta: 1, c: zh, ldc: G)
+            return
         }
+        let zt = zh + t * G
+        if t > 0 { fk_gemv_t(H, G, s.whhT, h[k] + (t - 1) * H, zt) }
+        let cPrev = c[half] + ((t + 1) & 1) * maxH, cCur = c[half] + (t & 1) * maxH
+        fk_lstm_cell_forward(1, s.n, zt, t > 0 ? cPrev : nil, cCur, scratch[worker], h[k] + t * H + s.u0)
     }
 
-    /// Both workers' halves on the calling thread, step by step: the same arithmetic per unit.
-    private func runAlone() {
-        let T = callSteps
-        var input = callInput!, inSize = inputSize
-        for (k, l) in layout.layers.enumerated() {
-            let H = l.hiddenSize, hk = h[k]
-            for w in 0..<2 {
-                let s = shares[w][k]
-                fk_fill_rows(z[w]!, T, 4 * s.n, s.bias)
-                gemm(transB: true, m: T, n: 4 * s.n, k: inSize, a: input, lda: inSize, b: s.wih,
-                     ldb: inSize, beta: 1, c: z[w]!, ldc: 4 * s.n)
-            }
-            for t in 0..<T {
-                for w in 0..<2 where t > 0 {
-                    let s = shares[w][k]
-                    fk_gemv_t(H, 4 * s.n, s.whhT, hk + (t - 1) * H, z[w]! + t * 4 * s.n)
-                }
-                for w in 0..<2 {
-                    let s = shares[w][k], st = state[w]
-                    // c ping-pongs between st and st + H with the step's parity.
-                    let cPrev = st + (t & 1 == 1 ? 0 : H), cCur = st + (t & 1 == 1 ? H : 0)
-                    fk_lstm_cell_forward(1, s.n, z[w]! + t * 4 * s.n, t > 0 ? cPrev : nil, cCur,
-                                         st + 2 * H, hk + t * H + s.u0)
-                }
-            }
-            input = UnsafePointer(hk)
-            inSize = H
-        }
-    }
-
-    private func reserve(seqLength T: Int) {
+    /// Sets up a call (no worker is using this instance's buffers).
+    private func prepare(_ x: UnsafePointer<Float>, _ T: Int) {
+        callInput = x
         guard T > seqCapacity else { return }
-        for p in h { free(p) }
-        for p in z { free(p) }
+        for p in h + z.compactMap({ $0 }) { free(p) }
         h = layout.layers.map { alignedFloats(T * $0.hiddenSize) }
         z = (0..<2).map { w in alignedFloats(T * shares[w].map { 4 * $0.n }.max()!) }
         seqCapacity = T
     }
 }
 
-/// Worker 1 of every two-thread SingleWindowLSTM call in the process: one thread, started on first use,
-/// that spins 200 µs after a call (back-to-back calls pay no wake-up) and then sleeps.
+/// Worker 1 of two-thread SingleWindowLSTM calls: one thread for the process, started on first
+/// use, that spins 200 µs after a call (back-to-back calls pay no wake-up) and then sleeps.
 final class SplitForwardHelper: @unchecked Sendable {
     static let shared = SplitForwardHelper()
 
-    // Control words, each on its own cache line: progress of worker 0 and 1, call generation,
-    // helper-asleep flag, busy flag (one call at a time).
+    // Control words, each on its own cache line: call generation, helper-asleep flag, busy flag
+    // (a call in progress), idle flag (the helper has finished its last call).
     private let control: UnsafeMutablePointer<Int>
-    var progress0: UnsafeMutablePointer<Int> { control }
-    var progress1: UnsafeMutablePointer<Int> { control + 8 }
-    private var generation: UnsafeMutablePointer<Int> { control + 16 }
-    private var sleeping: UnsafeMutablePointer<Int> { control + 24 }
-    private var busy: UnsafeMutablePointer<Int> { control + 32 }
+    private var generation: UnsafeMutablePointer<Int> { control }
+    private var sleeping: UnsafeMutablePointer<Int> { control + 8 }
+    private var busy: UnsafeMutablePointer<Int> { control + 16 }
+    private var idle: UnsafeMutablePointer<Int> { control + 24 }
+    /// Where two workers coordinate a call: per half, a progress counter on its own cache line
+    /// and the claims of its tasks, contiguous (its owner claims them in order: the lines stay
+    /// in the owner's cache unless the other worker has to take a task).
+    struct Board {
+        let base: UnsafeMutablePointer<Int>
+        let tasks: Int
+        func progress(half: Int) -> UnsafeMutablePointer<Int> { base + 8 * half }
+        func claim(half: Int, task: Int) -> UnsafeMutablePointer<Int> { base + 16 + half * tasks + task }
+        /// Progress value "this many tasks done in this call"; grows across calls.
+        func stamp(generation g: Int, tasksDone: Int) -> Int { g << 24 | tasksDone }
+        static func allocate(tasks: Int) -> Board {
+            let padded = (tasks + 7) & ~7
+            return Board(base: aligned(Int.self, 16 + 2 * padded), tasks: padded)
+        }
+    }
+    private var board = Board.allocate(tasks: 128)
     private let wake = DispatchSemaphore(value: 0)
     private var thread: pthread_t?
-    /// The instance whose call is in progress; it outlives the call (its caller is inside it).
+    // The call handed to the helper (written before `generation` is published).
     private var job: Unmanaged<SingleWindowLSTM>?
+    private var jobSteps = 0
 
     private init() {
-        control = aligned(Int.self, 40)
+        control = aligned(Int.self, 32)
+        control[24] = 1
     }
 
-    func tryAcquire() -> Bool { fk_exchange(busy, 1) == 0 }
-    func release() { fk_store_release(busy, 0) }
-
-    /// Hand worker 1 of `forward`'s call to the helper thread (caller holds the busy flag).
-    func start(_ forward: SingleWindowLSTM) {
+    /// Starts a two-worker call, or returns nil when another call holds the helper or the helper
+    /// is still leaving its last one. `prepare` runs before the helper can see the call.
+    func begin(_ forward: SingleWindowLSTM, tasks: Int, steps: Int, prepare: () -> Void)
+        -> (generation: Int, board: Board)?
+    {
+        guard fk_load_acquire(idle) == 1, fk_exchange(busy, 1) == 0 else { return nil }
+        guard fk_load_acquire(idle) == 1 else { fk_store_release(busy, 0); return nil }
         if thread == nil {
             var tid = pthread_t()
             let rc = pthread_create(&tid, nil, { _ in
@@ -201,12 +223,23 @@ final class SplitForwardHelper: @unchecked Sendable {
             precondition(rc == 0, "pthread_create failed: \(rc)")
             thread = tid
         }
-        job = Unmanaged.passUnretained(forward)
-        fk_store_release(progress0, 0)
-        fk_store_release(progress1, 0)
-        fk_store_release(generation, generation.pointee + 1)
+        precondition(tasks < 1 << 24, "window too long for the two-thread path")
+        if tasks > board.tasks {
+            // Generations only grow, so a fresh zeroed board reads as "nothing claimed".
+            free(board.base)
+            board = Board.allocate(tasks: tasks)
+        }
+        prepare()
+        job = Unmanaged.passRetained(forward)
+        jobSteps = steps
+        fk_store_release(idle, 0)
+        let g = generation.pointee + 1
+        fk_store_release(generation, g)
         if fk_exchange(sleeping, 0) == 1 { wake.signal() }
+        return (g, board)
     }
+
+    func end() { fk_store_release(busy, 0) }
 
     private func loop() {
         var seen = 0
@@ -224,12 +257,15 @@ final class SplitForwardHelper: @unchecked Sendable {
                 next = fk_load_acquire(generation)
             }
             seen = next
-            job!.takeUnretainedValue().run(worker: 1, mine: progress1, other: progress0)
+            let forward = job!.takeRetainedValue()
+            job = nil
+            forward.runTasks(worker: 1, steps: jobSteps, generation: seen, board: board)
+            fk_store_release(idle, 1)
         }
     }
 }
 
-/// 64-byte aligned floats: cache-line aligned halves of h and control words (no false sharing).
+/// 64-byte aligned floats: cache-line aligned halves of h (no false sharing between workers).
 private func alignedFloats(_ count: Int) -> UnsafeMutablePointer<Float> {
     aligned(Float.self, count)
 }
@@ -241,3 +277,4 @@ private func aligned<T>(_ type: T.Type, _ count: Int) -> UnsafeMutablePointer<T>
     memset(raw!, 0, bytes)
     return raw!.bindMemory(to: T.self, capacity: max(count, 1))
 }
+

@@ -76,8 +76,12 @@ long fk_fetch_add(long *p, long v);
 long fk_load_acquire(const long *p);
 void fk_store_release(long *p, long v);
 long fk_exchange(long *p, long v);
+// Claims a task slot for generation g: 1 if *slot was below g and is now g, else 0.
+int fk_claim(long *slot, long g);
 // Spin (with pause, yielding the CPU after a while) until *p >= v.
 void fk_wait_at_least(const long *p, long v);
+// Spin (with pause) for at most `nanos` ns until *p >= v; 1 if it got there, else 0.
+int fk_wait_at_least_for(const long *p, long v, long nanos);
 // Spin (with pause) for at most `nanos` ns while *p == v; returns the last value read.
 long fk_spin_until_changed(const long *p, long v, long nanos);
 
