@@ -4,7 +4,6 @@
 #include "ckernels.h"
 #include <immintrin.h>
 #include <math.h>
-#include <sched.h>
 #include <time.h>
 #include <stdlib.h>
 
@@ -182,6 +181,47 @@ void fk_gemv_t(long K, long N, const float *Wb, const float *x, float *y) {
             a = _mm256_fmadd_ps(_mm256_maskload_ps(w + k * wl + j, m), _mm256_broadcast_ss(x + k), a);
         _mm256_maskstore_ps(y + n0 + j, m, a);
     }
+}
+
+void fk_gemm_rows(long M, long K, long N, const float *Wb, const float *x, long ldx, float *y,
+                  long ldy) {
+    for (long n0 = 0; n0 < N; n0 += 64) {
+        const long pw = N - n0 < 64 ? N - n0 : 64;  // panel width; the panel is [K][pw]
+        const float *P = Wb + n0 * K;
+        for (long c0 = 0; c0 < pw; c0 += 16) {
+            const long cols = pw - c0 < 16 ? pw - c0 : 16;
+            const __m256i m0 = cols >= 8 ? _mm256_set1_epi32(-1) : tail_mask(cols);
+            const __m256i m1 = cols >= 16 ? _mm256_set1_epi32(-1)
+                             : cols > 8 ? tail_mask(cols - 8) : _mm256_setzero_si256();
+            for (long r = 0; r + 4 <= M; r += 4) {
+                float *y0 = y + r * ldy + n0 + c0, *y1 = y0 + ldy, *y2 = y1 + ldy, *y3 = y2 + ldy;
+                const float *x0 = x + r * ldx, *x1 = x0 + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx;
+                __m256 a00 = _mm256_maskload_ps(y0, m0), a01 = _mm256_maskload_ps(y0 + 8, m1);
+                __m256 a10 = _mm256_maskload_ps(y1, m0), a11 = _mm256_maskload_ps(y1 + 8, m1);
+                __m256 a20 = _mm256_maskload_ps(y2, m0), a21 = _mm256_maskload_ps(y2 + 8, m1);
+                __m256 a30 = _mm256_maskload_ps(y3, m0), a31 = _mm256_maskload_ps(y3 + 8, m1);
+                for (long k = 0; k < K; k++) {
+                    const float *w = P + k * pw + c0;
+                    __m256 w0 = _mm256_maskload_ps(w, m0), w1 = _mm256_maskload_ps(w + 8, m1);
+                    __m256 b = _mm256_broadcast_ss(x0 + k);
+                    a00 = _mm256_fmadd_ps(w0, b, a00); a01 = _mm256_fmadd_ps(w1, b, a01);
+                    b = _mm256_broadcast_ss(x1 + k);
+                    a10 = _mm256_fmadd_ps(w0, b, a10); a11 = _mm256_fmadd_ps(w1, b, a11);
+                    b = _mm256_broadcast_ss(x2 + k);
+                    a20 = _mm256_fmadd_ps(w0, b, a20); a21 = _mm256_fmadd_ps(w1, b, a21);
+                    b = _mm256_broadcast_ss(x3 + k);
+                    a30 = _mm256_fmadd_ps(w0, b, a30); a31 = _mm256_fmadd_ps(w1, b, a31);
+                }
+                _mm256_maskstore_ps(y0, m0, a00); _mm256_maskstore_ps(y0 + 8, m1, a01);
+                _mm256_maskstore_ps(y1, m0, a10); _mm256_maskstore_ps(y1 + 8, m1, a11);
+                _mm256_maskstore_ps(y2, m0, a20); _mm256_maskstore_ps(y2 + 8, m1, a21);
+                _mm256_maskstore_ps(y3, m0, a30); _mm256_maskstore_ps(y3 + 8, m1, a31);
+            }
+        }
+    }
+    // Rows past the last group of four: one FMA chain per 8 columns would leave the FMA units
+    // idle on latency; fk_gemv_t keeps eight chains going, with the same order over k.
+    for (long r = M & ~3L; r < M; r++) fk_gemv_t(K, N, Wb, x + r * ldx, y + r * ldy);
 }
 
 static inline void adam8(float *p, const float *g, float *m, float *v, long i, __m256i msk,
@@ -381,19 +421,6 @@ static long elapsed_ns(const struct timespec *t0) {
     return (t.tv_sec - t0->tv_sec) * 1000000000L + (t.tv_nsec - t0->tv_nsec);
 }
 
-// Spin while *p < v, at most `nanos` ns; returns the last value read.
-static long spin_while_below(const long *p, long v, long nanos) {
-    struct timespec t0;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
-    long now = __atomic_load_n(p, __ATOMIC_ACQUIRE);
-    for (long i = 1; now < v; i++) {
-        _mm_pause();
-        now = __atomic_load_n(p, __ATOMIC_ACQUIRE);
-        if ((i & 63) == 0 && elapsed_ns(&t0) >= nanos) break;
-    }
-    return now;
-}
-
 long fk_spin_until_changed(const long *p, long v, long nanos) {
     // Time-based: what one pause costs varies by CPU and under a hypervisor.
     struct timespec t0;
@@ -407,10 +434,4 @@ long fk_spin_until_changed(const long *p, long v, long nanos) {
     return now;
 }
 
-void fk_wait_at_least(const long *p, long v) {
-    // A partner step takes ~0.5 us; after 50 us of spinning it has probably lost its CPU,
-    // so give ours away instead of burning the time slice it needs.
-    while (spin_while_below(p, v, 50000) < v) sched_yield();
-}
-
-int fk_wait_at_least_for(const long *p, long v, long nanos) { return spin_while_below(p, v, nanos) >= v; }
+void fk_pause(void) { _mm_pause(); }

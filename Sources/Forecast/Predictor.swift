@@ -14,7 +14,7 @@ public final class Predictor: @unchecked Sendable {
 
     private var workspaces: [Workspace] = []
 
-    // Batch-1 LSTM path, split by hidden units over two threads when threads >= 2.
+    // Batch-1 LSTM path; layers pipelined over two threads when threads >= 2.
     private var single: SingleWindowLSTM?
 
     // Batched LSTM path (batch > 1): batch-in-lanes kernels (fk_lstm_lanes_*). Chunks of up to
@@ -33,7 +33,7 @@ public final class Predictor: @unchecked Sendable {
         parameters = model.parameters
         self.threads = max(1, threads)
         if config.cell == .lstm {
-            single = SingleWindowLSTM(parameters: parameters, layout: layout, inputSize: config.inputSize)
+            single = SingleWindowLSTM(parameters: parameters, layout: layout)
             var wTotal = 0, bTotal = 0
             for l in layout.layers {
                 lanesWOffset.append(wTotal); lanesBOffset.append(bTotal)

@@ -4,166 +4,193 @@ import Glibc
 
 /// The single-window LSTM forward, on one thread or two.
 ///
-/// One window cannot be split by rows, and its cost is not arithmetic: every step streams the
-/// layer's recurrent matrix (64 KB at hidden 64, twice the L1 cache) from L2. Split by hidden
-/// units into two halves, each half's step streams only its own gate rows, so two threads can
-/// run a step in half the time, trading their halves of h after every step.
+/// One window cannot be split by rows, and within a layer every step needs the whole of the
+/// previous step's h. What two threads can share is the layers: layer k's steps t0..<t1 need
+/// only layer k-1's h for those steps, so the layers run as a pipeline over blocks of steps
+/// (a wavefront). A block of a layer is three tasks: the two column halves of the input
+/// projection of its steps (W_ih read once for the block) and the recurrent steps (a W_hhᵀ
+/// sweep per step: the layer's 64 KB recurrent matrix streamed from L2, which is what a step
+/// costs at hidden 64).
 ///
-/// The work is a sequence of tasks per half: each layer's input projection, then its steps.
-/// Two workers claim tasks (own half first, then the other half if still unclaimed) and wait
-/// until both halves of a task are done before the next. A partner that loses its CPU only
-/// costs the task it holds; the other worker takes the rest. Whoever runs a task runs the same
-/// arithmetic, so the prediction is the same to the bit on one thread or two.
+/// Workers claim tasks whose inputs are ready: the caller (worker 0) prefers the lowest layer,
+/// the helper the highest, so in a two-layer model one runs layer 0 and the other follows one
+/// block behind on layer 1. Handing a block over is a counter the follower reads while it still
+/// has work, so the cost of cache-line transfers between cores is paid once, not per step. A
+/// helper that loses its CPU costs at most the block it holds; the caller takes the rest. Block
+/// boundaries are fixed by the window length, so the arithmetic, and the prediction, is the same
+/// to the bit on one thread or two.
 ///
-/// The caller's thread is worker 0; worker 1 is the process's one `SplitForwardHelper` thread.
-/// With one thread, or when the helper is still busy with another call (a daemon with a model
-/// per series must not grow a thread per model), the caller runs every task itself.
+/// Worker 1 is the process's one `SplitForwardHelper` thread. With one thread, or when the
+/// helper is still busy with another call (a daemon with a model per series must not grow a
+/// thread per model), the caller runs every task itself.
 final class SingleWindowLSTM: @unchecked Sendable {
-    /// One half of one layer: gate rows (i, f, g, o) of units u0 ..< u0 + n.
-    private struct Share {
-        let u0: Int, n: Int
-        let whhT: UnsafeMutablePointer<Float>   // [4n][H] packed with fk_pack_panels
-        let wih: UnsafeMutablePointer<Float>    // [4n][In]
-        let bias: UnsafeMutablePointer<Float>   // [4n], b_ih + b_hh
+    private struct Layer {
+        let inputSize: Int, hiddenSize: Int
+        let whhT: UnsafeMutablePointer<Float>   // W_hhᵀ packed with fk_pack_panels
+        let wihT: UnsafeMutablePointer<Float>   // W_ihᵀ packed with fk_pack_panels
+        let bias: UnsafeMutablePointer<Float>   // [4H], b_ih + b_hh
     }
 
-    private let layout: ParameterLayout
-    private let inputSize: Int
+    private let layers: [Layer]
     private let fcBias: Float
     private let fcWeight: [Float]
-    private let maxH: Int
-    private var shares: [[Share]] = [[], []]  // [half][layer]
 
     // Per-call buffers, grown only while no helper works on this instance.
     private var seqCapacity = 0
-    private var h: [UnsafeMutablePointer<Float>] = []      // per layer [T][H], halves side by side
-    private var z: [UnsafeMutablePointer<Float>?] = [nil, nil]  // per half [T][4n]
-    private let c: [UnsafeMutablePointer<Float>]           // per half: c ping-pong [2][maxH]
-    private let scratch: [UnsafeMutablePointer<Float>]     // per worker: tanh c
+    private var h: [UnsafeMutablePointer<Float>] = []   // per layer [T][H]
+    private var z: [UnsafeMutablePointer<Float>] = []   // per layer [T][4H]
+    private let c: [UnsafeMutablePointer<Float>]        // per layer: c ping-pong [2][H]
+    private let scratch: [UnsafeMutablePointer<Float>]  // per worker: tanh c
 
     // The call in progress (written before the helper's generation is published).
     private var callInput: UnsafePointer<Float>?
 
-    init(parameters: [Float], layout: ParameterLayout, inputSize: Int) {
-        self.layout = layout
-        self.inputSize = inputSize
+    init(parameters: [Float], layout: ParameterLayout) {
+        layers = layout.layers.map { l in
+            let (H, In, G) = (l.hiddenSize, l.inputSize, l.gateWidth)
+            let whhT = alignedFloats(G * H), wihT = alignedFloats(G * In), bias = alignedFloats(G)
+            parameters.withUnsafeBufferPointer { p in
+                fk_pack_panels(G, H, p.baseAddress! + l.weightHH, whhT)
+                fk_pack_panels(G, In, p.baseAddress! + l.weightIH, wihT)
+            }
+            for r in 0..<G { bias[r] = parameters[l.biasIH + r] + parameters[l.biasHH + r] }
+            return Layer(inputSize: In, hiddenSize: H, whhT: whhT, wihT: wihT, bias: bias)
+        }
         fcBias = parameters[layout.fcBias]
         fcWeight = Array(parameters[layout.fcWeight..<(layout.fcWeight + layout.layers.last!.hiddenSize)])
-        for l in layout.layers {
-            let (H, In) = (l.hiddenSize, l.inputSize)
-            let half = H / 2
-            for (w, (u0, n)) in [(0, half), (half, H - half)].enumerated() {
-                let rows = 4 * n
-                var sub = [Float](repeating: 0, count: rows * H)
-                let wih = alignedFloats(rows * In), bias = alignedFloats(rows)
-                let whhT = alignedFloats(rows * H)
-                for g in 0..<4 {
-                    for j in 0..<n {
-                        let src = g * H + u0 + j, dst = g * n + j
-                        for k in 0..<H { sub[dst * H + k] = parameters[l.weightHH + src * H + k] }
-                        for k in 0..<In { wih[dst * In + k] = parameters[l.weightIH + src * In + k] }
-                        bias[dst] = parameters[l.biasIH + src] + parameters[l.biasHH + src]
-                    }
-                }
-                sub.withUnsafeBufferPointer { fk_pack_panels(rows, H, $0.baseAddress!, whhT) }
-                shares[w].append(Share(u0: u0, n: n, whhT: whhT, wih: wih, bias: bias))
-            }
-        }
-        maxH = layout.layers.map(\.hiddenSize).max()!
-        c = [alignedFloats(2 * maxH), alignedFloats(2 * maxH)]
+        c = layers.map { alignedFloats(2 * $0.hiddenSize) }
+        let maxH = layers.map(\.hiddenSize).max()!
         scratch = [alignedFloats(maxH), alignedFloats(maxH)]
     }
 
     deinit {
-        for w in shares { for s in w { free(s.whhT); free(s.wih); free(s.bias) } }
-        for p in h + z.compactMap({ $0 }) + c + scratch { free(p) }
+        for l in layers { free(l.whhT); free(l.wihT); free(l.bias) }
+        for p in h + z + c + scratch { free(p) }
+    }
+
+    /// Steps per block: about sixteen blocks per layer, so the pipeline fills quickly, and four
+    /// steps or more, so handing a block over costs little next to running it.
+    static func blockSteps(_ T: Int) -> Int { max(1, (T + 15) / 16) }
+
+    /// The tasks of a call form chains, each done block by block in order: per layer, the two
+    /// column halves of its input projection and its recurrent steps.
+    private enum Kind: Int, CaseIterable { case projectLow, projectHigh, recur }
+    private static func chain(_ layer: Int, _ kind: Kind) -> Int { 3 * layer + kind.rawValue }
+
+    /// Chains in the order a worker looks for work. Two layers: the caller runs layer 0's steps
+    /// and then the low half of layer 1's projection of that block; the helper the high half and
+    /// then layer 1's steps: 4.75 block-times each instead of 4 and 5.5.
+    private func preference(worker: Int) -> [Int] {
+        let L = layers.count
+        var order: [Int] = []
+        if worker == 0 {
+            order += [Self.chain(0, .projectLow), Self.chain(0, .projectHigh)]
+            for k in 0..<L {
+                if k + 1 < L { order.append(Self.chain(k + 1, .projectLow)) }
+                order.append(Self.chain(k, .recur))
+                if k + 1 < L { order.append(Self.chain(k + 1, .projectHigh)) }
+            }
+        } else {
+            for k in (0..<L).reversed() {
+                order += [Self.chain(k, .projectHigh), Self.chain(k, .recur), Self.chain(k, .projectLow)]
+            }
+        }
+        return order
     }
 
     /// Prediction for one window x [T][inputSize].
     func predict(_ x: UnsafePointer<Float>, seqLength T: Int, twoThreads: Bool) -> Float {
         let helper = SplitForwardHelper.shared
-        let tasks = layout.layers.count * (T + 1)
-        if twoThreads, let call = helper.begin(self, tasks: tasks, steps: T, prepare: { self.prepare(x, T) }) {
+        let blocks = (T + Self.blockSteps(T) - 1) / Self.blockSteps(T)
+        if twoThreads, layers.count > 1,
+           let call = helper.begin(self, chains: 3 * layers.count, blocks: blocks, steps: T, prepare: { self.prepare(x, T) }) {
             runTasks(worker: 0, steps: T, generation: call.generation, board: call.board)
             helper.end()
         } else {
             prepare(x, T)
-            runTasks(worker: 0, steps: T, generation: 0, board: nil)
+            for k in layers.indices {
+                for j in 0..<blocks {
+                    for kind in Kind.allCases { run(layer: k, kind, block: j, worker: 0, steps: T) }
+                }
+            }
         }
-        let H = layout.layers.last!.hiddenSize
-        let top = h[layout.layers.count - 1] + (T - 1) * H
+        let H = layers.last!.hiddenSize
+        let top = h[layers.count - 1] + (T - 1) * H
         var s = fcBias
         for j in 0..<H { s += top[j] * fcWeight[j] }
         return s
     }
 
-    /// Every task of the call in order. Without a board, run both halves of each. With one
-    /// (two workers): claim and run the own half, then wait for the partner's half; if it is
-    /// not done within a few steps' time and still unclaimed, run it too, and keep taking the
-    /// partner's halves without waiting until the partner claims one again. A stale worker
-    /// (its call already finished) finds everything claimed and only reads the board.
-    fileprivate func runTasks(worker: Int, steps T: Int, generation g: Int, board: SplitForwardHelper.Board?) {
-        let other = 1 - worker
-        var partnerAway = false
-        var task = 0
-        for k in 0..<layout.layers.count {
-            for t in -1..<T {
-                defer { task += 1 }
-                guard let board else {
-                    run(layer: k, step: t, half: 0, worker: worker, steps: T)
-                    run(layer: k, step: t, half: 1, worker: worker, steps: T)
-                    continue
+    /// Claims and runs ready tasks until the top layer's last block is done. A stale worker
+    /// (its call already finished) finds nothing to do and returns.
+    fileprivate func runTasks(worker: Int, steps T: Int, generation g: Int, board: SplitForwardHelper.Board) {
+        let L = layers.count, blocks = board.blocks
+        let order = preference(worker: worker)
+        let base = board.stamp(generation: g, blocksDone: 0)
+        /// Blocks of `chain` done in this call.
+        func done(_ chain: Int) -> Int { max(0, fk_load_acquire(board.progress(chain: chain)) - base) }
+        let top = board.progress(chain: Self.chain(L - 1, .recur))
+        var idle = 0
+        while fk_load_acquire(top) < base + blocks {
+            var ran = false
+            for chain in order {
+                let k = chain / 3, kind = Kind(rawValue: chain % 3)!
+                let j = done(chain)
+                guard j < blocks else { continue }
+                switch kind {
+                case .projectLow, .projectHigh:
+                    if k > 0 && done(Self.chain(k - 1, .recur)) <= j { continue }
+                case .recur:
+                    if done(Self.chain(k, .projectLow)) <= j || done(Self.chain(k, .projectHigh)) <= j { continue }
                 }
-                // Halves finish their tasks in order (a task starts when both halves of the
-                // previous one are done), so one counter per half says how far it has got.
-                let done = board.stamp(generation: g, tasksDone: task + 1)
-                let gotMine = fk_claim(board.claim(half: worker, task: task), g) != 0
-                if gotMine {
-                    run(layer: k, step: t, half: worker, worker: worker, steps: T)
-                    fk_store_release(board.progress(half: worker), done)
-                } else {
-                    partnerAway = false
-                }
-                if partnerAway || fk_wait_at_least_for(board.progress(half: other), done, 5_000) == 0 {
-                    if fk_claim(board.claim(half: other, task: task), g) != 0 {
-                        partnerAway = true
-                        run(layer: k, step: t, half: other, worker: worker, steps: T)
-                        fk_store_release(board.progress(half: other), done)
-                    } else {
-                        partnerAway = false
-                    }
-                }
-                fk_wait_at_least(board.progress(half: other), done)
-                if !gotMine { fk_wait_at_least(board.progress(half: worker), done) }
+                guard fk_claim(board.claim(chain: chain, block: j), g) != 0 else { continue }
+                run(layer: k, kind, block: j, worker: worker, steps: T)
+                fk_store_release(board.progress(chain: chain), base + j + 1)
+                ran = true
+                break
+            }
+            if ran {
+                idle = 0
+            } else {
+                // Waiting on a block the other worker holds; if that takes far longer than a
+                // block should, it has lost its CPU: give ours up rather than spin its slice away.
+                idle += 1
+                if idle % 4096 == 0 { sched_yield() } else { fk_pause() }
             }
         }
     }
 
-    /// One half of one task: step -1 is the layer's input projection for all steps (one GEMM),
-    /// step t the recurrent product and cell update of step t.
-    private func run(layer k: Int, step t: Int, half: Int, worker: Int, steps T: Int) {
-        let s = shares[half][k], H = layout.layers[k].hiddenSize, G = 4 * s.n
-        let zh = z[half]!
-        if t < 0 {
-            let (input, inSize) = k == 0 ? (callInput!, inputSize) : (UnsafePointer(h[k - 1]), layout.layers[k - 1].hiddenSize)
-            fk_fill_rows(zh, T, G, s.bias)
-            gemm(transB: true, m: T, n: G, k: inSize, a: input, lda: inSize, b: s.wih, ldb: inSize,
-                 beta: 1, c: zh, ldc: G)
-            return
+    /// One block of one chain: steps t0..<t1 of layer k. The projection halves split the gate
+    /// columns at a 64-column panel boundary of the packed W_ihᵀ.
+    private func run(layer k: Int, _ kind: Kind, block j: Int, worker: Int, steps T: Int) {
+        let l = layers[k], H = l.hiddenSize, G = 4 * H, In = l.inputSize
+        let bs = Self.blockSteps(T), t0 = j * bs, t1 = min(T, t0 + bs)
+        let zk = z[k], hk = h[k]
+        switch kind {
+        case .projectLow, .projectHigh:
+            let split = min(G, ((G / 64 + 1) / 2) * 64)
+            let (n0, n) = kind == .projectLow ? (0, split) : (split, G - split)
+            guard n > 0 else { return }
+            let input = k == 0 ? callInput! + t0 * In : UnsafePointer(h[k - 1] + t0 * In)
+            for t in t0..<t1 { (zk + t * G + n0).update(from: l.bias + n0, count: n) }
+            fk_gemm_rows(t1 - t0, In, n, l.wihT + n0 * In, input, In, zk + t0 * G + n0, G)
+        case .recur:
+            for t in t0..<t1 {
+                let zt = zk + t * G
+                if t > 0 { fk_gemv_t(H, G, l.whhT, hk + (t - 1) * H, zt) }
+                let cPrev = c[k] + ((t + 1) & 1) * H, cCur = c[k] + (t & 1) * H
+                fk_lstm_cell_forward(1, H, zt, t > 0 ? cPrev : nil, cCur, scratch[worker], hk + t * H)
+            }
         }
-        let zt = zh + t * G
-        if t > 0 { fk_gemv_t(H, G, s.whhT, h[k] + (t - 1) * H, zt) }
-        let cPrev = c[half] + ((t + 1) & 1) * maxH, cCur = c[half] + (t & 1) * maxH
-        fk_lstm_cell_forward(1, s.n, zt, t > 0 ? cPrev : nil, cCur, scratch[worker], h[k] + t * H + s.u0)
     }
 
     /// Sets up a call (no worker is using this instance's buffers).
     private func prepare(_ x: UnsafePointer<Float>, _ T: Int) {
         callInput = x
         guard T > seqCapacity else { return }
-        for p in h + z.compactMap({ $0 }) { free(p) }
-        h = layout.layers.map { alignedFloats(T * $0.hiddenSize) }
-        z = (0..<2).map { w in alignedFloats(T * shares[w].map { 4 * $0.n }.max()!) }
+        for p in h + z { free(p) }
+        h = layers.map { alignedFloats(T * $0.hiddenSize) }
+        z = layers.map { alignedFloats(T * 4 * $0.hiddenSize) }
         seqCapacity = T
     }
 }
@@ -180,22 +207,20 @@ final class SplitForwardHelper: @unchecked Sendable {
     private var sleeping: UnsafeMutablePointer<Int> { control + 8 }
     private var busy: UnsafeMutablePointer<Int> { control + 16 }
     private var idle: UnsafeMutablePointer<Int> { control + 24 }
-    /// Where two workers coordinate a call: per half, a progress counter on its own cache line
-    /// and the claims of its tasks, contiguous (its owner claims them in order: the lines stay
-    /// in the owner's cache unless the other worker has to take a task).
+    /// Where two workers coordinate a call: per chain of tasks, a count of finished blocks on
+    /// its own cache line, and one claim word per block (the generation that claimed it).
     struct Board {
         let base: UnsafeMutablePointer<Int>
-        let tasks: Int
-        func progress(half: Int) -> UnsafeMutablePointer<Int> { base + 8 * half }
-        func claim(half: Int, task: Int) -> UnsafeMutablePointer<Int> { base + 16 + half * tasks + task }
-        /// Progress value "this many tasks done in this call"; grows across calls.
-        func stamp(generation g: Int, tasksDone: Int) -> Int { g << 24 | tasksDone }
-        static func allocate(tasks: Int) -> Board {
-            let padded = (tasks + 7) & ~7
-            return Board(base: aligned(Int.self, 16 + 2 * padded), tasks: padded)
+        let chains: Int, blocks: Int
+        func progress(chain: Int) -> UnsafeMutablePointer<Int> { base + 8 * chain }
+        func claim(chain: Int, block: Int) -> UnsafeMutablePointer<Int> { base + 8 * chains + chain * blocks + block }
+        /// Progress value "this many blocks done in this call"; grows across calls.
+        func stamp(generation g: Int, blocksDone: Int) -> Int { g << 24 | blocksDone }
+        static func allocate(chains: Int, blocks: Int) -> Board {
+            Board(base: aligned(Int.self, 8 * chains + chains * blocks), chains: chains, blocks: blocks)
         }
     }
-    private var board = Board.allocate(tasks: 128)
+    private var board = Board.allocate(chains: 6, blocks: 10)
     private let wake = DispatchSemaphore(value: 0)
     private var thread: pthread_t?
     // The call handed to the helper (written before `generation` is published).
@@ -209,7 +234,7 @@ final class SplitForwardHelper: @unchecked Sendable {
 
     /// Starts a two-worker call, or returns nil when another call holds the helper or the helper
     /// is still leaving its last one. `prepare` runs before the helper can see the call.
-    func begin(_ forward: SingleWindowLSTM, tasks: Int, steps: Int, prepare: () -> Void)
+    func begin(_ forward: SingleWindowLSTM, chains: Int, blocks: Int, steps: Int, prepare: () -> Void)
         -> (generation: Int, board: Board)?
     {
         guard fk_load_acquire(idle) == 1, fk_exchange(busy, 1) == 0 else { return nil }
@@ -223,11 +248,10 @@ final class SplitForwardHelper: @unchecked Sendable {
             precondition(rc == 0, "pthread_create failed: \(rc)")
             thread = tid
         }
-        precondition(tasks < 1 << 24, "window too long for the two-thread path")
-        if tasks > board.tasks {
+        if chains != board.chains || blocks != board.blocks {
             // Generations only grow, so a fresh zeroed board reads as "nothing claimed".
             free(board.base)
-            board = Board.allocate(tasks: tasks)
+            board = Board.allocate(chains: chains, blocks: blocks)
         }
         prepare()
         job = Unmanaged.passRetained(forward)
@@ -265,7 +289,7 @@ final class SplitForwardHelper: @unchecked Sendable {
     }
 }
 
-/// 64-byte aligned floats: cache-line aligned halves of h (no false sharing between workers).
+/// 64-byte aligned floats (rows of h start on cache lines).
 private func alignedFloats(_ count: Int) -> UnsafeMutablePointer<Float> {
     aligned(Float.self, count)
 }

@@ -30,6 +30,12 @@ void fk_lstm_cell_backward(long B, long H, const float *gates, const float *c_pr
 // Batch-1 inference: a BLAS call per step costs more than the work itself.
 void fk_gemv_t(long K, long N, const float *Wb, const float *x, float *y);
 
+// y[m][n] += x[m][k] . W^T for a few rows m < M (M small: a block of time steps), W packed
+// by fk_pack_panels. W is read once per call; each y element accumulates over k in order,
+// as in fk_gemv_t. x rows have stride ldx, y rows stride ldy.
+void fk_gemm_rows(long M, long K, long N, const float *Wb, const float *x, long ldx, float *y,
+                  long ldy);
+
 // Pack W ([N][K] row-major, PyTorch weight layout) into the panel layout fk_gemv_t reads.
 void fk_pack_panels(long N, long K, const float *W, float *Wb);
 
@@ -71,17 +77,15 @@ void fk_lanes_head(long H, long NB, long rows, const float *h, const float *w, f
                    float *out);
 // Relaxed atomic fetch-and-add (work sharing between inference workers).
 long fk_fetch_add(long *p, long v);
-// Acquire load / release store / sequentially consistent exchange: the step handshake of
-// the two-thread single-window forward (SingleWindowLSTM).
+// Acquire load / release store / sequentially consistent exchange: how the two workers of a
+// single-window forward (SingleWindowLSTM) hand blocks to each other.
 long fk_load_acquire(const long *p);
 void fk_store_release(long *p, long v);
 long fk_exchange(long *p, long v);
+// One spin-wait hint (x86 PAUSE).
+void fk_pause(void);
 // Claims a task slot for generation g: 1 if *slot was below g and is now g, else 0.
 int fk_claim(long *slot, long g);
-// Spin (with pause, yielding the CPU after a while) until *p >= v.
-void fk_wait_at_least(const long *p, long v);
-// Spin (with pause) for at most `nanos` ns until *p >= v; 1 if it got there, else 0.
-int fk_wait_at_least_for(const long *p, long v, long nanos);
 // Spin (with pause) for at most `nanos` ns while *p == v; returns the last value read.
 long fk_spin_until_changed(const long *p, long v, long nanos);
 
