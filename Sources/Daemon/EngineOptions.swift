@@ -29,6 +29,8 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "series (a model per series) or shared (one model for all series).") var scope: String?
     @Option(help: "Share of the newest windows held back to accept or reject a retrain (0: accept all).") var holdout: Double?
     @Option(help: "Prediction interval coverage, e.g. 0.95.") var coverage: Double?
+    @Option(help: "Move forecasts toward the last value where that has had the smaller recent error, remembering about this many points (0: off, as RP-1).")
+    var blendMemory: Int?
     @Option(help: "Anomaly flag threshold on the score in [0, 1].") var anomalyThreshold: Double?
     @Option(help: "Points after a flag before the next flag can be raised.") var anomalyCooldown: Int?
     @Option(help: "Level-shift check window in points (0: off); one day of 5-minute data by default.") var anomalyShiftWindow: Int?
@@ -84,6 +86,7 @@ struct EngineOptions: ParsableArguments {
         }
         if let v = holdout { c.holdoutFraction = v }
         if let v = coverage { c.coverage = v }
+        if let v = blendMemory { c.blendMemory = v > 0 ? v : nil }
         if let v = anomalyThreshold { c.anomaly.threshold = v }
         if let v = anomalyCooldown { c.anomaly.cooldown = v }
         if let v = anomalyShiftWindow { c.anomaly.shiftWindow = v }
@@ -108,6 +111,7 @@ extension EngineConfig {
             "threads": .int(threads), "transform": .string(transform.rawValue),
             "normalization": .string(normalization.rawValue), "scope": .string(scope.rawValue),
             "holdout": .number(holdoutFraction), "coverage": .number(coverage),
+            "blend_memory": .number(blendMemory.map(Double.init)),
             "max_train_windows": .number(maxTrainWindows.map(Double.init)), "dropout": .number(Double(dropout)),
             "anomaly_threshold": .number(anomaly.threshold), "anomaly_cooldown": .int(anomaly.cooldown),
             "anomaly_shift_window": .int(anomaly.shiftWindow),

@@ -52,7 +52,7 @@ public final class Predictor: @unchecked Sendable {
                 }
             }
         }
-        if self.threads > 1 { useSingleThreadedBLAS() }
+        useSingleThreadedBLAS()
         nextChunk.initialize(to: 0)
     }
 

@@ -60,7 +60,7 @@ public final class Trainer: @unchecked Sendable {
         self.seed = seed
         shuffleRNG = SeededGenerator(seed: seed, stream: 0x5348_5546)
         shards = (0..<self.threads).map { _ in Shard(config: config, layout: layout) }
-        if self.threads > 1 { useSingleThreadedBLAS() }
+        useSingleThreadedBLAS()
     }
 
     /// The current model (a copy of the trainer's parameters).

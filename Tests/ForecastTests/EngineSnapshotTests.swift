@@ -34,6 +34,9 @@ final class EngineSnapshotTests: XCTestCase {
             restored.restorePending(series: s, forecast: try XCTUnwrap(original.pendingForecast(series: s)))
         }
         XCTAssertEqual(restored.modelVersion(for: "a"), original.modelVersion(for: "a"))
+        let blends = original.snapshot().flatMap { $0.series.map(\.blend) }
+        XCTAssertTrue(blends.allSatisfy { ($0?.scored ?? 0) > 0 }, "the blend has scored forecasts to carry over")
+        XCTAssertEqual(restored.snapshot().flatMap { $0.series.map(\.blend) }, blends)
 
         // Until the next retrain both engines hold the same model and windows.
         let next = data(20, from: 150)

@@ -90,6 +90,7 @@ struct DaemonConfig: Equatable {
                 if let v = try r.choice("transform", TargetTransform.self) { config.engine.transform = v }
                 if let v = try r.choice("normalization", EngineConfig.Normalization.self) { config.engine.normalization = v }
                 if let v = try r.choice("scope", EngineConfig.ModelScope.self) { config.engine.scope = v }
+                if let v = try r.int("blend_memory") { config.engine.blendMemory = v > 0 ? v : nil }
             case "training":
                 if let v = try r.int("warmup") { config.engine.warmup = v }
                 if let v = try r.int("retrain_every") { config.engine.retrainEvery = v }

@@ -59,8 +59,13 @@ public struct EngineConfig: Sendable, Equatable {
     public var excludeAnomaliesFromTraining = true
     /// Train with Huber loss of this delta (in normalised units) instead of MSE; nil = MSE (RP-1).
     public var huberDelta: Float? = 1.0
-    /// Threads for batched forecasts (many series at once); batch-1 forecasts use one.
+    /// Threads for forecasts: a batch of series is split across them; one series' forecast runs
+    /// its layers as a two-thread pipeline.
     public var predictThreads = 1
+    /// Move each forecast back toward persistence by the weight with the least recent absolute
+    /// error for that series (PersistenceBlend), remembered over about this many points;
+    /// nil = the model's forecast as it is (RP-1).
+    public var blendMemory: Int? = 500
 
     public init() {}
 
@@ -83,6 +88,7 @@ public struct EngineConfig: Sendable, Equatable {
         c.explodingGradNorm = nil
         c.excludeAnomaliesFromTraining = false
         c.huberDelta = nil
+        c.blendMemory = nil
         return c
     }
 

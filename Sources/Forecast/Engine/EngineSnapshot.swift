@@ -22,6 +22,8 @@ public struct SeriesSnapshot: Sendable, Codable, Equatable {
     public var scalerStd: Double?
     public var residuals: [Double]
     public var anomaly: AnomalyScorer.State
+    /// Nil in states written before the blend existed (version 2): the blend starts afresh.
+    public var blend: PersistenceBlend? = nil
 }
 
 
@@ -36,7 +38,7 @@ extension StreamingEngine {
                 series: g.series.map { s in
                     let st = seriesForSnapshot(s)
                     return SeriesSnapshot(key: st.key, scalerMean: st.scaler?.mean, scalerStd: st.scaler?.std,
-                                          residuals: st.residuals.values, anomaly: st.anomaly.state)
+                                          residuals: st.residuals.values, anomaly: st.anomaly.state, blend: st.blend)
                 },
                 lastRetrain: g.retrains.last)
         }
@@ -66,7 +68,8 @@ extension AnomalyScorer {
 /// Residual and score histories are stored as Float32 (they only feed quantiles and means).
 public enum SnapshotCodec {
     static let magic: [UInt8] = Array("FCSTDENG".utf8)
-    static let version: UInt32 = 2
+    /// 3 adds each series' persistence blend; version 2 states still decode.
+    static let version: UInt32 = 3
 
     public static func encode(_ g: GroupSnapshot) -> [UInt8] {
         var w = Writer()
@@ -87,6 +90,9 @@ public enum SnapshotCodec {
             w.f64(a.valueMin); w.f64(a.valueMax); w.i64(a.valueCount)
             w.floats(a.shiftValues); w.floats(a.shiftHistory)
             w.i64(a.sinceShift == Int.max ? -1 : a.sinceShift)
+            let b = s.blend ?? PersistenceBlend()
+            for e in b.errors { w.f64(e) }
+            w.i64(b.scored)
         }
         w.u32(CRC32.checksum(w.bytes))
         return w.bytes
@@ -97,7 +103,8 @@ public enum SnapshotCodec {
         guard bytes.count >= magic.count + 8, Array(bytes[0..<magic.count]) == magic else { throw bad("not a forecastd engine state") }
         let body = Array(bytes[0..<(bytes.count - 4)])
         var r = Reader(bytes: bytes, pos: magic.count, end: bytes.count - 4)
-        guard try r.u32() == version else { throw bad("unsupported version") }
+        let stored = try r.u32()
+        guard stored == version || stored == 2 else { throw bad("unsupported version \(stored)") }
         var crc: UInt32 = 0
         for k in 0..<4 { crc |= UInt32(bytes[bytes.count - 4 + k]) << (8 * UInt32(k)) }
         guard CRC32.checksum(body) == crc else { throw bad("checksum mismatch (corrupted)") }
@@ -118,13 +125,18 @@ public enum SnapshotCodec {
             let vMin = try r.f64(), vMax = try r.f64(), vCount = try r.i64()
             let shiftValues = try r.floats(), shiftHistory = try r.floats()
             let sinceShift = try r.i64()
+            var blend: PersistenceBlend?
+            if stored >= 3 {
+                let errors = try (0..<PersistenceBlend.weights.count).map { _ in try r.f64() }
+                blend = PersistenceBlend(errors: errors, scored: try r.i64())
+            }
             let anomaly = AnomalyScorer.State(recent: rec, history: hist, sinceFlag: since < 0 ? Int.max : since,
                                               previousRed: bits & 1 != 0, valueMin: vMin, valueMax: vMax,
                                               valueCount: max(0, vCount), shiftValues: shiftValues,
                                               shiftHistory: shiftHistory, shiftRed: bits & 2 != 0,
                                               sinceShift: sinceShift < 0 ? Int.max : sinceShift)
             series.append(SeriesSnapshot(key: k, scalerMean: m.isNaN ? nil : m, scalerStd: sd.isNaN ? nil : sd, residuals: res,
-                                         anomaly: anomaly))
+                                         anomaly: anomaly, blend: blend))
         }
         return GroupSnapshot(key: key, version: v, trainings: t, points: p, lastTrainPoints: l, checkpoint: cp,
                              series: series, lastRetrain: retrain)

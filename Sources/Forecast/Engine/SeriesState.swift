@@ -16,6 +16,7 @@ struct SeriesState: Sendable {
     var pending: Forecast?
     var residuals: ResidualWindow
     var anomaly: AnomalyScorer
+    var blend = PersistenceBlend()
     var observations = 0
 
     init(key: String, groupIndex: Int, keep: Int, config: EngineConfig) {

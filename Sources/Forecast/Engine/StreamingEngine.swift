@@ -34,6 +34,9 @@ public final class StreamingEngine {
         var uHat: Double
         var std: Double
         var previousRaw: Double
+        /// The model's own forecast and persistence, in model space, for the blend's record
+        /// (nil for a forecast re-armed after a restart).
+        var blendInputs: (model: Double, persistence: Double)? = nil
     }
 
     public init(config: EngineConfig, mode: TrainingMode = .inline) throws {
@@ -138,7 +141,12 @@ public final class StreamingEngine {
                 out.isAnomaly = isAnomaly
                 flagged = isAnomaly
                 // An anomaly's residual would widen every interval after it; keep it out.
-                if !isAnomaly { st.residuals.add(r) }
+                if !isAnomaly {
+                    st.residuals.add(r)
+                    if let b = p.blendInputs, let memory = config.blendMemory {
+                        st.blend.record(actual: uActual, model: b.model, persistence: b.persistence, memory: memory)
+                    }
+                }
             }
         }
         st.pending = nil
@@ -327,12 +335,18 @@ public final class StreamingEngine {
             for (k, m) in members.enumerated() {
                 // Read in place: a copy of the series state would retain (and later copy) its windows.
                 guard let previous = series[m.s].lastRaw, let time = series[m.s].lastTime else { continue }
-                let uHat = codec.decode(y[k], reference: m.ref, scaler: m.scaler)
+                let t = config.transform
+                let uModel = codec.decode(y[k], reference: m.ref, scaler: m.scaler)
+                var uHat = uModel
+                var blendInputs: (model: Double, persistence: Double)?
+                if config.blendMemory != nil, let uPersist = t.forward(previous, previous: previous) {
+                    uHat = series[m.s].blend.blend(model: uModel, persistence: uPersist)
+                    blendInputs = (uModel, uPersist)
+                }
                 let std = m.scaler.std
                 let (qLow, qHigh) = series[m.s].residuals.count >= 20
                     ? (series[m.s].residuals.quantile(zLow)!, series[m.s].residuals.quantile(zHigh)!)
                     : (-1.96 * 1.5, 1.96 * 1.5)
-                let t = config.transform
                 let f = Forecast(time: time + series[m.s].typicalStep,
                                  value: t.inverse(uHat, previous: previous),
                                  lower: t.inverse(uHat + qLow * std, previous: previous),
@@ -340,7 +354,8 @@ public final class StreamingEngine {
                                  modelVersion: groups[g].version)
                 guard f.value.isFinite else { continue }
                 series[m.s].pending = f
-                pendingInternals[m.s] = PendingInternals(uHat: uHat, std: std, previousRaw: previous)
+                pendingInternals[m.s] = PendingInternals(uHat: uHat, std: std, previousRaw: previous,
+                                                         blendInputs: blendInputs)
                 out[m.s] = f
             }
         }
@@ -373,6 +388,7 @@ public final class StreamingEngine {
                 for r in ss.residuals { w.add(r) }
                 series[s].residuals = w
                 series[s].anomaly = AnomalyScorer(config: config.anomaly, state: ss.anomaly)
+                series[s].blend = ss.blend ?? PersistenceBlend()
             }
             guard let first = snap.series.first, let g = seriesIndex[first.key].map({ series[$0].groupIndex }) else { continue }
             if let model, let adam { groups[g].install(model, adam: adam, version: snap.version, predictThreads: config.predictThreads) }
@@ -400,8 +416,15 @@ public final class StreamingEngine {
         guard let s = seriesIndex[seriesKey], let previous = series[s].lastRaw,
               let scaler = series[s].scaler,
               let uHat = config.transform.forward(f.value, previous: previous) else { return }
+        // The blend learns from the model's own forecast, which was not published: make it
+        // again (same model, same window) and keep it if it reproduces what was published, to
+        // float precision (a batch of series and a single one go through different kernels).
+        let remade = forecast([s])[s]
+        let same = remade.map { abs($0.value - f.value) <= 1e-6 * max(1, abs(f.value)) } ?? false
+        let blendInputs = same ? pendingInternals[s]?.blendInputs : nil
         series[s].pending = f
-        pendingInternals[s] = PendingInternals(uHat: uHat, std: scaler.std, previousRaw: previous)
+        pendingInternals[s] = PendingInternals(uHat: uHat, std: scaler.std, previousRaw: previous,
+                                               blendInputs: blendInputs)
     }
 
     /// Forecasts for every series that could have one but has none pending — after a model is
