@@ -13,6 +13,15 @@ static inline __m256i tail_mask(long rem) {
     return _mm256_cmpgt_epi32(_mm256_set1_epi32((int)rem), idx);
 }
 
+// Loads and stores of 8 floats, masked only for a row's tail: a masked store is microcoded and
+// several times slower on AMD cores, and `full` is a constant once these are inlined.
+static inline __attribute__((always_inline)) __m256 load8(const float *p, __m256i m, int full) {
+    return full ? _mm256_loadu_ps(p) : _mm256_maskload_ps(p, m);
+}
+static inline __attribute__((always_inline)) void store8(float *p, __m256i m, __m256 v, int full) {
+    if (full) _mm256_storeu_ps(p, v); else _mm256_maskstore_ps(p, m, v);
+}
+
 // exp(x) for x clamped to [-87, 88]: x = k ln2 + r, |r| <= ln2/2, degree-7 Taylor polynomial
 // (truncation ~5e-9 relative), scaled by 2^k built directly in the exponent bits.
 static inline __m256 exp8(__m256 x) {
@@ -77,22 +86,22 @@ void fk_tanh(float *x, long n) {
 }
 
 // One 8-lane slice of the LSTM forward update; mask selects active lanes (all on in the body).
-static inline void lstm_fwd8(float *z, long H, long j, const float *cp, float *c, float *tc,
-                             float *h, __m256i m) {
-    __m256 i = sigmoid8(_mm256_maskload_ps(z + j, m));
-    __m256 f = sigmoid8(_mm256_maskload_ps(z + H + j, m));
-    __m256 g = tanh8(_mm256_maskload_ps(z + 2 * H + j, m));
-    __m256 o = sigmoid8(_mm256_maskload_ps(z + 3 * H + j, m));
+static inline __attribute__((always_inline)) void lstm_fwd8(
+    float *z, long H, long j, const float *cp, float *c, float *tc, float *h, __m256i m, int full) {
+    __m256 i = sigmoid8(load8(z + j, m, full));
+    __m256 f = sigmoid8(load8(z + H + j, m, full));
+    __m256 g = tanh8(load8(z + 2 * H + j, m, full));
+    __m256 o = sigmoid8(load8(z + 3 * H + j, m, full));
     __m256 cv = _mm256_mul_ps(i, g);
-    if (cp) cv = _mm256_fmadd_ps(f, _mm256_maskload_ps(cp + j, m), cv);
+    if (cp) cv = _mm256_fmadd_ps(f, load8(cp + j, m, full), cv);
     __m256 t = tanh8(cv);
-    _mm256_maskstore_ps(z + j, m, i);
-    _mm256_maskstore_ps(z + H + j, m, f);
-    _mm256_maskstore_ps(z + 2 * H + j, m, g);
-    _mm256_maskstore_ps(z + 3 * H + j, m, o);
-    _mm256_maskstore_ps(c + j, m, cv);
-    _mm256_maskstore_ps(tc + j, m, t);
-    _mm256_maskstore_ps(h + j, m, _mm256_mul_ps(o, t));
+    store8(z + j, m, i, full);
+    store8(z + H + j, m, f, full);
+    store8(z + 2 * H + j, m, g, full);
+    store8(z + 3 * H + j, m, o, full);
+    store8(c + j, m, cv, full);
+    store8(tc + j, m, t, full);
+    store8(h + j, m, _mm256_mul_ps(o, t), full);
 }
 
 void fk_lstm_cell_forward(long B, long H, float *z, const float *c_prev, float *c,
@@ -103,32 +112,33 @@ void fk_lstm_cell_forward(long B, long H, float *z, const float *c_prev, float *
         const float *cp = c_prev ? c_prev + b * H : 0;
         float *cr = c + b * H, *tr = tanh_c + b * H, *hr = h + b * H;
         long j = 0;
-        for (; j + 8 <= H; j += 8) lstm_fwd8(zr, H, j, cp, cr, tr, hr, all);
-        if (j < H) lstm_fwd8(zr, H, j, cp, cr, tr, hr, tail_mask(H - j));
+        for (; j + 8 <= H; j += 8) lstm_fwd8(zr, H, j, cp, cr, tr, hr, all, 1);
+        if (j < H) lstm_fwd8(zr, H, j, cp, cr, tr, hr, tail_mask(H - j), 0);
     }
 }
 
-static inline void lstm_bwd8(const float *gr, long H, long j, const float *cp, const float *tc,
-                             const float *dh, float *dc, float *dz, __m256i m) {
+static inline __attribute__((always_inline)) void lstm_bwd8(
+    const float *gr, long H, long j, const float *cp, const float *tc, const float *dh, float *dc,
+    float *dz, __m256i m, int full) {
     const __m256 one = _mm256_set1_ps(1.0f);
-    __m256 i = _mm256_maskload_ps(gr + j, m);
-    __m256 f = _mm256_maskload_ps(gr + H + j, m);
-    __m256 g = _mm256_maskload_ps(gr + 2 * H + j, m);
-    __m256 o = _mm256_maskload_ps(gr + 3 * H + j, m);
-    __m256 t = _mm256_maskload_ps(tc + j, m);
-    __m256 d = _mm256_maskload_ps(dh + j, m);
+    __m256 i = load8(gr + j, m, full);
+    __m256 f = load8(gr + H + j, m, full);
+    __m256 g = load8(gr + 2 * H + j, m, full);
+    __m256 o = load8(gr + 3 * H + j, m, full);
+    __m256 t = load8(tc + j, m, full);
+    __m256 d = load8(dh + j, m, full);
     // dc_t = dc_{t+1} * f_{t+1} (already folded into dc) + dh * o * (1 - tanh(c)^2)
     __m256 dcv = _mm256_fmadd_ps(_mm256_mul_ps(d, o), _mm256_fnmadd_ps(t, t, one),
-                                 _mm256_maskload_ps(dc + j, m));
+                                 load8(dc + j, m, full));
     __m256 dO = _mm256_mul_ps(d, t);
     __m256 dI = _mm256_mul_ps(dcv, g);
     __m256 dG = _mm256_mul_ps(dcv, i);
-    __m256 dF = cp ? _mm256_mul_ps(dcv, _mm256_maskload_ps(cp + j, m)) : _mm256_setzero_ps();
-    _mm256_maskstore_ps(dc + j, m, _mm256_mul_ps(dcv, f));
-    _mm256_maskstore_ps(dz + j, m, _mm256_mul_ps(dI, _mm256_mul_ps(i, _mm256_sub_ps(one, i))));
-    _mm256_maskstore_ps(dz + H + j, m, _mm256_mul_ps(dF, _mm256_mul_ps(f, _mm256_sub_ps(one, f))));
-    _mm256_maskstore_ps(dz + 2 * H + j, m, _mm256_mul_ps(dG, _mm256_fnmadd_ps(g, g, one)));
-    _mm256_maskstore_ps(dz + 3 * H + j, m, _mm256_mul_ps(dO, _mm256_mul_ps(o, _mm256_sub_ps(one, o))));
+    __m256 dF = cp ? _mm256_mul_ps(dcv, load8(cp + j, m, full)) : _mm256_setzero_ps();
+    store8(dc + j, m, _mm256_mul_ps(dcv, f), full);
+    store8(dz + j, m, _mm256_mul_ps(dI, _mm256_mul_ps(i, _mm256_sub_ps(one, i))), full);
+    store8(dz + H + j, m, _mm256_mul_ps(dF, _mm256_mul_ps(f, _mm256_sub_ps(one, f))), full);
+    store8(dz + 2 * H + j, m, _mm256_mul_ps(dG, _mm256_fnmadd_ps(g, g, one)), full);
+    store8(dz + 3 * H + j, m, _mm256_mul_ps(dO, _mm256_mul_ps(o, _mm256_sub_ps(one, o))), full);
 }
 
 void fk_lstm_cell_backward(long B, long H, const float *gates, const float *c_prev,
@@ -140,8 +150,8 @@ void fk_lstm_cell_backward(long B, long H, const float *gates, const float *c_pr
         const float *tr = tanh_c + b * H, *dhr = dh + b * H;
         float *dcr = dc + b * H, *dzr = dz + b * 4 * H;
         long j = 0;
-        for (; j + 8 <= H; j += 8) lstm_bwd8(gr, H, j, cp, tr, dhr, dcr, dzr, all);
-        if (j < H) lstm_bwd8(gr, H, j, cp, tr, dhr, dcr, dzr, tail_mask(H - j));
+        for (; j + 8 <= H; j += 8) lstm_bwd8(gr, H, j, cp, tr, dhr, dcr, dzr, all, 1);
+        if (j < H) lstm_bwd8(gr, H, j, cp, tr, dhr, dcr, dzr, tail_mask(H - j), 0);
     }
 }
 
@@ -183,6 +193,34 @@ void fk_gemv_t(long K, long N, const float *Wb, const float *x, float *y) {
     }
 }
 
+// Four rows x 16 columns of fk_gemm_rows; `full` (16 columns, no mask) folds when inlined.
+static inline __attribute__((always_inline)) void gemm_rows4x16(
+    long K, long pw, const float *P, long c0, const float *x, long ldx, float *y, long ldy,
+    __m256i m0, __m256i m1, int full) {
+    float *y0 = y, *y1 = y0 + ldy, *y2 = y1 + ldy, *y3 = y2 + ldy;
+    const float *x0 = x, *x1 = x0 + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx;
+    __m256 a00 = load8(y0, m0, full), a01 = load8(y0 + 8, m1, full);
+    __m256 a10 = load8(y1, m0, full), a11 = load8(y1 + 8, m1, full);
+    __m256 a20 = load8(y2, m0, full), a21 = load8(y2 + 8, m1, full);
+    __m256 a30 = load8(y3, m0, full), a31 = load8(y3 + 8, m1, full);
+    for (long k = 0; k < K; k++) {
+        const float *w = P + k * pw + c0;
+        __m256 w0 = load8(w, m0, full), w1 = load8(w + 8, m1, full);
+        __m256 b = _mm256_broadcast_ss(x0 + k);
+        a00 = _mm256_fmadd_ps(w0, b, a00); a01 = _mm256_fmadd_ps(w1, b, a01);
+        b = _mm256_broadcast_ss(x1 + k);
+        a10 = _mm256_fmadd_ps(w0, b, a10); a11 = _mm256_fmadd_ps(w1, b, a11);
+        b = _mm256_broadcast_ss(x2 + k);
+        a20 = _mm256_fmadd_ps(w0, b, a20); a21 = _mm256_fmadd_ps(w1, b, a21);
+        b = _mm256_broadcast_ss(x3 + k);
+        a30 = _mm256_fmadd_ps(w0, b, a30); a31 = _mm256_fmadd_ps(w1, b, a31);
+    }
+    store8(y0, m0, a00, full); store8(y0 + 8, m1, a01, full);
+    store8(y1, m0, a10, full); store8(y1 + 8, m1, a11, full);
+    store8(y2, m0, a20, full); store8(y2 + 8, m1, a21, full);
+    store8(y3, m0, a30, full); store8(y3 + 8, m1, a31, full);
+}
+
 void fk_gemm_rows(long M, long K, long N, const float *Wb, const float *x, long ldx, float *y,
                   long ldy) {
     for (long n0 = 0; n0 < N; n0 += 64) {
@@ -194,28 +232,10 @@ void fk_gemm_rows(long M, long K, long N, const float *Wb, const float *x, long 
             const __m256i m1 = cols >= 16 ? _mm256_set1_epi32(-1)
                              : cols > 8 ? tail_mask(cols - 8) : _mm256_setzero_si256();
             for (long r = 0; r + 4 <= M; r += 4) {
-                float *y0 = y + r * ldy + n0 + c0, *y1 = y0 + ldy, *y2 = y1 + ldy, *y3 = y2 + ldy;
-                const float *x0 = x + r * ldx, *x1 = x0 + ldx, *x2 = x1 + ldx, *x3 = x2 + ldx;
-                __m256 a00 = _mm256_maskload_ps(y0, m0), a01 = _mm256_maskload_ps(y0 + 8, m1);
-                __m256 a10 = _mm256_maskload_ps(y1, m0), a11 = _mm256_maskload_ps(y1 + 8, m1);
-                __m256 a20 = _mm256_maskload_ps(y2, m0), a21 = _mm256_maskload_ps(y2 + 8, m1);
-                __m256 a30 = _mm256_maskload_ps(y3, m0), a31 = _mm256_maskload_ps(y3 + 8, m1);
-                for (long k = 0; k < K; k++) {
-                    const float *w = P + k * pw + c0;
-                    __m256 w0 = _mm256_maskload_ps(w, m0), w1 = _mm256_maskload_ps(w + 8, m1);
-                    __m256 b = _mm256_broadcast_ss(x0 + k);
-                    a00 = _mm256_fmadd_ps(w0, b, a00); a01 = _mm256_fmadd_ps(w1, b, a01);
-                    b = _mm256_broadcast_ss(x1 + k);
-                    a10 = _mm256_fmadd_ps(w0, b, a10); a11 = _mm256_fmadd_ps(w1, b, a11);
-                    b = _mm256_broadcast_ss(x2 + k);
-                    a20 = _mm256_fmadd_ps(w0, b, a20); a21 = _mm256_fmadd_ps(w1, b, a21);
-                    b = _mm256_broadcast_ss(x3 + k);
-                    a30 = _mm256_fmadd_ps(w0, b, a30); a31 = _mm256_fmadd_ps(w1, b, a31);
-                }
-                _mm256_maskstore_ps(y0, m0, a00); _mm256_maskstore_ps(y0 + 8, m1, a01);
-                _mm256_maskstore_ps(y1, m0, a10); _mm256_maskstore_ps(y1 + 8, m1, a11);
-                _mm256_maskstore_ps(y2, m0, a20); _mm256_maskstore_ps(y2 + 8, m1, a21);
-                _mm256_maskstore_ps(y3, m0, a30); _mm256_maskstore_ps(y3 + 8, m1, a31);
+                const float *xr = x + r * ldx;
+                float *yr = y + r * ldy + n0 + c0;
+                if (cols == 16) gemm_rows4x16(K, pw, P, c0, xr, ldx, yr, ldy, m0, m1, 1);
+                else gemm_rows4x16(K, pw, P, c0, xr, ldx, yr, ldy, m0, m1, 0);
             }
         }
     }
@@ -224,21 +244,21 @@ void fk_gemm_rows(long M, long K, long N, const float *Wb, const float *x, long 
     for (long r = M & ~3L; r < M; r++) fk_gemv_t(K, N, Wb, x + r * ldx, y + r * ldy);
 }
 
-static inline void adam8(float *p, const float *g, float *m, float *v, long i, __m256i msk,
-                         __m256 b1, __m256 b2, __m256 omb1, __m256 omb2, __m256 stepSize,
-                         __m256 sqrtBc2, __m256 eps) {
-    __m256 gv = _mm256_maskload_ps(g + i, msk);
-    __m256 mv = _mm256_maskload_ps(m + i, msk);
-    __m256 vv = _mm256_maskload_ps(v + i, msk);
+static inline __attribute__((always_inline)) void adam8(
+    float *p, const float *g, float *m, float *v, long i, __m256i msk, __m256 b1, __m256 b2,
+    __m256 omb1, __m256 omb2, __m256 stepSize, __m256 sqrtBc2, __m256 eps, int full) {
+    __m256 gv = load8(g + i, msk, full);
+    __m256 mv = load8(m + i, msk, full);
+    __m256 vv = load8(v + i, msk, full);
     mv = _mm256_fmadd_ps(omb1, gv, _mm256_mul_ps(b1, mv));
     vv = _mm256_fmadd_ps(_mm256_mul_ps(omb2, gv), gv, _mm256_mul_ps(b2, vv));
     // PyTorch: denom = sqrt(v) / sqrt(bc2) + eps;  p -= (lr / bc1) * m / denom
     __m256 denom = _mm256_add_ps(_mm256_div_ps(_mm256_sqrt_ps(vv), sqrtBc2), eps);
-    __m256 pv = _mm256_maskload_ps(p + i, msk);
+    __m256 pv = load8(p + i, msk, full);
     pv = _mm256_fnmadd_ps(stepSize, _mm256_div_ps(mv, denom), pv);
-    _mm256_maskstore_ps(m + i, msk, mv);
-    _mm256_maskstore_ps(v + i, msk, vv);
-    _mm256_maskstore_ps(p + i, msk, pv);
+    store8(m + i, msk, mv, full);
+    store8(v + i, msk, vv, full);
+    store8(p + i, msk, pv, full);
 }
 
 void fk_adam(long n, float *p, const float *g, float *m, float *v, float lr, float beta1,
@@ -249,8 +269,8 @@ void fk_adam(long n, float *p, const float *g, float *m, float *v, float lr, flo
     const __m256 e = _mm256_set1_ps(eps);
     const __m256i all = _mm256_set1_epi32(-1);
     long i = 0;
-    for (; i + 8 <= n; i += 8) adam8(p, g, m, v, i, all, b1, b2, omb1, omb2, stepSize, sqrtBc2, e);
-    if (i < n) adam8(p, g, m, v, i, tail_mask(n - i), b1, b2, omb1, omb2, stepSize, sqrtBc2, e);
+    for (; i + 8 <= n; i += 8) adam8(p, g, m, v, i, all, b1, b2, omb1, omb2, stepSize, sqrtBc2, e, 1);
+    if (i < n) adam8(p, g, m, v, i, tail_mask(n - i), b1, b2, omb1, omb2, stepSize, sqrtBc2, e, 0);
 }
 
 double fk_sum_squares(const float *x, long n) {
