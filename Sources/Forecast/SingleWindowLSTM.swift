@@ -20,7 +20,7 @@ import Glibc
 /// boundaries are fixed by the window length, so the arithmetic, and the prediction, is the same
 /// to the bit on one thread or two.
 ///
-/// Worker 1 is the process's one `SplitForwardHelper` thread. With one thread, or when the
+/// Worker 1 is the process's one `PipelineHelper` thread. With one thread, or when the
 /// helper is still busy with another call (a daemon with a model per series must not grow a
 /// thread per model), the caller runs every task itself.
 final class SingleWindowLSTM: @unchecked Sendable {
@@ -100,7 +100,7 @@ final class SingleWindowLSTM: @unchecked Sendable {
 
     /// Prediction for one window x [T][inputSize].
     func predict(_ x: UnsafePointer<Float>, seqLength T: Int, twoThreads: Bool) -> Float {
-        let helper = SplitForwardHelper.shared
+        let helper = PipelineHelper.shared
         let blocks = (T + Self.blockSteps(T) - 1) / Self.blockSteps(T)
         if twoThreads, layers.count > 1,
            let call = helper.begin(self, chains: 3 * layers.count, blocks: blocks, steps: T, prepare: { self.prepare(x, T) }) {
@@ -123,7 +123,7 @@ final class SingleWindowLSTM: @unchecked Sendable {
 
     /// Claims and runs ready tasks until the top layer's last block is done. A stale worker
     /// (its call already finished) finds nothing to do and returns.
-    fileprivate func runTasks(worker: Int, steps T: Int, generation g: Int, board: SplitForwardHelper.Board) {
+    fileprivate func runTasks(worker: Int, steps T: Int, generation g: Int, board: PipelineHelper.Board) {
         let L = layers.count, blocks = board.blocks
         let order = preference(worker: worker)
         let base = board.stamp(generation: g, blocksDone: 0)
@@ -197,8 +197,8 @@ final class SingleWindowLSTM: @unchecked Sendable {
 
 /// Worker 1 of two-thread SingleWindowLSTM calls: one thread for the process, started on first
 /// use, that spins 200 µs after a call (back-to-back calls pay no wake-up) and then sleeps.
-final class SplitForwardHelper: @unchecked Sendable {
-    static let shared = SplitForwardHelper()
+final class PipelineHelper: @unchecked Sendable {
+    static let shared = PipelineHelper()
 
     // Control words, each on its own cache line: call generation, helper-asleep flag, busy flag
     // (a call in progress), idle flag (the helper has finished its last call).
@@ -242,7 +242,7 @@ final class SplitForwardHelper: @unchecked Sendable {
         if thread == nil {
             var tid = pthread_t()
             let rc = pthread_create(&tid, nil, { _ in
-                SplitForwardHelper.shared.loop()
+                PipelineHelper.shared.loop()
                 return nil
             }, nil)
             precondition(rc == 0, "pthread_create failed: \(rc)")
