@@ -155,7 +155,7 @@ struct CheckConfigCommand: ParsableCommand {
                 print("source \(s.table.display): series \(s.seriesColumn), time \(s.timeColumn), value \(s.valueColumn), transform \((s.transform ?? c.engine.transform).rawValue)")
             }
             let e = c.engine
-            print("model: \(e.cell == .lstm ? "lstm" : "gru") hidden \(e.hiddenSizes), seq_length \(e.seqLength), scope \(e.scope.rawValue), normalization \(e.normalization.rawValue)")
+            print("model: \(e.cell == .lstm ? "lstm" : "gru") hidden \(e.hiddenSizes), seq_length \(e.seqLength), scope \(e.scope.rawValue), normalization \(e.normalization.rawValue), blend_memory \(e.blendMemory.map(String.init) ?? "off")")
             print("training: warmup \(e.warmup), retrain_every \(e.retrainEvery), history \(e.history), epochs \(e.initialEpochs)/\(e.epochs), batch \(e.batchSize), lr \(e.learningRate), clip \(e.clipNorm.map { "\($0)" } ?? "off")")
             print("interval: coverage \(e.coverage); anomaly: threshold \(e.anomaly.threshold), cooldown \(e.anomaly.cooldown)")
             print("ingest: poll \(c.pollInterval) s, batch \(c.batchRows) rows; checkpoints: keep \(c.checkpointsKept), every \(c.checkpointInterval) s; logging: \(c.logLevel.rawValue)")
