@@ -40,7 +40,7 @@ let package = Package(
             ]
         ),
         .target(name: "TestSupport", dependencies: ["Ingest"], path: "Tests/TestSupport"),
-        .testTarget(name: "ForecastTests", dependencies: ["Forecast"], resources: [.copy("Fixtures")]),
+        .testTarget(name: "ForecastTests", dependencies: ["Forecast", "CKernels"], resources: [.copy("Fixtures")]),
         .testTarget(name: "IngestTests", dependencies: ["Ingest", "Forecast", "TestSupport"]),
         .testTarget(name: "DaemonTests", dependencies: ["Ingest", "Forecast", "Replay", "TestSupport"]),
     ]

@@ -39,6 +39,10 @@ final class Workspace: @unchecked Sendable {
     let ones = FloatBuffer()      // [T*B] of 1 (column sums via gemv)
     private var onesCount = 0
     let rowVec = FloatBuffer()    // [G*Hmax] bias sum / column sums
+    // LSTM per-step products with W_hh through fk_gemm_rows on panels packed once per pass
+    // (a BLAS call per step re-packs the 64 KB matrix every time): W_hhᵀ for forward, W_hh for
+    // backward.
+    let packedForward = FloatBuffer(), packedBackward = FloatBuffer()
     let stepTmp = FloatBuffer()   // GRU: [B][3Hmax]
 
     private let maxGateWidth: Int
@@ -78,6 +82,8 @@ final class Workspace: @unchecked Sendable {
         carry.reserve(batch * maxHidden)
         rowVec.reserve(maxGateWidth)
         stepTmp.reserve(batch * maxGateWidth)
+        packedForward.reserve(maxGateWidth * maxHidden)
+        packedBackward.reserve(maxGateWidth * maxHidden)
         if onesCount < tb {  // capacity alone is not enough: a fresh buffer holds zeros
             ones.reserve(tb)
             for i in 0..<tb { ones.pointer[i] = 1 }
@@ -152,12 +158,11 @@ final class Workspace: @unchecked Sendable {
         fk_fill_rows(z, T * B, G, rowVec.pointer)
         gemm(transB: true, m: T * B, n: G, k: inW, a: layerInput(k), lda: inW,
              b: P + l.weightIH, ldb: inW, beta: 1, c: z, ldc: G)
+        let wp = packedForward.pointer
+        fk_pack_panels(G, H, P + l.weightHH, wp)
         for t in 0..<T {
             let zt = z + t * B * G
-            if t > 0 {
-                gemm(transB: true, m: B, n: G, k: H, a: h + (t - 1) * B * H, lda: H,
-                     b: P + l.weightHH, ldb: H, beta: 1, c: zt, ldc: G)
-            }
+            if t > 0 { fk_gemm_rows(B, H, G, wp, h + (t - 1) * B * H, H, zt, G) }
             fk_lstm_cell_forward(B, H, zt, t > 0 ? c + (t - 1) * B * H : nil,
                                  c + t * B * H, tc + t * B * H, h + t * B * H)
         }
@@ -271,12 +276,12 @@ final class Workspace: @unchecked Sendable {
         let z = gates[k].pointer, c = cells[k].pointer, tc = tanhC[k].pointer
         let dz = dZ.pointer, dht = dh.pointer, dc = carry.pointer
         zeroFloats(dc, B * H)
+        let wp = packedBackward.pointer
+        fk_pack_panels_t(H, G, P + l.weightHH, wp)
         for t in stride(from: T - 1, through: 0, by: -1) {
             copyFloats(dht, dH + t * B * H, B * H)
-            if t < T - 1 {  // recurrent path: dh_t += dz_{t+1} · W_hh
-                gemm(m: B, n: H, k: G, a: dz + (t + 1) * B * G, lda: G, b: P + l.weightHH, ldb: H,
-                     beta: 1, c: dht, ldc: H)
-            }
+            // recurrent path: dh_t += dz_{t+1} · W_hh
+            if t < T - 1 { fk_gemm_rows(B, G, H, wp, dz + (t + 1) * B * G, G, dht, H) }
             fk_lstm_cell_backward(B, H, z + t * B * G, t > 0 ? c + (t - 1) * B * H : nil,
                                   tc + t * B * H, dht, dc, dz + t * B * G)
         }

@@ -30,14 +30,17 @@ void fk_lstm_cell_backward(long B, long H, const float *gates, const float *c_pr
 // Batch-1 inference: a BLAS call per step costs more than the work itself.
 void fk_gemv_t(long K, long N, const float *Wb, const float *x, float *y);
 
-// y[m][n] += x[m][k] . W^T for a few rows m < M (M small: a block of time steps), W packed
-// by fk_pack_panels. W is read once per call; each y element accumulates over k in order,
-// as in fk_gemv_t. x rows have stride ldx, y rows stride ldy.
+// y[m][n] += x[m][k] . W^T for a few rows m < M (a block of time steps, a training shard),
+// W packed by fk_pack_panels, so nothing is re-packed per call (as a BLAS call would). Groups
+// of 8 rows use AVX-512 where the CPU has it. Each y element accumulates over k in order, as
+// in fk_gemv_t, on every path. x rows have stride ldx, y rows stride ldy.
 void fk_gemm_rows(long M, long K, long N, const float *Wb, const float *x, long ldx, float *y,
                   long ldy);
 
 // Pack W ([N][K] row-major, PyTorch weight layout) into the panel layout fk_gemv_t reads.
 void fk_pack_panels(long N, long K, const float *W, float *Wb);
+// The same for a matrix given transposed: WT is [K][N] row-major (W = WTᵀ).
+void fk_pack_panels_t(long N, long K, const float *WT, float *Wb);
 
 // Adam update (PyTorch semantics, weight_decay 0). bc1 = 1 - beta1^t, bc2 = 1 - beta2^t.
 void fk_adam(long n, float *p, const float *g, float *m, float *v, float lr,

@@ -1,0 +1,38 @@
+import CKernels
+import XCTest
+
+@testable import Forecast
+
+/// fk_gemm_rows takes groups of 8 rows through AVX-512 where the CPU has it, groups of 4
+/// through AVX2 and the rest through fk_gemv_t. Every path accumulates each element over k in
+/// order, so every row must equal fk_gemv_t on that row to the bit, whatever this CPU has.
+final class KernelTests: XCTestCase {
+    func testGemmRowsMatchesGemvOnEveryPath() {
+        var rng = SeededGenerator(seed: 11)
+        for (M, K, N) in [(13, 37, 200), (16, 64, 256), (16, 256, 64), (8, 1, 70), (3, 5, 9)] {
+            let W = (0..<(N * K)).map { _ in Float(rng.nextGaussian()) }
+            let x = (0..<(M * K)).map { _ in Float(rng.nextGaussian()) }
+            let y0 = (0..<(M * N)).map { _ in Float(rng.nextGaussian()) }
+            var packed = [Float](repeating: 0, count: N * K)
+            W.withUnsafeBufferPointer { w in packed.withUnsafeMutableBufferPointer { fk_pack_panels(N, K, w.baseAddress!, $0.baseAddress!) } }
+            var rows = y0, one = y0
+            packed.withUnsafeBufferPointer { p in
+                x.withUnsafeBufferPointer { xp in
+                    rows.withUnsafeMutableBufferPointer { fk_gemm_rows(M, K, N, p.baseAddress!, xp.baseAddress!, K, $0.baseAddress!, N) }
+                    one.withUnsafeMutableBufferPointer { yp in
+                        for r in 0..<M { fk_gemv_t(K, N, p.baseAddress!, xp.baseAddress! + r * K, yp.baseAddress! + r * N) }
+                    }
+                }
+            }
+            XCTAssertEqual(rows, one, "M \(M) K \(K) N \(N)")
+            // And both are the product itself.
+            for r in 0..<M {
+                for n in 0..<N {
+                    var s = Double(y0[r * N + n])
+                    for k in 0..<K { s += Double(x[r * K + k]) * Double(W[n * K + k]) }
+                    XCTAssertEqual(Double(rows[r * N + n]), s, accuracy: 1e-4 * max(1, abs(s)), "M \(M) K \(K) N \(N) at \(r),\(n)")
+                }
+            }
+        }
+    }
+}
