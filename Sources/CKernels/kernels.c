@@ -436,8 +436,99 @@ static inline __attribute__((always_inline)) void lstm_lanes_tile(
     }
 }
 
+// The same tile with 16-lane AVX-512 vectors (2 x 16 = 32 windows), for CPUs that have it.
+// exp, sigmoid and tanh are the AVX2 functions' operations lane for lane, so a window gets the
+// same prediction on either path.
+#define AVX512 __attribute__((target("avx512f,avx512dq")))
+AVX512 static inline __m512 exp16(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(k), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+}
+AVX512 static inline __m512 sigmoid16(__m512 x) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+AVX512 static inline __m512 tanh16(__m512 x) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __m512 signbit = _mm512_set1_ps(-0.0f);
+    __m512 a = _mm512_andnot_ps(signbit, x);
+    __m512 e = exp16(_mm512_mul_ps(a, _mm512_set1_ps(-2.0f)));
+    __m512 big = _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e));
+    __m512 a2 = _mm512_mul_ps(a, a);
+    __m512 s = _mm512_set1_ps(62.0f / 2835.0f);
+    s = _mm512_fmadd_ps(s, a2, _mm512_set1_ps(-17.0f / 315.0f));
+    s = _mm512_fmadd_ps(s, a2, _mm512_set1_ps(2.0f / 15.0f));
+    s = _mm512_fmadd_ps(s, a2, _mm512_set1_ps(-1.0f / 3.0f));
+    s = _mm512_mul_ps(s, a2);
+    __m512 small = _mm512_fmadd_ps(s, a, a);
+    __mmask16 useSmall = _mm512_cmp_ps_mask(a, _mm512_set1_ps(0.3f), _CMP_LT_OQ);
+    __m512 t = _mm512_mask_blend_ps(useSmall, big, small);
+    return _mm512_or_ps(t, _mm512_and_ps(x, signbit));
+}
+AVX512 static inline __attribute__((always_inline)) void lstm_lanes_tile16(
+    const int NV, long K, long H, const float *Wp, const float *bp, const float *const *rows,
+    int first, float *c, float *ho, long ld, long b0) {
+    const long stride = (first ? K + H : K) * 4;
+    for (long j = 0; j < H; j++) {
+        const float *w = Wp + j * stride;
+        __m512 a0[2], a1[2], a2[2], a3[2];
+        for (int v = 0; v < NV; v++) {
+            a0[v] = _mm512_set1_ps(bp[4 * j]); a1[v] = _mm512_set1_ps(bp[4 * j + 1]);
+            a2[v] = _mm512_set1_ps(bp[4 * j + 2]); a3[v] = _mm512_set1_ps(bp[4 * j + 3]);
+        }
+        for (long k = 0; k < K; k++, w += 4) {
+            const float *r = rows[k] + b0;
+            __m512 xv[2];
+            for (int v = 0; v < NV; v++) xv[v] = _mm512_loadu_ps(r + 16 * v);
+            __m512 wb = _mm512_set1_ps(w[0]);
+            for (int v = 0; v < NV; v++) a0[v] = _mm512_fmadd_ps(wb, xv[v], a0[v]);
+            wb = _mm512_set1_ps(w[1]);
+            for (int v = 0; v < NV; v++) a1[v] = _mm512_fmadd_ps(wb, xv[v], a1[v]);
+            wb = _mm512_set1_ps(w[2]);
+            for (int v = 0; v < NV; v++) a2[v] = _mm512_fmadd_ps(wb, xv[v], a2[v]);
+            wb = _mm512_set1_ps(w[3]);
+            for (int v = 0; v < NV; v++) a3[v] = _mm512_fmadd_ps(wb, xv[v], a3[v]);
+        }
+        float *cr = c + j * ld + b0, *hr = ho + j * ld + b0;
+        for (int v = 0; v < NV; v++) {
+            __m512 i = sigmoid16(a0[v]);
+            __m512 f = sigmoid16(a1[v]);
+            __m512 g = tanh16(a2[v]);
+            __m512 o = sigmoid16(a3[v]);
+            __m512 cv = _mm512_mul_ps(i, g);
+            if (!first) cv = _mm512_fmadd_ps(f, _mm512_loadu_ps(cr + 16 * v), cv);
+            _mm512_storeu_ps(cr + 16 * v, cv);
+            _mm512_storeu_ps(hr + 16 * v, _mm512_mul_ps(o, tanh16(cv)));
+        }
+    }
+}
+AVX512 static void lstm_lanes_run16(int first, long K, long H, long NB, const float *Wp,
+                                    const float *bp, const float *const *rows, float *c,
+                                    float *h_out, long ld) {
+    long b0 = 0;
+    for (; b0 + 32 <= NB; b0 += 32) lstm_lanes_tile16(2, K, H, Wp, bp, rows, first, c, h_out, ld, b0);
+    if (NB - b0 == 16) lstm_lanes_tile16(1, K, H, Wp, bp, rows, first, c, h_out, ld, b0);
+}
+
+long fk_lanes_width(void) { return has_avx512() ? 16 : 8; }
+long fk_lanes_chunk(void) { return has_avx512() ? 32 : 24; }
+
 static void lstm_lanes_run(int first, long K, long H, long NB, const float *Wp, const float *bp,
                            const float *const *rows, float *c, float *h_out, long ld) {
+    if (NB % 16 == 0 && has_avx512()) { lstm_lanes_run16(first, K, H, NB, Wp, bp, rows, c, h_out, ld); return; }
     long b0 = 0;
     for (; b0 + 24 <= NB; b0 += 24) lstm_lanes_tile(3, K, H, Wp, bp, rows, first, c, h_out, ld, b0);
     if (NB - b0 == 16) lstm_lanes_tile(2, K, H, Wp, bp, rows, first, c, h_out, ld, b0);

@@ -21,7 +21,8 @@ public final class Predictor: @unchecked Sendable {
     // `laneChunk` windows run the whole recursion (all steps, all layers) with their h/c state
     // in L1; workers take chunks from a shared counter, so a worker slowed by other load on the
     // machine simply takes fewer chunks. No activations are kept: only h (ping-pong) and c.
-    private let laneChunk = 24
+    private let laneChunk = fk_lanes_chunk()
+    private let laneWidth = fk_lanes_width()
     private let lanesW = FloatBuffer(), lanesB = FloatBuffer(), lanesFC = FloatBuffer()
     private var lanesWOffset: [Int] = [], lanesBOffset: [Int] = []
     private var laneWorkers: [LaneWorker] = []
@@ -135,7 +136,7 @@ public final class Predictor: @unchecked Sendable {
             let chunk = fk_fetch_add(nextChunk, 1)
             if chunk >= nChunks { break }
             let r0 = chunk * laneChunk, rows = min(laneChunk, batch - r0)
-            let NB = (rows + 7) & ~7
+            let NB = (rows + laneWidth - 1) / laneWidth * laneWidth
             fk_lanes_from_windows(rows, T, inSize, x.p + r0 * T * inSize, NB, xT)
             for t in 0..<T {
                 var input = UnsafePointer(xT + t * inSize * NB)

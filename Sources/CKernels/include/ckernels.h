@@ -62,7 +62,8 @@ void fk_fill_rows(float *dst, long rows, long n, const float *row);
 int fk_all_finite(const float *x, long n);
 
 // Batched LSTM inference with the batch in the lanes: activations are [feature][NB], NB a
-// multiple of 8 (lanes of a window past the real rows are padding, computed and ignored).
+// multiple of 8, or of 16 to use AVX-512 (lanes of a window past the real rows are padding,
+// computed and ignored).
 // fk_lstm_lanes_pack packs one layer: Wp [H][In + H][4] (unit j, input k: W_ih columns then
 // W_hh columns, gates i, f, g, o), bp [H][4] = b_ih + b_hh.
 void fk_lstm_lanes_pack(long H, long In, const float *Wih, const float *Whh, const float *bih,
@@ -73,6 +74,10 @@ void fk_lstm_lanes_pack(long H, long In, const float *Wih, const float *Whh, con
 void fk_lstm_lanes_step(long In, long H, long NB, const float *Wp, const float *bp,
                         const float *x, long ldx, const float *h_prev, float *c, float *h_out,
                         long ld);
+// Lanes per vector (NB must be a multiple: 16 where the CPU has AVX-512, else 8) and windows
+// per chunk whose state stays in L1 (32 or 24).
+long fk_lanes_width(void);
+long fk_lanes_chunk(void);
 // x [rows][T][In] batch-first -> xT [T][In][NB], lanes rows..NB-1 zeroed.
 void fk_lanes_from_windows(long rows, long T, long In, const float *x, long NB, float *xT);
 // out[b] = bias + sum_j h[j][b] * w[j] for b < rows (h is [H][NB]).
