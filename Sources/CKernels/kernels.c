@@ -67,6 +67,50 @@ static inline __m256 tanh8(__m256 x) {
     return _mm256_or_ps(t, _mm256_and_ps(x, signbit));
 }
 
+// 16-lane AVX-512 forms of exp8/sigmoid8/tanh8, for CPUs that have it (chosen at run time):
+// the same operations lane for lane.
+#define AVX512 __attribute__((target("avx512f,avx512dq")))
+AVX512 static inline __m512 exp16(__m512 x) {
+    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
+    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
+                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
+    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
+    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
+    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(k), _mm512_set1_epi32(127)), 23);
+    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
+}
+AVX512 static inline __m512 sigmoid16(__m512 x) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+}
+AVX512 static inline __m512 tanh16(__m512 x) {
+    const __m512 one = _mm512_set1_ps(1.0f);
+    const __m512 signbit = _mm512_set1_ps(-0.0f);
+    __m512 a = _mm512_andnot_ps(signbit, x);
+    __m512 e = exp16(_mm512_mul_ps(a, _mm512_set1_ps(-2.0f)));
+    __m512 big = _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e));
+    __m512 a2 = _mm512_mul_ps(a, a);
+    __m512 s = _mm512_set1_ps(62.0f / 2835.0f);
+    s = _mm512_fmadd_ps(s, a2, _mm512_set1_ps(-17.0f / 315.0f));
+    s = _mm512_fmadd_ps(s, a2, _mm512_set1_ps(2.0f / 15.0f));
+    s = _mm512_fmadd_ps(s, a2, _mm512_set1_ps(-1.0f / 3.0f));
+    s = _mm512_mul_ps(s, a2);
+    __m512 small = _mm512_fmadd_ps(s, a, a);
+    __mmask16 useSmall = _mm512_cmp_ps_mask(a, _mm512_set1_ps(0.3f), _CMP_LT_OQ);
+    __m512 t = _mm512_mask_blend_ps(useSmall, big, small);
+    return _mm512_or_ps(t, _mm512_and_ps(x, signbit));
+}
+
+static int has_avx512(void);
+
 void fk_sigmoid(float *x, long n) {
     long i = 0;
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(x + i, sigmoid8(_mm256_loadu_ps(x + i)));
@@ -104,8 +148,41 @@ static inline __attribute__((always_inline)) void lstm_fwd8(
     store8(h + j, m, _mm256_mul_ps(o, t), full);
 }
 
+// lstm_fwd8 with 16 lanes (AVX-512; masked tail).
+AVX512 static inline void lstm_fwd16(float *z, long H, long j, const float *cp, float *c, float *tc,
+                                     float *h, __mmask16 m) {
+    __m512 i = sigmoid16(_mm512_maskz_loadu_ps(m, z + j));
+    __m512 f = sigmoid16(_mm512_maskz_loadu_ps(m, z + H + j));
+    __m512 g = tanh16(_mm512_maskz_loadu_ps(m, z + 2 * H + j));
+    __m512 o = sigmoid16(_mm512_maskz_loadu_ps(m, z + 3 * H + j));
+    __m512 cv = _mm512_mul_ps(i, g);
+    if (cp) cv = _mm512_fmadd_ps(f, _mm512_maskz_loadu_ps(m, cp + j), cv);
+    __m512 t = tanh16(cv);
+    _mm512_mask_storeu_ps(z + j, m, i);
+    _mm512_mask_storeu_ps(z + H + j, m, f);
+    _mm512_mask_storeu_ps(z + 2 * H + j, m, g);
+    _mm512_mask_storeu_ps(z + 3 * H + j, m, o);
+    _mm512_mask_storeu_ps(c + j, m, cv);
+    _mm512_mask_storeu_ps(tc + j, m, t);
+    _mm512_mask_storeu_ps(h + j, m, _mm512_mul_ps(o, t));
+}
+
+AVX512 static void lstm_cell_forward16(long B, long H, float *z, const float *c_prev, float *c,
+                                       float *tanh_c, float *h) {
+    for (long b = 0; b < B; b++) {
+        float *zr = z + b * 4 * H;
+        const float *cp = c_prev ? c_prev + b * H : 0;
+        float *cr = c + b * H, *tr = tanh_c + b * H, *hr = h + b * H;
+        for (long j = 0; j < H; j += 16) {
+            __mmask16 m = H - j >= 16 ? 0xFFFF : (__mmask16)((1u << (H - j)) - 1);
+            lstm_fwd16(zr, H, j, cp, cr, tr, hr, m);
+        }
+    }
+}
+
 void fk_lstm_cell_forward(long B, long H, float *z, const float *c_prev, float *c,
                           float *tanh_c, float *h) {
+    if (has_avx512()) { lstm_cell_forward16(B, H, z, c_prev, c, tanh_c, h); return; }
     const __m256i all = _mm256_set1_epi32(-1);
     for (long b = 0; b < B; b++) {
         float *zr = z + b * 4 * H;
@@ -436,48 +513,8 @@ static inline __attribute__((always_inline)) void lstm_lanes_tile(
     }
 }
 
-// The same tile with 16-lane AVX-512 vectors (2 x 16 = 32 windows), for CPUs that have it.
-// exp, sigmoid and tanh are the AVX2 functions' operations lane for lane, so a window gets the
-// same prediction on either path.
-#define AVX512 __attribute__((target("avx512f,avx512dq")))
-AVX512 static inline __m512 exp16(__m512 x) {
-    x = _mm512_min_ps(_mm512_max_ps(x, _mm512_set1_ps(-87.0f)), _mm512_set1_ps(88.0f));
-    __m512 k = _mm512_roundscale_ps(_mm512_mul_ps(x, _mm512_set1_ps(1.44269504088896341f)),
-                                    _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-    __m512 r = _mm512_fnmadd_ps(k, _mm512_set1_ps(0.693359375f), x);
-    r = _mm512_fnmadd_ps(k, _mm512_set1_ps(-2.12194440e-4f), r);
-    __m512 p = _mm512_set1_ps(1.0f / 5040.0f);
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 720.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 120.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 24.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f / 6.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(0.5f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    p = _mm512_fmadd_ps(p, r, _mm512_set1_ps(1.0f));
-    __m512i e = _mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(k), _mm512_set1_epi32(127)), 23);
-    return _mm512_mul_ps(p, _mm512_castsi512_ps(e));
-}
-AVX512 static inline __m512 sigmoid16(__m512 x) {
-    const __m512 one = _mm512_set1_ps(1.0f);
-    return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
-}
-AVX512 static inline __m512 tanh16(__m512 x) {
-    const __m512 one = _mm512_set1_ps(1.0f);
-    const __m512 signbit = _mm512_set1_ps(-0.0f);
-    __m512 a = _mm512_andnot_ps(signbit, x);
-    __m512 e = exp16(_mm512_mul_ps(a, _mm512_set1_ps(-2.0f)));
-    __m512 big = _mm512_div_ps(_mm512_sub_ps(one, e), _mm512_add_ps(one, e));
-    __m512 a2 = _mm512_mul_ps(a, a);
-    __m512 s = _mm512_set1_ps(62.0f / 2835.0f);
-    s = _mm512_fmadd_ps(s, a2, _mm512_set1_ps(-17.0f / 315.0f));
-    s = _mm512_fmadd_ps(s, a2, _mm512_set1_ps(2.0f / 15.0f));
-    s = _mm512_fmadd_ps(s, a2, _mm512_set1_ps(-1.0f / 3.0f));
-    s = _mm512_mul_ps(s, a2);
-    __m512 small = _mm512_fmadd_ps(s, a, a);
-    __mmask16 useSmall = _mm512_cmp_ps_mask(a, _mm512_set1_ps(0.3f), _CMP_LT_OQ);
-    __m512 t = _mm512_mask_blend_ps(useSmall, big, small);
-    return _mm512_or_ps(t, _mm512_and_ps(x, signbit));
-}
+// The same tile with 16-lane AVX-512 vectors (2 x 16 = 32 windows), for CPUs that have it:
+// a window gets the same prediction on either path.
 AVX512 static inline __attribute__((always_inline)) void lstm_lanes_tile16(
     const int NV, long K, long H, const float *Wp, const float *bp, const float *const *rows,
     int first, float *c, float *ho, long ld, long b0) {
