@@ -426,12 +426,6 @@ void fk_add(float *y, const float *x, long n) {
     for (long i = 0; i < n; i++) y[i] += x[i];
 }
 
-int fk_all_finite(const float *x, long n) {
-    int ok = 1;
-    for (long i = 0; i < n; i++) ok &= isfinite(x[i]) ? 1 : 0;
-    return ok;
-}
-
 void fk_fill_rows(float *dst, long rows, long n, const float *row) {
     for (long r = 0; r < rows; r++)
         for (long j = 0; j < n; j++) dst[r * n + j] = row[j];

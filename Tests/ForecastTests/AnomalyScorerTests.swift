@@ -18,21 +18,18 @@ final class AnomalyScorerTests: XCTestCase {
 
     func testDefaultsAreValidAndBadSettingsAreNamed() throws {
         XCTAssertNoThrow(try AnomalyConfig().validate())
-        var c = AnomalyConfig()
-        c.rawScale = 0
-        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("anomaly.raw_scale")) }
-        c = AnomalyConfig()
-        c.rangeTolerance = -1
-        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("anomaly.range_tolerance")) }
-        c = AnomalyConfig()
-        c.minSpread = 0
-        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("anomaly.min_spread")) }
-        c = AnomalyConfig()
-        c.shiftWindow = -1
-        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("anomaly.shift_window")) }
-        c = AnomalyConfig()
-        c.shiftTrim = 0.5
-        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("anomaly.shift_trim")) }
+        let bad: [(String, (inout AnomalyConfig) -> Void)] = [
+            ("anomaly.raw_scale", { $0.rawScale = 0 }),
+            ("anomaly.range_tolerance", { $0.rangeTolerance = -1 }),
+            ("anomaly.min_spread", { $0.minSpread = 0 }),
+            ("anomaly.shift_window", { $0.shiftWindow = -1 }),
+            ("anomaly.shift_trim", { $0.shiftTrim = 0.5 }),
+        ]
+        for (name, change) in bad {
+            var c = AnomalyConfig()
+            change(&c)
+            XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains(name), name) }
+        }
     }
 
     /// A daily pattern (288 points a day) with noise; `missingPeakDay` loses its peak.

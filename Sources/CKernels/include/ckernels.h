@@ -58,9 +58,6 @@ void fk_add(float *y, const float *x, long n);
 // Every row of dst[rows][n] = row[n] (bias broadcast before a beta=1 GEMM).
 void fk_fill_rows(float *dst, long rows, long n, const float *row);
 
-// 1 if every element is finite, else 0.
-int fk_all_finite(const float *x, long n);
-
 // Batched LSTM inference with the batch in the lanes: activations are [feature][NB], NB a
 // multiple of 8, or of 16 to use AVX-512 (lanes of a window past the real rows are padding,
 // computed and ignored).
