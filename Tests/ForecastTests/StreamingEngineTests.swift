@@ -117,6 +117,18 @@ final class StreamingEngineTests: XCTestCase {
         XCTAssertLessThan(mase, 0.9, "MASE \(mase)")
     }
 
+    func testLastValueScaleIsTheMeanAbsoluteMoveSoSpikesDoNotSquashOrdinaryMoves() {
+        // 200 alternating unit moves around 10, then one spike of 500 and back.
+        var u = (0..<201).map { 10 + Double($0 % 2) }
+        u += [510, 10]
+        let s = Scaler(fitting: u, for: .lastValue)
+        XCTAssertEqual(s.std, (200 + 500 + 500) / 202, accuracy: 1e-12)
+        // The RMS move would be ~50: ordinary moves would be 0.02 in model units.
+        XCTAssertLessThan(s.std, 6.5)
+        XCTAssertEqual(Scaler(fitting: [3, 3, 3], for: .lastValue).std, 1)
+        XCTAssertEqual(Scaler(fitting: [1, 3], for: .zScore).std, 1)
+    }
+
     func testTransformsReportPredictionsInOriginalUnits() throws {
         for transform in TargetTransform.allCases {
             var c = smallConfig()

@@ -123,8 +123,11 @@ struct WindowCodec {
 
 extension Scaler {
     /// Statistics of model-space values for a normalisation. z-score: mean and population std
-    /// (RP-1). last-value: the spread of one-step moves, so targets (the next move) are of order
-    /// one whatever the level. A constant series gets std 1 so everything stays finite.
+    /// (RP-1). last-value: the mean absolute one-step move, so targets (the next move) are of
+    /// order one whatever the level. Not the RMS move: on spiky series (network, disk, CPU) a
+    /// few huge moves dominate the RMS and squash the ordinary moves to near zero, where the
+    /// model never learns them and the Huber loss cannot tell a spike from the rest.
+    /// A constant series gets std 1 so everything stays finite.
     init(fitting u: [Double], for normalization: EngineConfig.Normalization) {
         guard !u.isEmpty else { self.init(kind: .zScore, mean: 0, std: 1); return }
         let m = u.reduce(0, +) / Double(u.count)
@@ -133,9 +136,9 @@ extension Scaler {
         case .zScore:
             s = (u.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(u.count)).squareRoot()
         case .lastValue:
-            var sq = 0.0
-            for i in 1..<max(u.count, 1) { sq += (u[i] - u[i - 1]) * (u[i] - u[i - 1]) }
-            s = u.count > 1 ? (sq / Double(u.count - 1)).squareRoot() : 0
+            var moves = 0.0
+            for i in 1..<max(u.count, 1) { moves += abs(u[i] - u[i - 1]) }
+            s = u.count > 1 ? moves / Double(u.count - 1) : 0
         }
         self.init(kind: .zScore, mean: m, std: s > 0 && s.isFinite ? s : 1)
     }
