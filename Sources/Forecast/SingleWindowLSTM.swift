@@ -223,20 +223,19 @@ final class PipelineHelper: @unchecked Sendable {
     private var board = Board.allocate(chains: 6, blocks: 10)
     private let wake = DispatchSemaphore(value: 0)
     private var thread: pthread_t?
-    // The call handed to the helper (written before `generation` is published).
-    private var job: Unmanaged<SingleWindowLSTM>?
-    private var jobSteps = 0
+    // The helper's part of the call, given the call's generation (written before `generation`
+    // is published, cleared by the helper).
+    private var task: ((Int) -> Void)?
 
     private init() {
         control = aligned(Int.self, 32)
         control[24] = 1
     }
 
-    /// Starts a two-worker call, or returns nil when another call holds the helper or the helper
-    /// is still leaving its last one. `prepare` runs before the helper can see the call.
-    func begin(_ forward: SingleWindowLSTM, chains: Int, blocks: Int, steps: Int, prepare: () -> Void)
-        -> (generation: Int, board: Board)?
-    {
+    /// Hands `task` to the helper thread and returns the call's generation, or nil when another
+    /// call holds the helper or the helper is still leaving its last one. `prepare` runs before
+    /// the helper can see the call. The caller does its own part, then calls `end()`.
+    func begin(prepare: () -> Void = {}, task: @escaping (Int) -> Void) -> Int? {
         guard fk_load_acquire(idle) == 1, fk_exchange(busy, 1) == 0 else { return nil }
         guard fk_load_acquire(idle) == 1 else { fk_store_release(busy, 0); return nil }
         if thread == nil {
@@ -248,19 +247,36 @@ final class PipelineHelper: @unchecked Sendable {
             precondition(rc == 0, "pthread_create failed: \(rc)")
             thread = tid
         }
-        if chains != board.chains || blocks != board.blocks {
-            // Generations only grow, so a fresh zeroed board reads as "nothing claimed".
-            free(board.base)
-            board = Board.allocate(chains: chains, blocks: blocks)
-        }
         prepare()
-        job = Unmanaged.passRetained(forward)
-        jobSteps = steps
+        self.task = task
         fk_store_release(idle, 0)
         let g = generation.pointee + 1
         fk_store_release(generation, g)
         if fk_exchange(sleeping, 0) == 1 { wake.signal() }
-        return (g, board)
+        return g
+    }
+
+    /// A pipelined single-window call: both workers claim blocks from the board.
+    func begin(_ forward: SingleWindowLSTM, chains: Int, blocks: Int, steps: Int, prepare: () -> Void)
+        -> (generation: Int, board: Board)?
+    {
+        let g = begin(prepare: {
+            if chains != board.chains || blocks != board.blocks {
+                // Generations only grow, so a fresh zeroed board reads as "nothing claimed".
+                free(board.base)
+                board = Board.allocate(chains: chains, blocks: blocks)
+            }
+            prepare()
+        }, task: { g in
+            // The board only changes while a call holds the helper and the helper is idle.
+            forward.runTasks(worker: 1, steps: steps, generation: g, board: PipelineHelper.shared.board)
+        })
+        return g.map { ($0, board) }
+    }
+
+    /// Waits (spinning) until the helper has finished its part of the current call.
+    func waitForHelper() {
+        while fk_load_acquire(idle) == 0 { fk_pause() }
     }
 
     func end() { fk_store_release(busy, 0) }
@@ -281,9 +297,9 @@ final class PipelineHelper: @unchecked Sendable {
                 next = fk_load_acquire(generation)
             }
             seen = next
-            let forward = job!.takeRetainedValue()
-            job = nil
-            forward.runTasks(worker: 1, steps: jobSteps, generation: seen, board: board)
+            let run = task!
+            task = nil
+            run(seen)
             fk_store_release(idle, 1)
         }
     }

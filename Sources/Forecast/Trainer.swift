@@ -159,6 +159,12 @@ public final class Trainer: @unchecked Sendable {
             }
             if nShards == 1 {
                 work(0)
+            } else if nShards == 2, PipelineHelper.shared.begin(task: { _ in work(1) }) != nil {
+                // The process's spinning helper thread picks the shard up within microseconds;
+                // a dispatch worker parked between steps takes tens of them to wake.
+                work(0)
+                PipelineHelper.shared.waitForHelper()
+                PipelineHelper.shared.end()
             } else {
                 DispatchQueue.concurrentPerform(iterations: nShards, execute: work)
             }

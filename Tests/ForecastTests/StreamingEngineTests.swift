@@ -125,6 +125,10 @@ final class StreamingEngineTests: XCTestCase {
         XCTAssertEqual(s.std, (200 + 500 + 500) / 202, accuracy: 1e-12)
         // The RMS move would be ~50: ordinary moves would be 0.02 in model units.
         XCTAssertLessThan(s.std, 6.5)
+        // A flagged spike is left out: only the ordinary unit moves count.
+        var flags = [Bool](repeating: false, count: u.count)
+        flags[201] = true
+        XCTAssertEqual(Scaler(fitting: u, skipping: flags, for: .lastValue).std, 1)
         XCTAssertEqual(Scaler(fitting: [3, 3, 3], for: .lastValue).std, 1)
         XCTAssertEqual(Scaler(fitting: [1, 3], for: .zScore).std, 1)
     }

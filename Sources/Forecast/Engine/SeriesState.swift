@@ -127,18 +127,28 @@ extension Scaler {
     /// order one whatever the level. Not the RMS move: on spiky series (network, disk, CPU) a
     /// few huge moves dominate the RMS and squash the ordinary moves to near zero, where the
     /// model never learns them and the Huber loss cannot tell a spike from the rest.
+    /// Values marked in `skipping` (flagged anomalies), and moves into or out of them, are left
+    /// out: one spike would otherwise widen every interval until it leaves the history.
     /// A constant series gets std 1 so everything stays finite.
-    init(fitting u: [Double], for normalization: EngineConfig.Normalization) {
-        guard !u.isEmpty else { self.init(kind: .zScore, mean: 0, std: 1); return }
-        let m = u.reduce(0, +) / Double(u.count)
+    init(fitting u: [Double], skipping flags: [Bool]? = nil, for normalization: EngineConfig.Normalization) {
+        let keep: (Int) -> Bool = { i in !(flags?[i] ?? false) }
+        var kept = 0, sum = 0.0
+        for i in u.indices where keep(i) { kept += 1; sum += u[i] }
+        guard kept > 0 else { self.init(kind: .zScore, mean: 0, std: 1); return }
+        let m = sum / Double(kept)
         var s: Double
         switch normalization {
         case .zScore:
-            s = (u.reduce(0) { $0 + ($1 - m) * ($1 - m) } / Double(u.count)).squareRoot()
+            var sq = 0.0
+            for i in u.indices where keep(i) { sq += (u[i] - m) * (u[i] - m) }
+            s = (sq / Double(kept)).squareRoot()
         case .lastValue:
-            var moves = 0.0
-            for i in 1..<max(u.count, 1) { moves += abs(u[i] - u[i - 1]) }
-            s = u.count > 1 ? moves / Double(u.count - 1) : 0
+            var moves = 0.0, count = 0
+            for i in u.indices.dropFirst() where keep(i) && keep(i - 1) {
+                moves += abs(u[i] - u[i - 1])
+                count += 1
+            }
+            s = count > 0 ? moves / Double(count) : 0
         }
         self.init(kind: .zScore, mean: m, std: s > 0 && s.isFinite ? s : 1)
     }

@@ -224,7 +224,8 @@ public final class StreamingEngine {
         var window = [Float](repeating: 0, count: L)
         for (s, count) in counted {
             let (u, flags) = series[s].modelSpace(last: config.history, transform: config.transform)
-            let scaler = Scaler(fitting: u, for: config.normalization)
+            let scaler = Scaler(fitting: u, skipping: config.excludeAnomaliesFromTraining ? flags : nil,
+                                for: config.normalization)
             scalers.append((s, scaler))
             var n = count
             if total > cap { n = min(count, max(1, Int((Double(n) * Double(cap) / Double(total)).rounded(.down)))) }
@@ -317,8 +318,9 @@ public final class StreamingEngine {
                 guard u.count >= L else { continue }
                 if series[s].scaler == nil {
                     // A series new to a trained shared model: normalise with its own history.
-                    let hist = series[s].modelSpace(last: config.history, transform: config.transform).u
-                    series[s].scaler = Scaler(fitting: hist, for: config.normalization)
+                    let hist = series[s].modelSpace(last: config.history, transform: config.transform)
+                    series[s].scaler = Scaler(fitting: hist.u, skipping: config.excludeAnomaliesFromTraining ? hist.flags : nil,
+                                              for: config.normalization)
                 }
                 let scaler = series[s].scaler!
                 let ref = codec.encode(u, end: u.count, scaler: scaler, into: &windows, at: members.count * L)
