@@ -120,6 +120,23 @@ final class TrainerBehaviourTests: XCTestCase {
         XCTAssertNotEqual(train(a, seed: 9), train(a, seed: 10), "shuffle/dropout seed must matter")
     }
 
+    func testTwoThreadTrainingGivesTheSameBitsWhetherTheHelperThreadIsFreeOrHeld() throws {
+        let model = try Model(config: ModelConfig(hiddenSizes: [16, 8]), seed: 3)
+        let (x, y) = data(batch: 40, seq: 6)
+        func train() -> [UInt32] {
+            let t = Trainer(model: model, threads: 2, seed: 1)
+            t.fit(x: x, y: y, seqLength: 6, epochs: 2, batchSize: 16)
+            return t.model.parameters.map(\.bitPattern)
+        }
+        let onHelper = train()
+        // Another call holds the process's helper thread: shards go to dispatch workers.
+        XCTAssertNotNil(PipelineHelper.shared.begin(task: { _ in }))
+        PipelineHelper.shared.waitForHelper()
+        let onDispatch = train()
+        PipelineHelper.shared.end()
+        XCTAssertEqual(onHelper, onDispatch)
+    }
+
     func testThreadsSplitGivesSameGradientsUpToRounding() throws {
         let model = try Model(config: ModelConfig(inputSize: 2, hiddenSizes: [12, 12]), seed: 5)
         let (x, y) = data(batch: 9, seq: 7, input: 2)
