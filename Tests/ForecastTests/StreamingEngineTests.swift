@@ -133,6 +133,30 @@ final class StreamingEngineTests: XCTestCase {
         XCTAssertEqual(Scaler(fitting: [1, 3], for: .zScore).std, 1)
     }
 
+    func testIntervalsKeepTheirWidthWhenARetrainRefitsTheScale() throws {
+        // A random walk with big steps for 100 points, then small ones. Once the big steps leave
+        // the training history the refit scale drops several-fold, but the forecast errors of
+        // the small-step stretch do not change, and neither may the interval width.
+        var c = smallConfig()
+        c.holdoutFraction = 0   // every retrain is installed, with its refit scaler
+        var rng = SeededGenerator(seed: 11)
+        var level = 100.0
+        let data = (0..<400).map { i -> Observation in
+            level += (i < 100 ? 5 : 1) * rng.nextGaussian()
+            return Observation(series: "s", time: 1_700_000_000 + Double(i) * 60, value: level)
+        }
+        let engine = try StreamingEngine(config: c)
+        let out = engine.process(data)
+        let versions = out.map { $0.next?.modelVersion ?? 0 }
+        var jumps: [Double] = []
+        for i in 201..<399 where versions[i] != versions[i - 1] {
+            let before = try XCTUnwrap(out[i - 1].next), after = try XCTUnwrap(out[i].next)
+            jumps.append((after.upper - after.lower) / (before.upper - before.lower))
+        }
+        XCTAssertFalse(jumps.isEmpty, "no retrain installed after the big steps left the history")
+        for j in jumps { XCTAssertEqual(j, 1, accuracy: 0.3, "interval width jumped by \(j) at a retrain") }
+    }
+
     func testTransformsReportPredictionsInOriginalUnits() throws {
         for transform in TargetTransform.allCases {
             var c = smallConfig()

@@ -28,6 +28,13 @@ struct ResidualWindow: Sendable {
         sorted.insert(r, at: insertionIndex(r))
     }
 
+    /// Multiplies every residual by `factor` (> 0, so the sorted order stands).
+    mutating func rescale(by factor: Double) {
+        guard factor > 0, factor.isFinite, factor != 1 else { return }
+        for i in ring.indices { ring[i] *= factor }
+        for i in sorted.indices { sorted[i] *= factor }
+    }
+
     /// Empirical quantile with linear interpolation (numpy's default), q in [0, 1].
     func quantile(_ q: Double) -> Double? {
         guard !sorted.isEmpty else { return nil }

@@ -133,7 +133,8 @@ public final class StreamingEngine {
         if let f = st.pending, let p = pendingInternals[s] {
             out.forecast = f
             if let uActual = config.transform.forward(value, previous: p.previousRaw) {
-                let r = (uActual - p.uHat) / p.std
+                // In the units of the series' current scaler, like the residual window.
+                let r = (uActual - p.uHat) / (st.scaler?.std ?? p.std)
                 let center = st.residuals.quantile(0.5) ?? 0
                 let scale = robustScale(st.residuals)
                 let (score, isAnomaly) = st.anomaly.score(residual: r - center, scale: scale, value: value)
@@ -281,7 +282,13 @@ public final class StreamingEngine {
         case .accepted:
             record.accepted = true
             groups[g].install(outcome.model, adam: outcome.adam, version: job.version, predictThreads: config.predictThreads)
-            for (s, scaler) in job.scalers { series[s].scaler = scaler }
+            for (s, scaler) in job.scalers {
+                // Residuals are kept in units of the scaler's spread: re-express the window in
+                // the new units, or a refit spread would widen or narrow every interval (and
+                // shift every anomaly score) at once although no forecast error changed.
+                if let old = series[s].scaler { series[s].residuals.rescale(by: old.std / scaler.std) }
+                series[s].scaler = scaler
+            }
         case .worseOnHoldout:
             record.reason = "worse on holdout"
         case .diverged(let why):
