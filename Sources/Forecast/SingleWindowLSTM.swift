@@ -195,8 +195,10 @@ final class SingleWindowLSTM: @unchecked Sendable {
     }
 }
 
-/// Worker 1 of two-thread SingleWindowLSTM calls: one thread for the process, started on first
-/// use, that spins 200 µs after a call (back-to-back calls pay no wake-up) and then sleeps.
+/// Worker 1 of two-thread SingleWindowLSTM calls and of two-shard training steps: one thread
+/// for the process, started on first use, that spins 200 µs after a call (back-to-back calls
+/// pay no wake-up) and then sleeps. One call holds it at a time; a caller that finds it busy
+/// runs its work another way (alone, or on dispatch workers), so results never depend on it.
 final class PipelineHelper: @unchecked Sendable {
     static let shared = PipelineHelper()
 
