@@ -133,23 +133,9 @@ public struct AnomalyScorer: Sendable {
             if red && previousRed { score = min(score, Self.yellowScore) }
         }
         previousRed = red
-        if let v = value, v.isFinite, config.rangeTolerance > 0 {
-            if valueCount >= config.minHistory && z >= config.rangeMinResidual {
-                let tol = config.rangeTolerance * (valueMax - valueMin)
-                if valueMax > valueMin && (v > valueMax + tol || v < valueMin - tol) {
-                    score = 1
-                    previousRed = true
-                }
-            }
-        }
         if sinceShift < Int.max { sinceShift += 1 }
         var shift: Double?
-        // An incident (a red point, and the `shortWindow` points after a flag) stays out of the
-        // level-shift windows like it stays out of the long-run history: otherwise a burst moves
-        // the newer window's level when it happens, and again `shiftWindow` points later when
-        // it passes into the older window, where it would be flagged as a level shift.
-        let incident = score >= config.threshold || sinceFlag <= config.shortWindow
-        if let v = value, v.isFinite, config.shiftWindow > 0, !incident {
+        if let v = value, v.isFinite, config.shiftWindow > 0 {
             shift = pushShiftValue(v)
             if let d = shift, shiftHistory.count >= config.minHistory {
                 let mean = shiftHistory.mean
@@ -164,6 +150,15 @@ public struct AnomalyScorer: Sendable {
                     sinceShift = 0
                 } else if shiftScore < 0.6 * config.threshold {
                     shiftRed = false
+                }
+            }
+        }
+        if let v = value, v.isFinite, config.rangeTolerance > 0 {
+            if valueCount >= config.minHistory && z >= config.rangeMinResidual {
+                let tol = config.rangeTolerance * (valueMax - valueMin)
+                if valueMax > valueMin && (v > valueMax + tol || v < valueMin - tol) {
+                    score = 1
+                    previousRed = true
                 }
             }
         }
