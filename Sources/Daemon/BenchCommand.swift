@@ -101,8 +101,8 @@ struct BenchInfer: AsyncParsableCommand {
     func run() async throws {
         let o = options
         let model = try Model(config: o.config, seed: 0)
-        // Latency is measured on --threads cores like PyTorch's (one window split by hidden
-        // units across two threads), and on one thread for reference.
+        // Latency is measured on --threads cores like PyTorch's (one window's layers pipelined
+        // over two threads), and on one thread for reference.
         let one = Predictor(model: model, threads: 1)
         let many = Predictor(model: model, threads: o.threads)
         let x1 = syntheticWindows(count: 1, seqLength: o.seqLength, seed: 2).x

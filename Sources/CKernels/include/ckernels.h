@@ -82,8 +82,8 @@ void fk_lanes_head(long H, long NB, long rows, const float *h, const float *w, f
                    float *out);
 // Relaxed atomic fetch-and-add (work sharing between inference workers).
 long fk_fetch_add(long *p, long v);
-// Acquire load / release store / sequentially consistent exchange: how the two workers of a
-// single-window forward (SingleWindowLSTM) hand blocks to each other.
+// Acquire load / release store / sequentially consistent exchange: how a caller and the
+// process's helper thread (PipelineHelper) hand work to each other.
 long fk_load_acquire(const long *p);
 void fk_store_release(long *p, long v);
 long fk_exchange(long *p, long v);

@@ -32,7 +32,6 @@ public final class StreamingEngine {
     /// What is needed to score a forecast once its actual arrives.
     private struct PendingInternals {
         var uHat: Double
-        var std: Double
         var previousRaw: Double
         /// The model's own forecast and persistence, in model space, for the blend's record
         /// (nil for a forecast re-armed after a restart).
@@ -132,9 +131,10 @@ public final class StreamingEngine {
         var flagged = false
         if let f = st.pending, let p = pendingInternals[s] {
             out.forecast = f
-            if let uActual = config.transform.forward(value, previous: p.previousRaw) {
-                // In the units of the series' current scaler, like the residual window.
-                let r = (uActual - p.uHat) / (st.scaler?.std ?? p.std)
+            // A forecast implies a scaler. The residual is in the units of the current one, like
+            // the residual window (a retrain in between re-expresses both).
+            if let uActual = config.transform.forward(value, previous: p.previousRaw), let scaler = st.scaler {
+                let r = (uActual - p.uHat) / scaler.std
                 let center = st.residuals.quantile(0.5) ?? 0
                 let scale = robustScale(st.residuals)
                 let (score, isAnomaly) = st.anomaly.score(residual: r - center, scale: scale, value: value)
@@ -363,8 +363,7 @@ public final class StreamingEngine {
                                  modelVersion: groups[g].version)
                 guard f.value.isFinite else { continue }
                 series[m.s].pending = f
-                pendingInternals[m.s] = PendingInternals(uHat: uHat, std: std, previousRaw: previous,
-                                                         blendInputs: blendInputs)
+                pendingInternals[m.s] = PendingInternals(uHat: uHat, previousRaw: previous, blendInputs: blendInputs)
                 out[m.s] = f
             }
         }
@@ -423,7 +422,7 @@ public final class StreamingEngine {
     /// is scored against what was actually published.
     public func restorePending(series seriesKey: String, forecast f: Forecast) {
         guard let s = seriesIndex[seriesKey], let previous = series[s].lastRaw,
-              let scaler = series[s].scaler,
+              series[s].scaler != nil,
               let uHat = config.transform.forward(f.value, previous: previous) else { return }
         // The blend learns from the model's own forecast, which was not published: make it
         // again (same model, same window) and keep it if it reproduces what was published, to
@@ -432,8 +431,7 @@ public final class StreamingEngine {
         let same = remade.map { abs($0.value - f.value) <= 1e-6 * max(1, abs(f.value)) } ?? false
         let blendInputs = same ? pendingInternals[s]?.blendInputs : nil
         series[s].pending = f
-        pendingInternals[s] = PendingInternals(uHat: uHat, std: scaler.std, previousRaw: previous,
-                                               blendInputs: blendInputs)
+        pendingInternals[s] = PendingInternals(uHat: uHat, previousRaw: previous, blendInputs: blendInputs)
     }
 
     /// Forecasts for every series that could have one but has none pending — after a model is
