@@ -34,6 +34,8 @@ struct EngineOptions: ParsableArguments {
     @Option(help: "Anomaly flag threshold on the score in [0, 1].") var anomalyThreshold: Double?
     @Option(help: "Points after a flag before the next flag can be raised.") var anomalyCooldown: Int?
     @Option(help: "Level-shift check window in points (0: off); one day of 5-minute data by default.") var anomalyShiftWindow: Int?
+    @Option(help: "Second level-shift check window in points, for changes lasting hours (0: off); six hours of 5-minute data by default.")
+    var anomalyShortShiftWindow: Int?
 
     func engineConfig(defaultThreads: Int) throws -> EngineConfig {
         var c = rp1 ? EngineConfig.rp1 : EngineConfig()
@@ -90,6 +92,7 @@ struct EngineOptions: ParsableArguments {
         if let v = anomalyThreshold { c.anomaly.threshold = v }
         if let v = anomalyCooldown { c.anomaly.cooldown = v }
         if let v = anomalyShiftWindow { c.anomaly.shiftWindow = v }
+        if let v = anomalyShortShiftWindow { c.anomaly.shortShiftWindow = v }
         do {
             try c.validate()
         } catch {
@@ -114,7 +117,7 @@ extension EngineConfig {
             "blend_memory": .number(blendMemory.map(Double.init)),
             "max_train_windows": .number(maxTrainWindows.map(Double.init)), "dropout": .number(Double(dropout)),
             "anomaly_threshold": .number(anomaly.threshold), "anomaly_cooldown": .int(anomaly.cooldown),
-            "anomaly_shift_window": .int(anomaly.shiftWindow),
+            "anomaly_shift_window": .int(anomaly.shiftWindow), "anomaly_short_shift_window": .int(anomaly.shortShiftWindow),
         ])
     }
 }

@@ -24,6 +24,7 @@ final class AnomalyScorerTests: XCTestCase {
             ("anomaly.min_spread", { $0.minSpread = 0 }),
             ("anomaly.shift_window", { $0.shiftWindow = -1 }),
             ("anomaly.shift_trim", { $0.shiftTrim = 0.5 }),
+            ("anomaly.short_shift_window", { $0.shortShiftWindow = -1 }),
         ]
         for (name, change) in bad {
             var c = AnomalyConfig()
@@ -55,6 +56,35 @@ final class AnomalyScorerTests: XCTestCase {
         var off = AnomalyConfig()
         off.shiftWindow = 0
         XCTAssertEqual(run(gaussian(values.count), values: values, config: off).filter(\.flagged).count, 0)
+    }
+
+    /// A steady noisy level; `humpDay` carries a hump of +4 noise deviations for 40 points
+    /// (a few hours of 5-minute data), like a busy spell on a CPU.
+    func steady(days: Int, humpDay: Int? = nil) -> [Double] {
+        let noise = gaussian(days * 288, seed: 41)
+        return (0..<(days * 288)).map { i in
+            let hump = humpDay.map { (($0 * 288 + 100)..<($0 * 288 + 140)).contains(i) } ?? false
+            return 50 + noise[i] + (hump ? 4 : 0)
+        }
+    }
+
+    func testHumpOfAFewHoursTheForecastFollowsIsFlaggedEarlyByTheShortLevelShiftCheck() {
+        // Residuals ordinary throughout: the model follows the hump.
+        let values = steady(days: 10, humpDay: 8)
+        let hump = 8 * 288 + 100
+        let out = run(gaussian(values.count), values: values)
+        let flags = out.indices.filter { out[$0].flagged }
+        XCTAssertEqual(flags.count, 1, "flags at \(flags)")
+        XCTAssertTrue((hump..<hump + 40).contains(flags.first ?? -1), "flags at \(flags)")
+        // The day-long window dilutes the hump: alone, it sees it later or not at all.
+        var dayOnly = AnomalyConfig()
+        dayOnly.shortShiftWindow = 0
+        let late = run(gaussian(values.count), values: values, config: dayOnly)
+        let lateFlags = late.indices.filter { late[$0].flagged }
+        XCTAssertGreaterThan(lateFlags.first ?? .max, flags.first ?? .max, "day-only flags at \(lateFlags)")
+        // Without the hump: no flag.
+        let normal = run(gaussian(values.count), values: steady(days: 10))
+        XCTAssertEqual(normal.filter(\.flagged).count, 0, "flags at \(normal.indices.filter { normal[$0].flagged })")
     }
 
     /// A flat series with a short daily burst whose time of day wanders by up to ±12 points.
@@ -125,6 +155,16 @@ final class AnomalyScorerTests: XCTestCase {
                                                          anomaly: first.state)],
                                  lastRetrain: nil)
         let decoded = try SnapshotCodec.decode(SnapshotCodec.encode(snap))
+        // Both level-shift checks come back whole (as Float32).
+        for (restored, saved) in [(decoded.series[0].anomaly.shift, first.state.shift),
+                                  (decoded.series[0].anomaly.shortShift, first.state.shortShift)] {
+            XCTAssertEqual(restored.values.count, saved.values.count)
+            XCTAssertEqual(restored.history.count, saved.history.count)
+            XCTAssertEqual(restored.sinceFlag, saved.sinceFlag)
+            XCTAssertEqual(restored.red, saved.red)
+            XCTAssertEqual(restored.values.last ?? 0, saved.values.last ?? 1, accuracy: 1e-4)
+        }
+        XCTAssertEqual(first.state.shortShift.values.count, 2 * AnomalyConfig().shortShiftWindow)
         var second = AnomalyScorer(config: AnomalyConfig(), state: decoded.series[0].anomaly)
         let rest = (1900..<values.count).map { second.score(residual: residuals[$0], scale: 1, value: values[$0]) }
         XCTAssertEqual(rest.indices.filter { rest[$0].flagged }.map { $0 + 1900 },

@@ -115,6 +115,7 @@ struct DaemonConfig: Equatable {
                 if let v = try r.int("min_history") { config.engine.anomaly.minHistory = v }
                 if let v = try r.int("cooldown") { config.engine.anomaly.cooldown = v }
                 if let v = try r.int("shift_window") { config.engine.anomaly.shiftWindow = v }
+                if let v = try r.int("short_shift_window") { config.engine.anomaly.shortShiftWindow = v }
                 if let v = try r.double("shift_trim") { config.engine.anomaly.shiftTrim = v }
                 if let v = try r.double("range_tolerance") { config.engine.anomaly.rangeTolerance = v }
             case "ingest":

@@ -40,6 +40,12 @@ public struct AnomalyConfig: Sendable, Equatable {
     /// or a daily spike that drifts by a few points then does not move the level, while a
     /// change of the bulk of the values does. 0 is the plain mean.
     public var shiftTrim = 0.025
+    /// A second level-shift check over this many points (0 turns it off), for changes that
+    /// last hours rather than a day: a hump or a dip of a few dozen points that the forecast
+    /// follows, which the day-long window averages away. Its differences are judged against
+    /// their own history, so a daily swing the short window does see counts as normal. 72 is a
+    /// quarter of `shiftWindow`: six hours of 5-minute points.
+    public var shortShiftWindow = 72
 
     public init() {}
 
@@ -55,6 +61,7 @@ public struct AnomalyConfig: Sendable, Equatable {
         if !(rangeTolerance >= 0 && rangeTolerance.isFinite) { throw bad("range_tolerance", "must not be negative (got \(rangeTolerance))") }
         if !(rangeMinResidual >= 0 && rangeMinResidual.isFinite) { throw bad("range_min_residual", "must not be negative (got \(rangeMinResidual))") }
         if shiftWindow < 0 { throw bad("shift_window", "must not be negative (got \(shiftWindow))") }
+        if shortShiftWindow < 0 { throw bad("short_shift_window", "must not be negative (got \(shortShiftWindow))") }
         if !(shiftTrim >= 0 && shiftTrim < 0.5) { throw bad("shift_trim", "must be in [0, 0.5) (got \(shiftTrim))") }
     }
 }
@@ -74,7 +81,7 @@ public struct AnomalyConfig: Sendable, Equatable {
 ///   `rangeMinResidual` robust standard deviations;
 /// - level shift: the trimmed mean of the last `shiftWindow` values against that of the window
 ///   before it, judged against the history of that difference (see `AnomalyConfig.shiftWindow`
-///   and `shiftTrim`);
+///   and `shiftTrim`); the same over `shortShiftWindow` points for shorter changes;
 /// - flags: score ≥ threshold and more than `cooldown` points since the last flag. A point
 ///   that reaches the threshold but is not flagged (inside the cooldown) reports the yellow
 ///   score, like HTM's filter: the reported score is red exactly where a flag is raised, so a
@@ -91,14 +98,8 @@ public struct AnomalyScorer: Sendable {
     private var valueMin = Double.infinity
     private var valueMax = -Double.infinity
     private var valueCount = 0
-    // Level-shift check.
-    private var shiftValues: [Double] = []  // last 2·shiftWindow values (ring)
-    private var shiftHead = 0
-    private var sortedOlder: [Double] = []  // the older half of `shiftValues`, sorted
-    private var sortedNewer: [Double] = []  // the newer half, sorted
-    private var shiftHistory: RollingStats  // last longWindow differences
-    private var shiftRed = false
-    private var sinceShift = Int.max
+    private var shift: LevelShiftDetector?       // over shiftWindow points
+    private var shortShift: LevelShiftDetector?  // over shortShiftWindow points
 
     static let yellowScore = 0.3   // −log10(1e-3) / 10
 
@@ -106,7 +107,11 @@ public struct AnomalyScorer: Sendable {
         self.config = config
         recent = RollingStats(capacity: config.shortWindow)
         history = RollingStats(capacity: config.longWindow)
-        shiftHistory = RollingStats(capacity: config.longWindow)
+        func detector(_ window: Int) -> LevelShiftDetector? {
+            window > 0 ? LevelShiftDetector(window: window, trim: config.shiftTrim, historyLength: config.longWindow) : nil
+        }
+        shift = detector(config.shiftWindow)
+        shortShift = detector(config.shortShiftWindow)
     }
 
     /// Scores one residual; `scale` is a robust spread of recent residuals (> 0) and `value`
@@ -133,25 +138,17 @@ public struct AnomalyScorer: Sendable {
             if red && previousRed { score = min(score, Self.yellowScore) }
         }
         previousRed = red
-        if sinceShift < Int.max { sinceShift += 1 }
-        var shift: Double?
-        if let v = value, v.isFinite, config.shiftWindow > 0 {
-            shift = pushShiftValue(v)
-            if let d = shift, shiftHistory.count >= config.minHistory {
-                let mean = shiftHistory.mean
-                // Floor far below any real change but above Float32 rounding of restored values.
-                let level = max(abs(valueMin), abs(valueMax), valueMax - valueMin)
-                let std = max(shiftHistory.variance.squareRoot(), 1e-5 * (level.isFinite ? level : 0), 1e-12)
-                let tail = 0.5 * erfc(abs(d - mean) / std / 2.0.squareRoot())
-                let shiftScore = min(1, max(0, -log10(max(tail, 1e-10)) / 10))
-                if shiftScore >= config.threshold && !shiftRed && sinceShift > config.shiftWindow {
-                    score = max(score, shiftScore)
-                    shiftRed = true
-                    sinceShift = 0
-                } else if shiftScore < 0.6 * config.threshold {
-                    shiftRed = false
-                }
+        var shiftDiff: Double?, shortShiftDiff: Double?
+        if let v = value, v.isFinite {
+            let level = max(abs(valueMin), abs(valueMax), valueMax - valueMin)
+            func check(_ detector: inout LevelShiftDetector?) -> Double? {
+                guard detector != nil else { return nil }
+                let (d, shiftScore) = detector!.push(v, level: level, threshold: config.threshold, minHistory: config.minHistory)
+                if let s = shiftScore { score = max(score, s) }
+                return d
             }
+            shiftDiff = check(&shift)
+            shortShiftDiff = check(&shortShift)
         }
         if let v = value, v.isFinite, config.rangeTolerance > 0 {
             if valueCount >= config.minHistory && z >= config.rangeMinResidual {
@@ -170,7 +167,8 @@ public struct AnomalyScorer: Sendable {
         // detector that incidents are normal.
         if !flagged && sinceFlag > config.shortWindow {
             history.push(raw)
-            if let d = shift { shiftHistory.push(d) }
+            if let d = shiftDiff { shift?.record(d) }
+            if let d = shortShiftDiff { shortShift?.record(d) }
         }
         if !flagged, let v = value, v.isFinite {
             valueMin = min(valueMin, v)
@@ -185,9 +183,7 @@ public struct AnomalyScorer: Sendable {
               history: history.values,
               sinceFlag: sinceFlag,
               previousRed: previousRed, valueMin: valueMin, valueMax: valueMax, valueCount: valueCount,
-              shiftValues: Array(shiftValues[shiftHead...] + shiftValues[..<shiftHead]),
-              shiftHistory: shiftHistory.values,
-              shiftRed: shiftRed, sinceShift: sinceShift)
+              shift: shift?.state ?? .init(), shortShift: shortShift?.state ?? .init())
     }
 
     init(config: AnomalyConfig, state: State) {
@@ -199,60 +195,11 @@ public struct AnomalyScorer: Sendable {
         valueMin = state.valueMin
         valueMax = state.valueMax
         valueCount = state.valueCount
-        if config.shiftWindow > 0 {
-            for v in state.shiftValues.suffix(2 * config.shiftWindow) { _ = pushShiftValue(v) }
-            for d in state.shiftHistory.suffix(config.longWindow) { shiftHistory.push(d) }
+        if let d = shift {
+            shift = LevelShiftDetector(window: d.window, trim: d.trim, historyLength: config.longWindow, state: state.shift)
         }
-        shiftRed = state.shiftRed
-        sinceShift = state.sinceShift
-    }
-
-    /// Adds a value to the level-shift windows; returns the difference of the windows'
-    /// trimmed means once both windows are full.
-    private mutating func pushShiftValue(_ v: Double) -> Double? {
-        let w = config.shiftWindow
-        if shiftValues.count < 2 * w {
-            shiftValues.append(v)
-            if shiftValues.count <= w { Self.insertSorted(&sortedOlder, v) } else { Self.insertSorted(&sortedNewer, v) }
-            guard shiftValues.count == 2 * w else { return nil }
-        } else {
-            let dropped = shiftValues[shiftHead]                 // oldest, leaves the older half
-            let moved = shiftValues[(shiftHead + w) % (2 * w)]   // oldest of the newer half
-            shiftValues[shiftHead] = v
-            shiftHead = (shiftHead + 1) % (2 * w)
-            Self.removeSorted(&sortedOlder, dropped)
-            Self.insertSorted(&sortedOlder, moved)
-            Self.removeSorted(&sortedNewer, moved)
-            Self.insertSorted(&sortedNewer, v)
+        if let d = shortShift {
+            shortShift = LevelShiftDetector(window: d.window, trim: d.trim, historyLength: config.longWindow, state: state.shortShift)
         }
-        return trimmedMean(sortedNewer) - trimmedMean(sortedOlder)
-    }
-
-    /// Mean of a sorted window without its `shiftTrim` share at either end (summed afresh
-    /// each time: no running sums whose rounding errors pile up).
-    private func trimmedMean(_ sorted: [Double]) -> Double {
-        let k = Int(Double(sorted.count) * config.shiftTrim)
-        var sum = 0.0
-        for i in k..<(sorted.count - k) { sum += sorted[i] }
-        return sum / Double(sorted.count - 2 * k)
-    }
-
-    /// First index whose element is not less than `v`.
-    private static func lowerBound(_ a: [Double], _ v: Double) -> Int {
-        var lo = 0, hi = a.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if a[mid] < v { lo = mid + 1 } else { hi = mid }
-        }
-        return lo
-    }
-
-    private static func insertSorted(_ a: inout [Double], _ v: Double) {
-        a.insert(v, at: lowerBound(a, v))
-    }
-
-    private static func removeSorted(_ a: inout [Double], _ v: Double) {
-        let i = lowerBound(a, v)
-        if i < a.count && a[i] == v { a.remove(at: i) }
     }
 }

@@ -55,11 +55,9 @@ extension AnomalyScorer {
         public var valueMin = Double.infinity
         public var valueMax = -Double.infinity
         public var valueCount = 0
-        /// Values of the level-shift windows, oldest first.
-        public var shiftValues: [Double] = []
-        public var shiftHistory: [Double] = []
-        public var shiftRed = false
-        public var sinceShift = Int.max
+        /// The level-shift checks (day-long and short windows).
+        public var shift = LevelShiftDetector.State()
+        public var shortShift = LevelShiftDetector.State()
     }
 }
 
@@ -68,8 +66,9 @@ extension AnomalyScorer {
 /// Residual and score histories are stored as Float32 (they only feed quantiles and means).
 public enum SnapshotCodec {
     static let magic: [UInt8] = Array("FCSTDENG".utf8)
-    /// 3 adds each series' persistence blend; version 2 states still decode.
-    static let version: UInt32 = 3
+    /// 3 adds each series' persistence blend, 4 the short level-shift check; version 2 and 3
+    /// states still decode (the short check then starts afresh).
+    static let version: UInt32 = 4
 
     public static func encode(_ g: GroupSnapshot) -> [UInt8] {
         var w = Writer()
@@ -86,13 +85,15 @@ public enum SnapshotCodec {
             w.floats(s.residuals); w.floats(s.anomaly.recent); w.floats(s.anomaly.history)
             w.i64(s.anomaly.sinceFlag == Int.max ? -1 : s.anomaly.sinceFlag)
             let a = s.anomaly
-            w.u32((a.previousRed ? 1 : 0) | (a.shiftRed ? 2 : 0))
+            w.u32((a.previousRed ? 1 : 0) | (a.shift.red ? 2 : 0) | (a.shortShift.red ? 4 : 0))
             w.f64(a.valueMin); w.f64(a.valueMax); w.i64(a.valueCount)
-            w.floats(a.shiftValues); w.floats(a.shiftHistory)
-            w.i64(a.sinceShift == Int.max ? -1 : a.sinceShift)
+            w.floats(a.shift.values); w.floats(a.shift.history)
+            w.i64(a.shift.sinceFlag == Int.max ? -1 : a.shift.sinceFlag)
             let b = s.blend ?? PersistenceBlend()
             for e in b.errors { w.f64(e) }
             w.i64(b.scored)
+            w.floats(a.shortShift.values); w.floats(a.shortShift.history)
+            w.i64(a.shortShift.sinceFlag == Int.max ? -1 : a.shortShift.sinceFlag)
         }
         w.u32(CRC32.checksum(w.bytes))
         return w.bytes
@@ -104,7 +105,7 @@ public enum SnapshotCodec {
         let body = Array(bytes[0..<(bytes.count - 4)])
         var r = Reader(bytes: bytes, pos: magic.count, end: bytes.count - 4)
         let stored = try r.u32()
-        guard stored == version || stored == 2 else { throw bad("unsupported version \(stored)") }
+        guard (2...version).contains(stored) else { throw bad("unsupported version \(stored)") }
         var crc: UInt32 = 0
         for k in 0..<4 { crc |= UInt32(bytes[bytes.count - 4 + k]) << (8 * UInt32(k)) }
         guard CRC32.checksum(body) == crc else { throw bad("checksum mismatch (corrupted)") }
@@ -130,11 +131,17 @@ public enum SnapshotCodec {
                 let errors = try (0..<PersistenceBlend.weights.count).map { _ in try r.f64() }
                 blend = PersistenceBlend(errors: errors, scored: try r.i64())
             }
+            var shortShift = LevelShiftDetector.State()
+            if stored >= 4 {
+                let values = try r.floats(), history = try r.floats(), since = try r.i64()
+                shortShift = .init(values: values, history: history, red: bits & 4 != 0, sinceFlag: since < 0 ? Int.max : since)
+            }
             let anomaly = AnomalyScorer.State(recent: rec, history: hist, sinceFlag: since < 0 ? Int.max : since,
                                               previousRed: bits & 1 != 0, valueMin: vMin, valueMax: vMax,
-                                              valueCount: max(0, vCount), shiftValues: shiftValues,
-                                              shiftHistory: shiftHistory, shiftRed: bits & 2 != 0,
-                                              sinceShift: sinceShift < 0 ? Int.max : sinceShift)
+                                              valueCount: max(0, vCount),
+                                              shift: .init(values: shiftValues, history: shiftHistory, red: bits & 2 != 0,
+                                                           sinceFlag: sinceShift < 0 ? Int.max : sinceShift),
+                                              shortShift: shortShift)
             series.append(SeriesSnapshot(key: k, scalerMean: m.isNaN ? nil : m, scalerStd: sd.isNaN ? nil : sd, residuals: res,
                                          anomaly: anomaly, blend: blend))
         }

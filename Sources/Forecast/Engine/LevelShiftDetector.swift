@@ -1,0 +1,120 @@
+import Foundation
+
+/// Level-shift check over one window length: d = trimmed mean of the last `window` values −
+/// trimmed mean of the `window` values before them, judged against the mean and spread of the
+/// last `historyLength` such d (two-sided Gaussian tail, on the anomaly score's log scale).
+/// Calibrating d against its own history keeps the check scale-free and lets it absorb what a
+/// series does anyway (its daily swing when the window is shorter than a day, say).
+public struct LevelShiftDetector: Sendable {
+    let window: Int
+    let trim: Double
+    private var values: [Double] = []  // last 2·window values (ring)
+    private var head = 0
+    private var sortedOlder: [Double] = []  // the older half of `values`, sorted
+    private var sortedNewer: [Double] = []  // the newer half, sorted
+    private(set) var history: RollingStats   // past differences
+    private(set) var red = false
+    private(set) var sinceFlag = Int.max
+
+    init(window: Int, trim: Double, historyLength: Int) {
+        self.window = window
+        self.trim = trim
+        history = RollingStats(capacity: historyLength)
+    }
+
+    /// The detector's memory, oldest first.
+    public struct State: Sendable, Codable, Equatable {
+        /// Values of both windows.
+        public var values: [Double] = []
+        /// Past differences of the windows.
+        public var history: [Double] = []
+        public var red = false
+        public var sinceFlag = Int.max
+    }
+
+    var state: State {
+        State(values: Array(values[head...] + values[..<head]), history: history.values, red: red, sinceFlag: sinceFlag)
+    }
+
+    /// Restores a detector; a state saved with another window length is cut to this one.
+    init(window: Int, trim: Double, historyLength: Int, state: State) {
+        self.init(window: window, trim: trim, historyLength: historyLength)
+        for v in state.values.suffix(2 * window) { _ = pushValue(v) }
+        for d in state.history.suffix(historyLength) { history.push(d) }
+        red = state.red
+        sinceFlag = state.sinceFlag
+    }
+
+    /// Takes the next value. Returns the difference of the windows (nil until both are full)
+    /// and the score if this point raises a shift flag. `level` is the size of the values seen,
+    /// for a floor on the spread. The caller `record`s d into the history unless an incident
+    /// is under way.
+    mutating func push(_ v: Double, level: Double, threshold: Double, minHistory: Int) -> (d: Double?, score: Double?) {
+        if sinceFlag < Int.max { sinceFlag += 1 }
+        guard let d = pushValue(v) else { return (nil, nil) }
+        guard history.count >= minHistory else { return (d, nil) }
+        let mean = history.mean
+        // Floor far below any real change but above Float32 rounding of restored values.
+        let std = max(history.variance.squareRoot(), 1e-5 * (level.isFinite ? level : 0), 1e-12)
+        let tail = 0.5 * erfc(abs(d - mean) / std / 2.0.squareRoot())
+        let score = min(1, max(0, -log10(max(tail, 1e-10)) / 10))
+        // One flag per shift: the check rests while the shift is inside the windows (`window`
+        // points) and until the score has fallen well below the threshold.
+        if score >= threshold && !red && sinceFlag > window {
+            red = true
+            sinceFlag = 0
+            return (d, score)
+        }
+        if score < 0.6 * threshold { red = false }
+        return (d, nil)
+    }
+
+    mutating func record(_ d: Double) { history.push(d) }
+
+    private mutating func pushValue(_ v: Double) -> Double? {
+        let w = window
+        if values.count < 2 * w {
+            values.append(v)
+            if values.count <= w { Self.insertSorted(&sortedOlder, v) } else { Self.insertSorted(&sortedNewer, v) }
+            guard values.count == 2 * w else { return nil }
+        } else {
+            let dropped = values[head]                 // oldest, leaves the older half
+            let moved = values[(head + w) % (2 * w)]   // oldest of the newer half
+            values[head] = v
+            head = (head + 1) % (2 * w)
+            Self.removeSorted(&sortedOlder, dropped)
+            Self.insertSorted(&sortedOlder, moved)
+            Self.removeSorted(&sortedNewer, moved)
+            Self.insertSorted(&sortedNewer, v)
+        }
+        return trimmedMean(sortedNewer) - trimmedMean(sortedOlder)
+    }
+
+    /// Mean of a sorted window without its `trim` share at either end (summed afresh each
+    /// time: no running sums whose rounding errors pile up).
+    private func trimmedMean(_ sorted: [Double]) -> Double {
+        let k = Int(Double(sorted.count) * trim)
+        var sum = 0.0
+        for i in k..<(sorted.count - k) { sum += sorted[i] }
+        return sum / Double(sorted.count - 2 * k)
+    }
+
+    /// First index whose element is not less than `v`.
+    private static func lowerBound(_ a: [Double], _ v: Double) -> Int {
+        var lo = 0, hi = a.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if a[mid] < v { lo = mid + 1 } else { hi = mid }
+        }
+        return lo
+    }
+
+    private static func insertSorted(_ a: inout [Double], _ v: Double) {
+        a.insert(v, at: lowerBound(a, v))
+    }
+
+    private static func removeSorted(_ a: inout [Double], _ v: Double) {
+        let i = lowerBound(a, v)
+        if i < a.count && a[i] == v { a.remove(at: i) }
+    }
+}
