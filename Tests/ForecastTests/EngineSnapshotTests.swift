@@ -57,6 +57,32 @@ final class EngineSnapshotTests: XCTestCase {
         XCTAssertThrowsError(try SnapshotCodec.decode(Array("not a snapshot at all".utf8)))
     }
 
+    func testStateSavedByTheVersionBeforeTheShortShiftCheckStillRestores() throws {
+        // A version-3 state is a version-4 one without the short check's fields at the end
+        // of each series (for an empty short check: two empty lists and "never flagged").
+        var anomaly = AnomalyScorer(config: AnomalyConfig()).state
+        anomaly.valueMin = 1
+        anomaly.valueMax = 9
+        anomaly.valueCount = 40
+        anomaly.shift = .init(values: [1, 2, 3], history: [0.5], red: true, sinceFlag: 7)
+        let snap = GroupSnapshot(key: "g", version: 2, trainings: 3, points: 40, lastTrainPoints: 40, checkpoint: nil,
+                                 series: [SeriesSnapshot(key: "s", scalerMean: 0, scalerStd: 1, residuals: [0.25],
+                                                         anomaly: anomaly)],
+                                 lastRetrain: nil)
+        let v4 = SnapshotCodec.encode(snap)
+        let shortFields = 8 + 8 + 8
+        var v3 = Array(v4[..<(v4.count - 4 - shortFields)])
+        let versionAt = SnapshotCodec.magic.count
+        XCTAssertEqual(v3[versionAt], 4)
+        v3[versionAt] = 3
+        let crc = CRC32.checksum(v3)
+        for k in 0..<4 { v3.append(UInt8(truncatingIfNeeded: crc >> (8 * UInt32(k)))) }
+        let decoded = try SnapshotCodec.decode(v3)
+        XCTAssertEqual(decoded.series[0].anomaly, anomaly)
+        XCTAssertEqual(decoded.series[0].anomaly.shortShift, LevelShiftDetector.State())
+        XCTAssertEqual(try SnapshotCodec.decode(v4).series[0].anomaly, anomaly)
+    }
+
     func testCheckpointOfAnotherShapeIsRefused() throws {
         let engine = try StreamingEngine(config: config())
         _ = engine.process(data(100))
