@@ -96,7 +96,7 @@ struct EngineOptions: ParsableArguments {
         do {
             try c.validate()
         } catch {
-            throw ValidationError("--\(String(describing: error).replacingOccurrences(of: "_", with: "-"))")
+            throw ValidationError("--\(String(describing: error).replacingOccurrences(of: "anomaly.", with: "anomaly-").replacingOccurrences(of: "_", with: "-"))")
         }
         return c
     }

@@ -105,6 +105,12 @@ final class ReplayCommandTests: XCTestCase {
             XCTAssertTrue(r.stderr.contains(expected), "\(expected) not in: \(r.stderr)")
             XCTAssertEqual(r.stderr.split(separator: "\n").count, 1, r.stderr)
         }
+        // A bad setting names the option the user typed.
+        let good = try write("good.csv", "when,temp\n2020-01-01,1.0\n")
+        let bad = try ForecastdProcess.run(["replay", "--csv", good, "--time-column", "when", "--value-column", "temp",
+                                            "--anomaly-short-shift-window=-3"] + small)
+        XCTAssertNotEqual(bad.status, 0)
+        XCTAssertTrue(bad.stderr.contains("--anomaly-short-shift-window: must not be negative (got -3)"), bad.stderr)
         // Only a header: zero points, no crash.
         let r = try ForecastdProcess.run(["replay", "--csv", headerOnly, "--time-column", "when", "--value-column", "temp",
                                           "--output", dir.appendingPathComponent("h.csv").path] + small)
