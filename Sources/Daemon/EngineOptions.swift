@@ -33,8 +33,8 @@ struct EngineOptions: ParsableArguments {
     var blendMemory: Int?
     @Option(help: "Anomaly flag threshold on the score in [0, 1].") var anomalyThreshold: Double?
     @Option(help: "Points after a flag before the next flag can be raised.") var anomalyCooldown: Int?
-    @Option(help: "Level-shift check window in points (0: off); one day of 5-minute data by default.") var anomalyShiftWindow: Int?
-    @Option(help: "Second level-shift check window in points, for changes lasting hours (0: off); six hours of 5-minute data by default.")
+    @Option(help: "Level-shift check window in points (0: off); by default a day at the series' step (288 for 5-minute data).") var anomalyShiftWindow: Int?
+    @Option(help: "Second level-shift check window in points, for changes lasting hours (0: off); by default a quarter of the day window.")
     var anomalyShortShiftWindow: Int?
 
     func engineConfig(defaultThreads: Int) throws -> EngineConfig {
@@ -117,7 +117,8 @@ extension EngineConfig {
             "blend_memory": .number(blendMemory.map(Double.init)),
             "max_train_windows": .number(maxTrainWindows.map(Double.init)), "dropout": .number(Double(dropout)),
             "anomaly_threshold": .number(anomaly.threshold), "anomaly_cooldown": .int(anomaly.cooldown),
-            "anomaly_shift_window": .int(anomaly.shiftWindow), "anomaly_short_shift_window": .int(anomaly.shortShiftWindow),
+            "anomaly_shift_window": anomaly.shiftWindow.map { .int($0) } ?? .string("a day at the series' step"),
+            "anomaly_short_shift_window": anomaly.shortShiftWindow.map { .int($0) } ?? .string("a quarter of the day window"),
         ])
     }
 }

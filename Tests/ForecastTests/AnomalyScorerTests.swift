@@ -87,6 +87,48 @@ final class AnomalyScorerTests: XCTestCase {
         XCTAssertEqual(normal.filter(\.flagged).count, 0, "flags at \(normal.indices.filter { normal[$0].flagged })")
     }
 
+    func testLevelShiftWindowsAreADayAndAQuarterDayAtTheSeriesStep() {
+        let c = AnomalyConfig()
+        XCTAssertEqual(c.shiftWindows(step: 300).day, 288)
+        XCTAssertEqual(c.shiftWindows(step: 300).short, 72)
+        XCTAssertEqual(c.shiftWindows(step: 600).day, 144)
+        XCTAssertEqual(c.shiftWindows(step: 3600).day, 24)
+        XCTAssertEqual(c.shiftWindows(step: 3600).short, 6)
+        // Kept between 24 and 1440 points: daily data, or row numbers taken for seconds.
+        XCTAssertEqual(c.shiftWindows(step: 86_400).day, 24)
+        XCTAssertEqual(c.shiftWindows(step: 1).day, 1440)
+        // Unknown step: 5-minute data is assumed.
+        XCTAssertEqual(c.shiftWindows(step: nil).day, 288)
+        XCTAssertEqual(c.shiftWindows(step: 0).day, 288)
+        // Settings win; the short window follows a configured day window, or the step's day
+        // when the day check is off.
+        var set = AnomalyConfig()
+        set.shiftWindow = 500
+        XCTAssertEqual(set.shiftWindows(step: 600).day, 500)
+        XCTAssertEqual(set.shiftWindows(step: 600).short, 125)
+        set.shiftWindow = 0
+        XCTAssertEqual(set.shiftWindows(step: 600).short, 36)
+        set.shortShiftWindow = 10
+        XCTAssertEqual(set.shiftWindows(step: 600).short, 10)
+    }
+
+    func testTenMinuteDataGetsADayLongWindowOfItsOwnStep() {
+        // The missing-peak day of `daily`, at 144 points a day (10-minute data).
+        let noise = gaussian(12 * 144, seed: 21)
+        let values = (0..<(12 * 144)).map { i -> Double in
+            let day = i / 144, t = i % 144
+            return ((54..<108).contains(t) && day != 9 ? 80 : 20) + noise[i]
+        }
+        let residuals = gaussian(values.count)
+        var s = AnomalyScorer(config: AnomalyConfig())
+        let out = values.indices.map { s.score(residual: residuals[$0], scale: 1, value: values[$0], step: 600) }
+        let flags = out.indices.filter { out[$0].flagged }
+        XCTAssertEqual(flags.count, 1, "flags at \(flags)")
+        XCTAssertTrue((9 * 144 + 54..<10 * 144).contains(flags.first ?? -1), "flags at \(flags)")
+        XCTAssertEqual(s.state.shift.window, 144)
+        XCTAssertEqual(s.state.shortShift.window, 36)
+    }
+
     /// A flat series with a short daily burst whose time of day wanders by up to ±12 points.
     func dailyBursts(days: Int) -> [Double] {
         let noise = gaussian(days * 288, seed: 31)
@@ -164,7 +206,8 @@ final class AnomalyScorerTests: XCTestCase {
             XCTAssertEqual(restored.red, saved.red)
             XCTAssertEqual(restored.values.last ?? 0, saved.values.last ?? 1, accuracy: 1e-4)
         }
-        XCTAssertEqual(first.state.shortShift.values.count, 2 * AnomalyConfig().shortShiftWindow)
+        XCTAssertEqual(first.state.shortShift.values.count, 2 * 72)
+        XCTAssertEqual(decoded.series[0].anomaly.shift.window, 288)
         var second = AnomalyScorer(config: AnomalyConfig(), state: decoded.series[0].anomaly)
         let rest = (1900..<values.count).map { second.score(residual: residuals[$0], scale: 1, value: values[$0]) }
         XCTAssertEqual(rest.indices.filter { rest[$0].flagged }.map { $0 + 1900 },

@@ -58,8 +58,9 @@ final class EngineSnapshotTests: XCTestCase {
     }
 
     func testStateSavedByTheVersionBeforeTheShortShiftCheckStillRestores() throws {
-        // A version-3 state is a version-4 one without the short check's fields at the end
-        // of each series (for an empty short check: two empty lists and "never flagged").
+        // A version-3 state is a version-4 one without the windows and the short check's
+        // fields at the end of each series (for an empty short check: windows 0, two empty
+        // lists and "never flagged").
         var anomaly = AnomalyScorer(config: AnomalyConfig()).state
         anomaly.valueMin = 1
         anomaly.valueMax = 9
@@ -70,7 +71,7 @@ final class EngineSnapshotTests: XCTestCase {
                                                          anomaly: anomaly)],
                                  lastRetrain: nil)
         let v4 = SnapshotCodec.encode(snap)
-        let shortFields = 8 + 8 + 8
+        let shortFields = 8 + 8 + 8 + 8 + 8
         var v3 = Array(v4[..<(v4.count - 4 - shortFields)])
         let versionAt = SnapshotCodec.magic.count
         XCTAssertEqual(v3[versionAt], 4)

@@ -26,26 +26,44 @@ public struct AnomalyConfig: Sendable, Equatable {
     /// residual is at least this many robust standard deviations. A trend the model follows
     /// out of the old range, or a new extreme of plain noise, is not an anomaly.
     public var rangeMinResidual = 4.0
-    /// Level-shift check (0 turns it off): d = mean of the last `shiftWindow` values − mean of
-    /// the `shiftWindow` values before them, judged against the mean and spread of the last
+    /// Level-shift check: d = mean of the last `shiftWindow` values − mean of the
+    /// `shiftWindow` values before them, judged against the mean and spread of the last
     /// `longWindow` such d (two-sided Gaussian tail, same log scale as the likelihood). It
     /// catches pattern changes the forecast follows (a missing daily peak, a flat day, a lower
-    /// plateau) that leave no single large residual. 288 is a day of 5-minute points: over a
-    /// whole period a seasonal series' mean is steady, so d stays near 0 until the pattern
-    /// changes. After a shift flag the check rests for `shiftWindow` points (the shift stays
-    /// inside the window that long).
-    public var shiftWindow = 288
+    /// plateau) that leave no single large residual. Over a whole day a seasonal series' mean
+    /// is steady, so d stays near 0 until the pattern changes. nil (the default): a day at the
+    /// series' own step (288 for 5-minute data, 144 for 10-minute, 24 for hourly), kept
+    /// between 24 and 1440 points; 0 turns the check off. After a shift flag the check rests
+    /// for a window (the shift stays inside the window that long).
+    public var shiftWindow: Int?
     /// Share of each level-shift window left out at either end before averaging (a trimmed
     /// mean): with 0.025 of 288, the 7 highest and 7 lowest values of each day. A short burst
     /// or a daily spike that drifts by a few points then does not move the level, while a
     /// change of the bulk of the values does. 0 is the plain mean.
     public var shiftTrim = 0.025
-    /// A second level-shift check over this many points (0 turns it off), for changes that
-    /// last hours rather than a day: a hump or a dip of a few dozen points that the forecast
-    /// follows, which the day-long window averages away. Its differences are judged against
-    /// their own history, so a daily swing the short window does see counts as normal. 72 is a
-    /// quarter of `shiftWindow`: six hours of 5-minute points.
-    public var shortShiftWindow = 72
+    /// A second level-shift check over this many points, for changes that last hours rather
+    /// than a day: a hump or a dip that the forecast follows, which the day-long window
+    /// averages away. Its differences are judged against their own history, so a daily swing
+    /// the short window does see counts as normal. nil (the default): a quarter of the day
+    /// window (six hours; 72 points of 5-minute data); 0 turns it off.
+    public var shortShiftWindow: Int?
+
+    /// Without a known step (e.g. scoring without timestamps), a day is taken as 288 points.
+    static let defaultDayPoints = 288
+    static let dayPointsRange = 24...1440
+
+    /// The level-shift windows for a series whose observations come every `step` seconds
+    /// (0 or nil: unknown). A window of 0 is a check turned off.
+    public func shiftWindows(step: Double?) -> (day: Int, short: Int) {
+        var autoDay = Self.defaultDayPoints
+        if let step, step > 0, step.isFinite {
+            let points = (86_400 / step).rounded()
+            autoDay = Int(min(max(points, Double(Self.dayPointsRange.lowerBound)), Double(Self.dayPointsRange.upperBound)))
+        }
+        let day = shiftWindow ?? autoDay
+        let short = shortShiftWindow ?? max(1, (day > 0 ? day : autoDay) / 4)
+        return (day, short)
+    }
 
     public init() {}
 
@@ -60,8 +78,8 @@ public struct AnomalyConfig: Sendable, Equatable {
         if !(minSpread > 0 && minSpread < 1) { throw bad("min_spread", "must be in (0, 1) (got \(minSpread))") }
         if !(rangeTolerance >= 0 && rangeTolerance.isFinite) { throw bad("range_tolerance", "must not be negative (got \(rangeTolerance))") }
         if !(rangeMinResidual >= 0 && rangeMinResidual.isFinite) { throw bad("range_min_residual", "must not be negative (got \(rangeMinResidual))") }
-        if shiftWindow < 0 { throw bad("shift_window", "must not be negative (got \(shiftWindow))") }
-        if shortShiftWindow < 0 { throw bad("short_shift_window", "must not be negative (got \(shortShiftWindow))") }
+        if let w = shiftWindow, w < 0 { throw bad("shift_window", "must not be negative (got \(w))") }
+        if let w = shortShiftWindow, w < 0 { throw bad("short_shift_window", "must not be negative (got \(w))") }
         if !(shiftTrim >= 0 && shiftTrim < 0.5) { throw bad("shift_trim", "must be in [0, 0.5) (got \(shiftTrim))") }
     }
 }
@@ -79,9 +97,10 @@ public struct AnomalyConfig: Sendable, Equatable {
 /// - HTM's spatial check: a value outside the range of the values seen so far (widened by
 ///   `rangeTolerance` of the range on each side) scores 1, if its residual is also at least
 ///   `rangeMinResidual` robust standard deviations;
-/// - level shift: the trimmed mean of the last `shiftWindow` values against that of the window
-///   before it, judged against the history of that difference (see `AnomalyConfig.shiftWindow`
-///   and `shiftTrim`); the same over `shortShiftWindow` points for shorter changes;
+/// - level shift: the trimmed mean of the last day of values against that of the day before,
+///   judged against the history of that difference (see `AnomalyConfig.shiftWindow` and
+///   `shiftTrim`); the same over a quarter of a day for shorter changes. The windows are
+///   fixed at the first score, from the series' step;
 /// - flags: score ≥ threshold and more than `cooldown` points since the last flag. A point
 ///   that reaches the threshold but is not flagged (inside the cooldown) reports the yellow
 ///   score, like HTM's filter: the reported score is red exactly where a flag is raised, so a
@@ -98,8 +117,12 @@ public struct AnomalyScorer: Sendable {
     private var valueMin = Double.infinity
     private var valueMax = -Double.infinity
     private var valueCount = 0
-    private var shift: LevelShiftDetector?       // over shiftWindow points
-    private var shortShift: LevelShiftDetector?  // over shortShiftWindow points
+    private var shift: LevelShiftDetector?       // over a day
+    private var shortShift: LevelShiftDetector?  // over a quarter of a day
+    /// Whether the windows are fixed (they are set at the first value, from the step).
+    private var windowsFixed = false
+    /// Restored level-shift states, kept until the windows are fixed.
+    private var restoredShift: (LevelShiftDetector.State, LevelShiftDetector.State)?
 
     static let yellowScore = 0.3   // −log10(1e-3) / 10
 
@@ -107,17 +130,33 @@ public struct AnomalyScorer: Sendable {
         self.config = config
         recent = RollingStats(capacity: config.shortWindow)
         history = RollingStats(capacity: config.longWindow)
-        func detector(_ window: Int) -> LevelShiftDetector? {
-            window > 0 ? LevelShiftDetector(window: window, trim: config.shiftTrim, historyLength: config.longWindow) : nil
-        }
-        shift = detector(config.shiftWindow)
-        shortShift = detector(config.shortShiftWindow)
     }
 
-    /// Scores one residual; `scale` is a robust spread of recent residuals (> 0) and `value`
-    /// the observed value (for the range check; pass nil to skip it).
+    /// Creates the level-shift checks for a series with this step (seconds; nil: unknown),
+    /// continuing restored ones. A restored check keeps the window it was saved with unless
+    /// the settings name a window.
+    private mutating func fixWindows(step: Double?) {
+        windowsFixed = true
+        let (day, short) = config.shiftWindows(step: step)
+        func make(_ configured: Int?, _ window: Int, _ saved: LevelShiftDetector.State?) -> LevelShiftDetector? {
+            let w = configured == nil && (saved?.window ?? 0) > 0 ? saved!.window : window
+            guard w > 0 else { return nil }
+            if let saved {
+                return LevelShiftDetector(window: w, trim: config.shiftTrim, historyLength: config.longWindow, state: saved)
+            }
+            return LevelShiftDetector(window: w, trim: config.shiftTrim, historyLength: config.longWindow)
+        }
+        shift = make(config.shiftWindow, day, restoredShift?.0)
+        shortShift = make(config.shortShiftWindow, short, restoredShift?.1)
+        restoredShift = nil
+    }
+
+    /// Scores one residual; `scale` is a robust spread of recent residuals (> 0), `value` the
+    /// observed value (for the range and level-shift checks; pass nil to skip them) and `step`
+    /// the series' usual seconds between observations (sets the level-shift windows).
     /// Returns the score in [0, 1] and whether this point is flagged.
-    mutating func score(residual: Double, scale: Double, value: Double? = nil) -> (score: Double, flagged: Bool) {
+    mutating func score(residual: Double, scale: Double, value: Double? = nil, step: Double? = nil) -> (score: Double, flagged: Bool) {
+        if !windowsFixed { fixWindows(step: step) }
         let z = min(abs(residual) / max(scale, 1e-12), 1e6)
         guard z.isFinite else { return (0, false) }
         let raw = erf(z / (config.rawScale * 2.0.squareRoot()))
@@ -183,7 +222,8 @@ public struct AnomalyScorer: Sendable {
               history: history.values,
               sinceFlag: sinceFlag,
               previousRed: previousRed, valueMin: valueMin, valueMax: valueMax, valueCount: valueCount,
-              shift: shift?.state ?? .init(), shortShift: shortShift?.state ?? .init())
+              shift: shift?.state ?? restoredShift?.0 ?? .init(),
+              shortShift: shortShift?.state ?? restoredShift?.1 ?? .init())
     }
 
     init(config: AnomalyConfig, state: State) {
@@ -195,11 +235,6 @@ public struct AnomalyScorer: Sendable {
         valueMin = state.valueMin
         valueMax = state.valueMax
         valueCount = state.valueCount
-        if let d = shift {
-            shift = LevelShiftDetector(window: d.window, trim: d.trim, historyLength: config.longWindow, state: state.shift)
-        }
-        if let d = shortShift {
-            shortShift = LevelShiftDetector(window: d.window, trim: d.trim, historyLength: config.longWindow, state: state.shortShift)
-        }
+        restoredShift = (state.shift, state.shortShift)
     }
 }

@@ -66,8 +66,9 @@ extension AnomalyScorer {
 /// Residual and score histories are stored as Float32 (they only feed quantiles and means).
 public enum SnapshotCodec {
     static let magic: [UInt8] = Array("FCSTDENG".utf8)
-    /// 3 adds each series' persistence blend, 4 the short level-shift check; version 2 and 3
-    /// states still decode (the short check then starts afresh).
+    /// 3 adds each series' persistence blend, 4 the short level-shift check and both checks'
+    /// windows; version 2 and 3 states still decode (the short check then starts afresh and
+    /// the day check takes the window the settings and the series' step give).
     static let version: UInt32 = 4
 
     public static func encode(_ g: GroupSnapshot) -> [UInt8] {
@@ -92,6 +93,7 @@ public enum SnapshotCodec {
             let b = s.blend ?? PersistenceBlend()
             for e in b.errors { w.f64(e) }
             w.i64(b.scored)
+            w.i64(a.shift.window); w.i64(a.shortShift.window)
             w.floats(a.shortShift.values); w.floats(a.shortShift.history)
             w.i64(a.shortShift.sinceFlag == Int.max ? -1 : a.shortShift.sinceFlag)
         }
@@ -131,15 +133,18 @@ public enum SnapshotCodec {
                 let errors = try (0..<PersistenceBlend.weights.count).map { _ in try r.f64() }
                 blend = PersistenceBlend(errors: errors, scored: try r.i64())
             }
-            var shortShift = LevelShiftDetector.State()
+            var shortShift = LevelShiftDetector.State(), shiftWindow = 0
             if stored >= 4 {
+                shiftWindow = max(0, try r.i64())
+                let window = max(0, try r.i64())
                 let values = try r.floats(), history = try r.floats(), since = try r.i64()
-                shortShift = .init(values: values, history: history, red: bits & 4 != 0, sinceFlag: since < 0 ? Int.max : since)
+                shortShift = .init(window: window, values: values, history: history, red: bits & 4 != 0,
+                                   sinceFlag: since < 0 ? Int.max : since)
             }
             let anomaly = AnomalyScorer.State(recent: rec, history: hist, sinceFlag: since < 0 ? Int.max : since,
                                               previousRed: bits & 1 != 0, valueMin: vMin, valueMax: vMax,
                                               valueCount: max(0, vCount),
-                                              shift: .init(values: shiftValues, history: shiftHistory, red: bits & 2 != 0,
+                                              shift: .init(window: shiftWindow, values: shiftValues, history: shiftHistory, red: bits & 2 != 0,
                                                            sinceFlag: sinceShift < 0 ? Int.max : sinceShift),
                                               shortShift: shortShift)
             series.append(SeriesSnapshot(key: k, scalerMean: m.isNaN ? nil : m, scalerStd: sd.isNaN ? nil : sd, residuals: res,

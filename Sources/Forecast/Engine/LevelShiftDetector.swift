@@ -24,6 +24,8 @@ public struct LevelShiftDetector: Sendable {
 
     /// The detector's memory, oldest first.
     public struct State: Sendable, Codable, Equatable {
+        /// Points per window (0: not set yet).
+        public var window = 0
         /// Values of both windows.
         public var values: [Double] = []
         /// Past differences of the windows.
@@ -33,7 +35,7 @@ public struct LevelShiftDetector: Sendable {
     }
 
     var state: State {
-        State(values: Array(values[head...] + values[..<head]), history: history.values, red: red, sinceFlag: sinceFlag)
+        State(window: window, values: Array(values[head...] + values[..<head]), history: history.values, red: red, sinceFlag: sinceFlag)
     }
 
     /// Restores a detector; a state saved with another window length is cut to this one.

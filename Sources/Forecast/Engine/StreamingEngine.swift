@@ -137,7 +137,7 @@ public final class StreamingEngine {
                 let r = (uActual - p.uHat) / scaler.std
                 let center = st.residuals.quantile(0.5) ?? 0
                 let scale = robustScale(st.residuals)
-                let (score, isAnomaly) = st.anomaly.score(residual: r - center, scale: scale, value: value)
+                let (score, isAnomaly) = st.anomaly.score(residual: r - center, scale: scale, value: value, step: st.typicalStep)
                 out.anomalyScore = score
                 out.isAnomaly = isAnomaly
                 flagged = isAnomaly
