@@ -139,7 +139,8 @@ public struct AnomalyScorer: Sendable {
         windowsFixed = true
         let (day, short) = config.shiftWindows(step: step)
         func make(_ configured: Int?, _ window: Int, _ saved: LevelShiftDetector.State?) -> LevelShiftDetector? {
-            let w = configured == nil && (saved?.window ?? 0) > 0 ? saved!.window : window
+            var w = window
+            if configured == nil, let saved, saved.window > 0 { w = saved.window }
             guard w > 0 else { return nil }
             if let saved {
                 return LevelShiftDetector(window: w, trim: config.shiftTrim, historyLength: config.longWindow, state: saved)
