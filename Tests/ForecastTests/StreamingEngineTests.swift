@@ -233,4 +233,20 @@ final class StreamingEngineTests: XCTestCase {
         c.coverage = 1.5
         XCTAssertThrowsError(try StreamingEngine(config: c)) { XCTAssertTrue("\($0)".hasPrefix("coverage:"), "\($0)") }
     }
+
+    func testSeriesWithHistoryHasItsAnomalyChecksReadyAtTheFirstForecast() throws {
+        // Hourly values with a daily cycle; the first forecast comes after the 60-point warm-up
+        // and a spike follows 10 points later. The range check has learnt the warm-up's values.
+        var rng = SeededGenerator(seed: 9)
+        let observations = (0..<100).map { i -> Observation in
+            var v = 10 + sin(Double(i) * 2 * .pi / 24) + 0.1 * rng.nextGaussian()
+            if i == 70 { v += 8 }
+            return Observation(series: "s", time: 1_700_000_000 + Double(i) * 3600, value: v)
+        }
+        var c = EngineConfig.smallForTests
+        c.anomaly.minHistory = 50
+        let out = try StreamingEngine(config: c).process(observations)
+        XCTAssertLessThan(try XCTUnwrap(out.firstIndex { $0.forecast != nil }), 65)
+        XCTAssertEqual(out.indices.filter { out[$0].isAnomaly }, [70])
+    }
 }

@@ -6,7 +6,9 @@ public struct AnomalyConfig: Sendable, Equatable {
     public var shortWindow = 10
     /// Points of history the recent level is judged against.
     public var longWindow = 1000
-    /// Scores needed before a series is scored at all.
+    /// History each check needs before it can flag: residual scores for the likelihood, values
+    /// for the range check (which also waits for a day of them), differences for a level-shift
+    /// check (which also waits for a window of them, so they span the window's own cycle).
     public var minHistory = 100
     /// Flag when the score reaches this. The score is −log10(1 − likelihood) / 10, so 0.5 means
     /// a recent residual level this high happens once in 100,000 under the long-run history.
@@ -52,14 +54,17 @@ public struct AnomalyConfig: Sendable, Equatable {
     static let defaultDayPoints = 288
     static let dayPointsRange = 24...1440
 
+    /// A day in points at this step (seconds; 0 or nil: unknown), kept within `dayPointsRange`.
+    static func dayPoints(step: Double?) -> Int {
+        guard let step, step > 0, step.isFinite else { return defaultDayPoints }
+        let points = (86_400 / step).rounded()
+        return Int(min(max(points, Double(dayPointsRange.lowerBound)), Double(dayPointsRange.upperBound)))
+    }
+
     /// The level-shift windows for a series whose observations come every `step` seconds
     /// (0 or nil: unknown). A window of 0 is a check turned off.
     public func shiftWindows(step: Double?) -> (day: Int, short: Int) {
-        var autoDay = Self.defaultDayPoints
-        if let step, step > 0, step.isFinite {
-            let points = (86_400 / step).rounded()
-            autoDay = Int(min(max(points, Double(Self.dayPointsRange.lowerBound)), Double(Self.dayPointsRange.upperBound)))
-        }
+        let autoDay = Self.dayPoints(step: step)
         let day = shiftWindow ?? autoDay
         let short = shortShiftWindow ?? max(1, (day > 0 ? day : autoDay) / 4)
         return (day, short)
@@ -96,7 +101,7 @@ public struct AnomalyConfig: Sendable, Equatable {
 ///   "yellow" level (tail 1e-3, score 0.3), so a sustained incident scores high once;
 /// - HTM's spatial check: a value outside the range of the values seen so far (widened by
 ///   `rangeTolerance` of the range on each side) scores 1, if its residual is also at least
-///   `rangeMinResidual` robust standard deviations;
+///   `rangeMinResidual` robust standard deviations and at least a day of values has been seen;
 /// - level shift: the trimmed mean of the last day of values against that of the day before,
 ///   judged against the history of that difference (see `AnomalyConfig.shiftWindow` and
 ///   `shiftTrim`); the same over a quarter of a day for shorter changes. The windows are
@@ -121,6 +126,10 @@ public struct AnomalyScorer: Sendable {
     private var shortShift: LevelShiftDetector?  // over a quarter of a day
     /// Whether the windows are fixed (they are set at the first value, from the step).
     private var windowsFixed = false
+    /// Values the range check needs to have seen: at least a day's (set with the windows), so
+    /// that a pattern that comes once a day, such as a nightly batch spike, is in the range
+    /// before the check can call it new.
+    private var rangeMinValues = Int.max
     /// Restored level-shift states, kept until the windows are fixed.
     private var restoredShift: (LevelShiftDetector.State, LevelShiftDetector.State)?
 
@@ -138,6 +147,7 @@ public struct AnomalyScorer: Sendable {
     private mutating func fixWindows(step: Double?) {
         windowsFixed = true
         let (day, short) = config.shiftWindows(step: step)
+        rangeMinValues = max(config.minHistory, day > 0 ? day : AnomalyConfig.dayPoints(step: step))
         func make(_ configured: Int?, _ window: Int, _ saved: LevelShiftDetector.State?) -> LevelShiftDetector? {
             var w = window
             if configured == nil, let saved, saved.window > 0 { w = saved.window }
@@ -150,6 +160,24 @@ public struct AnomalyScorer: Sendable {
         shift = make(config.shiftWindow, day, restoredShift?.0)
         shortShift = make(config.shortShiftWindow, short, restoredShift?.1)
         restoredShift = nil
+    }
+
+    /// Whether the scorer has seen anything yet (scored, learnt or been restored).
+    var hasStarted: Bool { windowsFixed || valueCount > 0 || history.count > 0 }
+
+    /// Learns the value-based checks (the value range and the level-shift windows) from the
+    /// series' values before its first forecast, so that a series that starts with days of
+    /// history has checks that know it. The residual checks need forecasts and start empty.
+    mutating func learn(history values: [Double], step: Double?) {
+        guard !hasStarted else { return }
+        fixWindows(step: step)
+        for v in values where v.isFinite {
+            shift?.learn(v)
+            shortShift?.learn(v)
+            valueMin = min(valueMin, v)
+            valueMax = max(valueMax, v)
+            valueCount += 1
+        }
     }
 
     /// Scores one residual; `scale` is a robust spread of recent residuals (> 0), `value` the
@@ -183,7 +211,7 @@ public struct AnomalyScorer: Sendable {
             let level = max(abs(valueMin), abs(valueMax), valueMax - valueMin)
             func check(_ detector: inout LevelShiftDetector?) -> Double? {
                 guard detector != nil else { return nil }
-                let (d, shiftScore) = detector!.push(v, level: level, threshold: config.threshold, minHistory: config.minHistory)
+                let (d, shiftScore) = detector!.push(v, level: level, threshold: config.threshold, minHistory: max(config.minHistory, detector!.window))
                 if let s = shiftScore { score = max(score, s) }
                 return d
             }
@@ -191,7 +219,7 @@ public struct AnomalyScorer: Sendable {
             shortShiftDiff = check(&shortShift)
         }
         if let v = value, v.isFinite, config.rangeTolerance > 0 {
-            if valueCount >= config.minHistory && z >= config.rangeMinResidual {
+            if valueCount >= rangeMinValues && z >= config.rangeMinResidual {
                 let tol = config.rangeTolerance * (valueMax - valueMin)
                 if valueMax > valueMin && (v > valueMax + tol || v < valueMin - tol) {
                     score = 1

@@ -73,6 +73,12 @@ public struct LevelShiftDetector: Sendable {
 
     mutating func record(_ d: Double) { history.push(d) }
 
+    /// Takes a value from before scoring began: it fills the windows and the history of d,
+    /// and raises nothing.
+    mutating func learn(_ v: Double) {
+        if let d = pushValue(v) { history.push(d) }
+    }
+
     private mutating func pushValue(_ v: Double) -> Double? {
         let w = window
         if values.count < 2 * w {

@@ -92,6 +92,8 @@ struct SeriesState: Sendable {
     }
 
     var lastRaw: Double? { raw.last }
+    /// The kept raw values that were not flagged, oldest first.
+    var rawValues: [Double] { raw.indices.filter { !flagged[$0] }.map { raw[$0] } }
 }
 
 /// Turns model-space windows into normalised model inputs and back.
