@@ -157,7 +157,9 @@ struct CheckConfigCommand: ParsableCommand {
             let e = c.engine
             print("model: \(e.cell == .lstm ? "lstm" : "gru") hidden \(e.hiddenSizes), seq_length \(e.seqLength), scope \(e.scope.rawValue), normalization \(e.normalization.rawValue), blend_memory \(e.blendMemory.map(String.init) ?? "off")")
             print("training: warmup \(e.warmup), retrain_every \(e.retrainEvery), history \(e.history), epochs \(e.initialEpochs)/\(e.epochs), batch \(e.batchSize), lr \(e.learningRate), clip \(e.clipNorm.map { "\($0)" } ?? "off")")
-            print("interval: coverage \(e.coverage); anomaly: threshold \(e.anomaly.threshold), cooldown \(e.anomaly.cooldown)")
+            let day = e.anomaly.shiftWindow.map { $0 == 0 ? "off" : "\($0) points" } ?? "a day at each series' step"
+            let short = e.anomaly.shortShiftWindow.map { $0 == 0 ? "off" : "\($0) points" } ?? "a quarter of that"
+            print("interval: coverage \(e.coverage); anomaly: threshold \(e.anomaly.threshold), cooldown \(e.anomaly.cooldown), level-shift windows \(day) and \(short)")
             print("ingest: poll \(c.pollInterval) s, batch \(c.batchRows) rows; checkpoints: keep \(c.checkpointsKept), every \(c.checkpointInterval) s; logging: \(c.logLevel.rawValue)")
         }
     }
