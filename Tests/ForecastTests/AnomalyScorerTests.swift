@@ -112,21 +112,24 @@ final class AnomalyScorerTests: XCTestCase {
         XCTAssertEqual(set.shiftWindows(step: 600).short, 10)
     }
 
-    func testTenMinuteDataGetsADayLongWindowOfItsOwnStep() {
-        // The missing-peak day of `daily`, at 144 points a day (10-minute data).
-        let noise = gaussian(12 * 144, seed: 21)
-        let values = (0..<(12 * 144)).map { i -> Double in
-            let day = i / 144, t = i % 144
-            return ((54..<108).contains(t) && day != 9 ? 80 : 20) + noise[i]
+    func testTenMinuteAndOneMinuteDataGetADayLongWindowOfTheirOwnStep() {
+        for (step, perDay) in [(600.0, 144), (60.0, 1440)] {
+            // The missing-peak day of `daily` (on day 6 of 8), at this step.
+            let days = 8
+            let noise = gaussian(days * perDay, seed: 21)
+            let values = (0..<(days * perDay)).map { i -> Double in
+                let day = i / perDay, t = i % perDay
+                return ((perDay * 3 / 8..<perDay * 6 / 8).contains(t) && day != 6 ? 80 : 20) + noise[i]
+            }
+            let residuals = gaussian(values.count)
+            var s = AnomalyScorer(config: AnomalyConfig())
+            let out = values.indices.map { s.score(residual: residuals[$0], scale: 1, value: values[$0], step: step) }
+            let flags = out.indices.filter { out[$0].flagged }
+            XCTAssertEqual(flags.count, 1, "step \(step): flags at \(flags)")
+            XCTAssertTrue((6 * perDay + perDay * 3 / 8..<7 * perDay).contains(flags.first ?? -1), "step \(step): flags at \(flags)")
+            XCTAssertEqual(s.state.shift.window, perDay)
+            XCTAssertEqual(s.state.shortShift.window, perDay / 4)
         }
-        let residuals = gaussian(values.count)
-        var s = AnomalyScorer(config: AnomalyConfig())
-        let out = values.indices.map { s.score(residual: residuals[$0], scale: 1, value: values[$0], step: 600) }
-        let flags = out.indices.filter { out[$0].flagged }
-        XCTAssertEqual(flags.count, 1, "flags at \(flags)")
-        XCTAssertTrue((9 * 144 + 54..<10 * 144).contains(flags.first ?? -1), "flags at \(flags)")
-        XCTAssertEqual(s.state.shift.window, 144)
-        XCTAssertEqual(s.state.shortShift.window, 36)
     }
 
     func testASpikeThatComesEveryDayIsLearntNotPagedEveryDay() {

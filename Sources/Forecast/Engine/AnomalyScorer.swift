@@ -147,15 +147,20 @@ public struct AnomalyScorer: Sendable {
     private mutating func fixWindows(step: Double?) {
         windowsFixed = true
         let (day, short) = config.shiftWindows(step: step)
-        rangeMinValues = max(config.minHistory, day > 0 ? day : AnomalyConfig.dayPoints(step: step))
+        let dayPoints = AnomalyConfig.dayPoints(step: step)
+        rangeMinValues = max(config.minHistory, day > 0 ? day : dayPoints)
         func make(_ configured: Int?, _ window: Int, _ saved: LevelShiftDetector.State?) -> LevelShiftDetector? {
             var w = window
             if configured == nil, let saved, saved.window > 0 { w = saved.window }
             guard w > 0 else { return nil }
+            // The history of differences spans several windows and several days, so that its
+            // spread is not that of a few overlapping windows and a daily cycle is remembered
+            // when a day has missed it (1-minute data: 1440-point days, 4320 differences).
+            let length = max(config.longWindow, 3 * w, 3 * dayPoints)
             if let saved {
-                return LevelShiftDetector(window: w, trim: config.shiftTrim, historyLength: config.longWindow, state: saved)
+                return LevelShiftDetector(window: w, trim: config.shiftTrim, historyLength: length, state: saved)
             }
-            return LevelShiftDetector(window: w, trim: config.shiftTrim, historyLength: config.longWindow)
+            return LevelShiftDetector(window: w, trim: config.shiftTrim, historyLength: length)
         }
         shift = make(config.shiftWindow, day, restoredShift?.0)
         shortShift = make(config.shortShiftWindow, short, restoredShift?.1)
