@@ -130,8 +130,8 @@ public struct AnomalyScorer: Sendable {
     /// that a pattern that comes once a day, such as a nightly batch spike, is in the range
     /// before the check can call it new.
     private var rangeMinValues = Int.max
-    /// Restored level-shift states, kept until the windows are fixed.
-    private var restoredShift: (LevelShiftDetector.State, LevelShiftDetector.State)?
+    /// Restored level-shift states (empty for a new scorer), kept until the windows are fixed.
+    private var restoredShift = (LevelShiftDetector.State(), LevelShiftDetector.State())
 
     static let yellowScore = 0.3   // −log10(1e-3) / 10
 
@@ -149,33 +149,33 @@ public struct AnomalyScorer: Sendable {
         let (day, short) = config.shiftWindows(step: step)
         let dayPoints = AnomalyConfig.dayPoints(step: step)
         rangeMinValues = max(config.minHistory, day > 0 ? day : dayPoints)
-        func make(_ configured: Int?, _ window: Int, _ saved: LevelShiftDetector.State?) -> LevelShiftDetector? {
-            var w = window
-            if configured == nil, let saved, saved.window > 0 { w = saved.window }
+        func make(_ configured: Int?, _ window: Int, _ saved: LevelShiftDetector.State) -> LevelShiftDetector? {
+            let w = configured == nil && saved.window > 0 ? saved.window : window
             guard w > 0 else { return nil }
             // The history of differences spans several windows and several days, so that its
             // spread is not that of a few overlapping windows and a daily cycle is remembered
             // when a day has missed it (1-minute data: 1440-point days, 4320 differences).
             let length = max(config.longWindow, 3 * w, 3 * dayPoints)
-            if let saved {
-                return LevelShiftDetector(window: w, trim: config.shiftTrim, historyLength: length, state: saved)
-            }
-            return LevelShiftDetector(window: w, trim: config.shiftTrim, historyLength: length)
+            return LevelShiftDetector(window: w, trim: config.shiftTrim, historyLength: length, state: saved)
         }
-        shift = make(config.shiftWindow, day, restoredShift?.0)
-        shortShift = make(config.shortShiftWindow, short, restoredShift?.1)
-        restoredShift = nil
+        shift = make(config.shiftWindow, day, restoredShift.0)
+        shortShift = make(config.shortShiftWindow, short, restoredShift.1)
+        restoredShift = (.init(), .init())
     }
 
-    /// Whether the scorer has seen anything yet (scored, learnt or been restored).
-    var hasStarted: Bool { windowsFixed || valueCount > 0 || history.count > 0 }
+    /// Whether the level-shift windows still wait for the series' step: a new or restored
+    /// scorer, before `learn(history:step:)` or its first score.
+    var needsStep: Bool { !windowsFixed }
 
-    /// Learns the value-based checks (the value range and the level-shift windows) from the
-    /// series' values before its first forecast, so that a series that starts with days of
-    /// history has checks that know it. The residual checks need forecasts and start empty.
+    /// Fixes the level-shift windows from the series' step (seconds; nil: unknown). A new
+    /// scorer also learns the value-based checks (the value range and the level-shift windows)
+    /// from the series' values before its first forecast, so that a series that starts with
+    /// days of history has checks that know it; the residual checks need forecasts and start
+    /// empty. A scorer that has scored, learnt or been restored keeps its own memory.
     mutating func learn(history values: [Double], step: Double?) {
-        guard !hasStarted else { return }
-        fixWindows(step: step)
+        let isNew = !windowsFixed && valueCount == 0 && history.count == 0
+        if !windowsFixed { fixWindows(step: step) }
+        guard isNew else { return }
         for v in values where v.isFinite {
             shift?.learn(v)
             shortShift?.learn(v)
@@ -256,8 +256,8 @@ public struct AnomalyScorer: Sendable {
               history: history.values,
               sinceFlag: sinceFlag,
               previousRed: previousRed, valueMin: valueMin, valueMax: valueMax, valueCount: valueCount,
-              shift: shift?.state ?? restoredShift?.0 ?? .init(),
-              shortShift: shortShift?.state ?? restoredShift?.1 ?? .init())
+              shift: shift?.state ?? restoredShift.0,
+              shortShift: shortShift?.state ?? restoredShift.1)
     }
 
     init(config: AnomalyConfig, state: State) {

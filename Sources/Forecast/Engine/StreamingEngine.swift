@@ -137,10 +137,11 @@ public final class StreamingEngine {
                 let r = (uActual - p.uHat) / scaler.std
                 let center = st.residuals.quantile(0.5) ?? 0
                 let scale = robustScale(st.residuals)
-                // A series' first score: the value checks learn the history the model warmed up on
-                // (days of it when the daemon starts on a filled table), not only what comes next.
-                if !st.anomaly.hasStarted { st.anomaly.learn(history: st.rawValues, step: st.typicalStep) }
-                let (score, isAnomaly) = st.anomaly.score(residual: r - center, scale: scale, value: value, step: st.typicalStep)
+                // A series' first score (or first after a restart): the level-shift windows follow
+                // its step, and a new series' value checks learn the history the model warmed up
+                // on (days of it when the daemon starts on a filled table).
+                if st.anomaly.needsStep { st.anomaly.learn(history: st.rawValues, step: st.typicalStep) }
+                let (score, isAnomaly) = st.anomaly.score(residual: r - center, scale: scale, value: value)
                 out.anomalyScore = score
                 out.isAnomaly = isAnomaly
                 flagged = isAnomaly
