@@ -1,13 +1,19 @@
 // swift-tools-version:6.1
 import PackageDescription
 
-// Hot loops (activations, LSTM cell pointwise math) are compiled for x86-64-v3 (AVX2 + FMA):
-// the README lists the CPUs this supports.
+// forecastd is a Linux daemon for x86-64-v3 CPUs (AVX2 + FMA; the README lists them): it links
+// libpq, libsystemd and OpenBLAS, and its hot loops (activations, LSTM cell pointwise math) are
+// compiled for that CPU level, with AVX-512 forms chosen at run time where the CPU has them.
+#if !os(Linux)
+#error("forecastd builds on Linux only (it is a systemd service using libsystemd)")
+#endif
+#if !arch(x86_64)
+#error("forecastd needs an x86-64-v3 CPU (AVX2 and FMA)")
+#endif
 let kernelFlags: [CSetting] = [.unsafeFlags(["-O3", "-march=x86-64-v3", "-ffp-contract=fast"])]
 
 let package = Package(
     name: "forecastd",
-    platforms: [.macOS(.v14)],
     products: [
         .executable(name: "forecastd", targets: ["Daemon"]),
         .library(name: "Forecast", targets: ["Forecast"]),
@@ -27,8 +33,13 @@ let package = Package(
         .target(name: "Replay", dependencies: ["Forecast", "Ingest"]),
         .target(
             name: "Ingest",
-            dependencies: ["CLibPQ", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["CLibPQ", "Forecast", .product(name: "Logging", package: "swift-log")],
+            plugins: ["EmbedMigrations"]
         ),
+        // sql/NNN_*.sql compiled into Ingest as `Migration.embedded`.
+        .executableTarget(name: "EmbedMigrationsTool", path: "Plugins/EmbedMigrationsTool"),
+        .plugin(name: "EmbedMigrations", capability: .buildTool(), dependencies: ["EmbedMigrationsTool"],
+                path: "Plugins/EmbedMigrations"),
         .executableTarget(
             name: "Daemon",
             dependencies: [
@@ -42,6 +53,6 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Ingest"], path: "Tests/TestSupport"),
         .testTarget(name: "ForecastTests", dependencies: ["Forecast", "CKernels"], resources: [.copy("Fixtures")]),
         .testTarget(name: "IngestTests", dependencies: ["Ingest", "Forecast", "TestSupport"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Ingest", "Forecast", "Replay", "TestSupport"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Ingest", "Forecast", "Replay", "TestSupport"]),
     ]
 )

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Ingest
 
 @main
 struct Forecastd: AsyncParsableCommand {
@@ -17,6 +18,6 @@ struct Forecastd: AsyncParsableCommand {
 
 enum ForecastdVersion {
     static let string = "0.1.0"
-    /// The newest sql/NNN_*.sql this binary needs applied.
-    static let schemaVersion = 3
+    /// The schema version this binary needs applied: its newest compiled-in migration.
+    static var schemaVersion: Int { Migration.schemaVersion }
 }

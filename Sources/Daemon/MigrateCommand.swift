@@ -6,7 +6,7 @@ struct Migrate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Create or upgrade the forecast schema in PostgreSQL.",
         discussion: """
-            Applies the numbered SQL files (sql/NNN_*.sql) that the database has not seen yet, each \
+            Applies the numbered SQL migrations compiled into this binary (the repository's sql/NNN_*.sql) that the database has not seen yet, each \
             in its own transaction, and records them in forecast.schema_migrations. Running it \
             again changes nothing. The database URL comes from --database-url, else \
             $FORECASTD_DATABASE_URL, else libpq's PG* environment variables.
@@ -15,18 +15,12 @@ struct Migrate: ParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
 
-    @Option(help: ArgumentHelp("Directory holding the NNN_*.sql files (default: the installed copy).", valueName: "dir"))
-    var sqlDir: String?
-
     @Option(help: ArgumentHelp("Also install the NOTIFY trigger on every [[source]] table of this configuration (its database.url is used unless --database-url is given).", valueName: "file"))
     var config: String?
 
     func run() throws {
         try reportingErrors {
-            guard let dir = Migration.locateDirectory(explicit: sqlDir) else {
-                throw CLIError("cannot find the SQL migrations; pass --sql-dir DIR or set FORECASTD_SQL_DIR")
-            }
-            let migrations = try Migration.load(from: dir)
+            let migrations = Migration.embedded
             let cfg = try config.map { try DaemonConfig.load(path: $0) }
             let url = database.databaseURL ?? cfg?.databaseURL ?? database.resolvedURL
             let connection = try PostgresConnection(url: url)

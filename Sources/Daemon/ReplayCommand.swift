@@ -10,24 +10,37 @@ struct ReplayCommand: ParsableCommand {
         commandName: "replay",
         abstract: "Backtest: run history through the streaming engine and measure it.",
         discussion: """
-            The same engine as the daemon, fed from a CSV file, a folder of CSV files or a \
-            PostgreSQL table, with training done inline so that a run is reproducible: the same \
-            input and seed give a byte-identical output.
+            The same stream session as the daemon, fed from a configured source table, a CSV \
+            file, a folder of CSV files or any PostgreSQL table, with training done inline so \
+            that a run is reproducible: the same input and seed give a byte-identical output.
+
+            With --config the run uses exactly the daemon's settings from that file (and, \
+            without --csv, reads the source table it names, from its database); every setting \
+            below overrides a single one. Without --config the defaults are the daemon's.
 
             Examples:
+              forecastd replay --config /etc/forecastd/forecastd.toml --report r.json --plot p.svg
+              forecastd replay --config /etc/forecastd/forecastd.toml --source public.prices --seq-length 96
               forecastd replay --csv ETTh1.csv --time-column date --value-column OT --report r.json --plot p.svg
               forecastd replay --csv ETTh1.csv --time-column date --value-column OT --rp1 --output rp1.csv
               forecastd replay --csv-dir data/nab --output-dir out --time-column timestamp --value-column value
               forecastd replay --database-url postgresql:///db --table public.prices --series-column symbol \\
                   --time-column ts --value-column price --from 2024-01-01 --write-table
 
-            Rows that cannot be used are still written to --output (unscored): empty, non-numeric, \
-            NaN or infinite values are gaps; rows with an unreadable timestamp, the wrong number of \
-            fields, or a timestamp equal to or earlier than the previous one of the same series are \
-            skipped. They are counted in the report and the first few line numbers are printed.
-            """
+            Rows that cannot be used are still written to --output (unscored) and counted in the \
+            report's bad_rows under the names forecast.status uses: null_value, \
+            non_numeric_value and non_finite_value rows are gaps; bad_time, wrong_field_count, \
+            malformed_field, duplicate_time and out_of_order_time rows are skipped. The first \
+            few line numbers of a CSV's problems are printed.
+
+            Settings (flag, then its [table] key in the configuration file):
+            """ + Settings.flagHelp
     )
 
+    @Option(help: ArgumentHelp("Use the settings of this daemon configuration (and, without --csv, its source table and database).", valueName: "file"))
+    var config: String?
+    @Option(help: ArgumentHelp("With --config: the [[source]] to replay (its table name), when it has several.", valueName: "table"))
+    var source: String?
     @Option(help: ArgumentHelp("Replay this CSV file.", valueName: "file")) var csv: String?
     @Option(help: ArgumentHelp("Replay every CSV file under this folder (see --output-dir).", valueName: "dir")) var csvDir: String?
     @Option(help: ArgumentHelp("With --csv-dir: write each output CSV at the same relative path here.", valueName: "dir")) var outputDir: String?
@@ -37,9 +50,9 @@ struct ReplayCommand: ParsableCommand {
 
     @OptionGroup var database: DatabaseOptions
     @Option(help: "Replay this table (schema.table) from --database-url.") var table: String?
-    @Option(help: "With --table: only this series.") var series: String?
-    @Option(help: "With --table: only rows at or after this time (e.g. 2024-01-01).") var from: String?
-    @Option(help: "With --table: only rows at or before this time.") var to: String?
+    @Option(help: "With a table: only this series.") var series: String?
+    @Option(help: "With a table: only rows at or after this time (e.g. 2024-01-01).") var from: String?
+    @Option(help: "With a table: only rows at or before this time.") var to: String?
 
     @Option(help: ArgumentHelp("Write one row per input row: series,timestamp,actual,predicted,lower,upper,anomaly_score,is_anomaly.", valueName: "file.csv"))
     var output: String?
@@ -51,28 +64,53 @@ struct ReplayCommand: ParsableCommand {
     @Option(help: "With --csv-dir: files replayed at once (default: the number of cores).") var jobs: Int?
     @Flag(help: "No progress output.") var quiet = false
 
-    @OptionGroup var engine: EngineOptions
+    @Flag(help: "Start from RP-1, the reference walk-forward protocol (shared/anchors/walk_forward.py): hidden 64, 2 layers, seq-length 48, warmup 2000, retrain-every 500, history 4000, initial-epochs 10, epochs 2, z-score scaling, no holdout, 2 training threads.")
+    var rp1 = false
+
+    @Argument(parsing: .allUnrecognized, help: ArgumentHelp("Settings as --flag value (listed below).", valueName: "settings"))
+    var settings: [String] = []
 
     func validate() throws {
         let inputs = [csv != nil, csvDir != nil, table != nil].filter { $0 }.count
-        guard inputs == 1 else { throw ValidationError("give exactly one input: --csv FILE, --csv-dir DIR or --table NAME") }
-        guard timeColumn != nil, valueColumn != nil else { throw ValidationError("--time-column and --value-column are required") }
+        guard inputs == 1 || (inputs == 0 && config != nil) else {
+            throw ValidationError("give exactly one input: --config FILE (its source table), --csv FILE, --csv-dir DIR or --table NAME")
+        }
+        // A configured source names its columns; any other input needs them named.
+        if table != nil || config == nil {
+            guard timeColumn != nil, valueColumn != nil else { throw ValidationError("--time-column and --value-column are required") }
+        }
+        if source != nil && config == nil { throw ValidationError("--source goes with --config") }
         if csvDir != nil && outputDir == nil { throw ValidationError("--csv-dir needs --output-dir") }
         if csvDir == nil && outputDir != nil { throw ValidationError("--output-dir goes with --csv-dir") }
-        if table == nil && (series != nil || from != nil || to != nil) {
-            throw ValidationError("--series, --from and --to go with --table")
+        if (csv != nil || csvDir != nil) && (series != nil || from != nil || to != nil) {
+            throw ValidationError("--series, --from and --to go with a table")
         }
+    }
+
+    /// Where --write-table stores the run: --database-url, else the configuration's database.
+    private var backtestURL: String {
+        if let url = database.databaseURL { return url }
+        if let path = config, let c = try? DaemonConfig.load(path: path) { return c.databaseURL }
+        return database.resolvedURL
+    }
+
+    /// The CSV columns: as given, else the configured source's.
+    private func csvColumns(_ configured: SourceConfig?) -> CSVColumns {
+        CSVColumns(time: timeColumn ?? configured?.timeColumn ?? "", value: valueColumn ?? configured?.valueColumn ?? "",
+                   series: seriesColumn ?? (timeColumn == nil ? configured?.seriesColumn : nil))
     }
 
     func run() throws {
         try reportingErrors {
             let cores = ProcessInfo.processInfo.activeProcessorCount
+            let (daemon, configured) = try loadConfig()
             if let dir = csvDir {
-                try replayFolder(dir, cores: cores)
+                try replayFolder(dir, config: try engineConfig(daemon, source: configured), columns: csvColumns(configured),
+                                 cores: cores)
                 return
             }
-            let config = try engine.engineConfig(defaultThreads: min(2, cores))
-            let (rows, label) = try readInput()
+            let config = try engineConfig(daemon, source: configured)
+            let (rows, label) = try readInput(daemon: daemon, source: configured)
             let outcome = try replay(rows, label: label, config: config, progressLabel: nil)
             try writeOutputs(rows: rows, outcome: outcome, config: config, label: label,
                              output: output, report: report, plot: plot)
@@ -80,29 +118,88 @@ struct ReplayCommand: ParsableCommand {
         }
     }
 
+    // MARK: settings
+
+    /// The daemon configuration the run starts from (the file's, or the daemon's defaults), and
+    /// the configured source it replays.
+    private func loadConfig() throws -> (DaemonConfig, SourceConfig?) {
+        guard let path = config else { return (DaemonConfig.defaults, nil) }
+        let c = try DaemonConfig.load(path: path)
+        if let source {
+            guard let s = c.sources.first(where: { $0.table.display == source || $0.table.name == source }) else {
+                throw CLIError("\(path): no [[source]] with table \(source) (configured: \(c.sources.map(\.table.display).joined(separator: ", ")))")
+            }
+            return (c, s)
+        }
+        guard c.sources.count == 1 || csv != nil || csvDir != nil else {
+            throw CLIError("\(path) has \(c.sources.count) sources; choose one with --source (\(c.sources.map(\.table.display).joined(separator: ", ")))")
+        }
+        return (c, c.sources.first)
+    }
+
+    /// The engine settings of the run: the configuration's (for the source), RP-1's with --rp1,
+    /// then each flag in the order given.
+    private func engineConfig(_ daemon: DaemonConfig, source: SourceConfig?) throws -> EngineConfig {
+        var c = daemon
+        if let source { c.engine = daemon.engine(for: source) }
+        if rp1 {
+            c.engine = EngineConfig.rp1
+            c.engine.threads = min(2, ProcessInfo.processInfo.activeProcessorCount)
+        }
+        do {
+            try Settings.apply(flags: settings, to: &c)
+        } catch {
+            throw ValidationError(error.message)
+        }
+        do {
+            try c.engine.validate()
+        } catch {
+            throw ValidationError(Settings.flagMessage("\(error)"))
+        }
+        return c.engine
+    }
+
+    /// The report's settings: every engine setting by its configuration key.
+    private func settingsJSON(_ engine: EngineConfig) -> JSONValue {
+        var c = DaemonConfig.defaults
+        c.engine = engine
+        return Settings.json(c)
+    }
+
     // MARK: input
 
-    private func readInput() throws -> ([ReplayRow], String) {
+    private func readInput(daemon: DaemonConfig, source configured: SourceConfig?) throws -> ([ReplayRow], String) {
         if let csv {
-            let (rows, issues) = try ReplayInput.csv(path: csv, columns: CSVColumns(time: timeColumn!, value: valueColumn!, series: seriesColumn))
+            let (rows, issues) = try ReplayInput.csv(path: csv, columns: csvColumns(configured))
             if let warning = issues.warning(path: csv) { printError("forecastd: warning: \(warning)") }
             return (rows, csv)
         }
-        let url = database.resolvedURL
-        let name = try SQLName(parsing: table!)
-        let source = SourceTable(table: name, seriesColumn: seriesColumn, timeColumn: timeColumn!, valueColumn: valueColumn!)
+        let sourceTable: SourceTable
+        let url: String
+        if let table {
+            sourceTable = SourceTable(table: try SQLName(parsing: table), seriesColumn: seriesColumn, timeColumn: timeColumn!,
+                                      valueColumn: valueColumn!)
+            url = database.databaseURL ?? (config != nil ? daemon.databaseURL : database.resolvedURL)
+        } else {
+            let s = configured!
+            sourceTable = s.sourceTable
+            url = database.databaseURL ?? daemon.databaseURL
+        }
         func time(_ flag: String, _ text: String?) throws -> Double? {
             guard let text else { return nil }
             guard let t = TimestampParser.parse(text) else { throw ValidationError("--\(flag): cannot read \"\(text)\" as a time") }
             return t
         }
+        let rows = try ReplayInput.table(sourceTable, url: url, series: series, from: try time("from", from), to: try time("to", to))
         var bad: [String: Int] = [:]
-        let rows = try ReplayInput.table(source, url: url, series: series, from: try time("from", from), to: try time("to", to),
-                                         badValues: &bad)
-        if !bad.isEmpty {
-            printError("forecastd: warning: \(name.display): " + bad.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key.replacingOccurrences(of: "_", with: " "))s" }.joined(separator: ", ") + " (kept as gaps)")
+        for r in rows {
+            if let why = r.row.rejected ?? r.row.value.issue ?? (r.row.time == nil ? .badTime : nil) { bad[why.rawValue, default: 0] += 1 }
         }
-        return (rows, name.display)
+        if !bad.isEmpty {
+            printError("forecastd: warning: \(sourceTable.table.display): rows not used: " + bad.sorted { $0.key < $1.key }
+                .map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+        }
+        return (rows, sourceTable.table.display)
     }
 
     // MARK: running
@@ -120,7 +217,7 @@ struct ReplayCommand: ParsableCommand {
         }
         var reportJSON = outcome.report.fields
         reportJSON["source"] = .string(label)
-        reportJSON["settings"] = config.settingsJSON
+        reportJSON["settings"] = settingsJSON(config)
         reportJSON["retrain_log"] = .array(outcome.retrains.map { r in
             .object(["version": .int(r.version), "at_point": .int(r.atPoint), "windows": .int(r.windows),
                      "epochs": .int(r.epochs), "accepted": .bool(r.accepted), "reason": r.reason.map { .string($0) } ?? .number(nil),
@@ -128,7 +225,7 @@ struct ReplayCommand: ParsableCommand {
                      "previous_holdout_loss": .number(r.currentHoldoutLoss), "seconds": .number(r.seconds)])
         })
         if writeTable {
-            let id = try BacktestTable.write(url: database.resolvedURL, source: label, settings: config.settingsJSON,
+            let id = try BacktestTable.write(url: backtestURL, source: label, settings: settingsJSON(config),
                                              report: .object(outcome.report.fields), rows: rows, results: outcome.results)
             reportJSON["run_id"] = .int(id)
             printError("forecastd: stored as forecast.backtest_runs run_id \(id)")
@@ -142,7 +239,7 @@ struct ReplayCommand: ParsableCommand {
     }
 
     private func renderPlot(rows: [ReplayRow], results: [ReplayResult], label: String) -> String {
-        let name = plotSeries ?? rows.first(where: { $0.skipped == nil })?.series ?? ""
+        let name = plotSeries ?? rows.first(where: { $0.row.rejected == nil && $0.row.time != nil })?.series ?? ""
         var times: [Double] = [], actual: [Double?] = [], predicted: [Double?] = [], lower: [Double?] = [],
             upper: [Double?] = [], flags: [Bool] = []
         for (r, res) in zip(rows, results) where r.series == name && r.time.isFinite {
@@ -175,12 +272,10 @@ struct ReplayCommand: ParsableCommand {
 
     // MARK: folders
 
-    private func replayFolder(_ dir: String, cores: Int) throws {
+    private func replayFolder(_ dir: String, config: EngineConfig, columns: CSVColumns, cores: Int) throws {
         let files = try csvFiles(under: dir)
         guard !files.isEmpty else { throw CLIError("\(dir): no .csv files found") }
         let workers = max(1, min(jobs ?? cores, files.count))
-        let config = try engine.engineConfig(defaultThreads: max(1, cores / workers))
-        let columns = CSVColumns(time: timeColumn!, value: valueColumn!, series: seriesColumn)
         let summary = FolderSummary(count: files.count)
         let bar = quiet ? nil : ProgressBar(total: files.count, unit: "files")
         let me = self
@@ -221,7 +316,7 @@ struct ReplayCommand: ParsableCommand {
             }
         }
         if let report {
-            try write(JSONValue.object(["files": .object(perFile), "settings": config.settingsJSON,
+            try write(JSONValue.object(["files": .object(perFile), "settings": settingsJSON(config),
                                         "seconds": .number(total), "failed": .int(failed)]).render() + "\n", to: report)
         }
         if failed > 0 { throw CLIError("\(failed) of \(files.count) files failed") }

@@ -45,10 +45,10 @@ struct RunCommand: AsyncParsableCommand {
         }
         if Task.isCancelled { return }
 
-        let settings = LiveSettings(pollInterval: cfg.pollInterval, batchRows: cfg.batchRows,
-                                    checkpointsKept: cfg.checkpointsKept, checkpointInterval: cfg.checkpointInterval)
-        let workers = cfg.sources.map {
-            SourceWorker(source: $0, engine: cfg.engine(for: $0), databaseURL: cfg.databaseURL, settings: settings, logger: logger)
+        let (initialized, announce) = AsyncStream.makeStream(of: String.self)
+        let workers = cfg.sources.map { s in
+            SourceWorker(source: s, engine: cfg.engine(for: s), trainingMode: cfg.trainingMode, databaseURL: cfg.databaseURL,
+                         settings: cfg.liveSettings, logger: logger, onInitialized: { announce.yield(s.table.display) })
         }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = workers.map {
             .init(service: SourceService(worker: $0), successTerminationBehavior: .gracefullyShutdownGroup,
@@ -56,8 +56,9 @@ struct RunCommand: AsyncParsableCommand {
         }
         services.append(.init(service: StatusService(workers: workers, notifier: notifier, logger: logger)))
         services.append(.init(service: ReloadService(configPath: config, workers: workers, notifier: notifier, logger: logger,
-                                                     applyLogLevel: { level.set($0) }, current: cfg)))
-        services.append(.init(service: ReadyService(workers: workers, notifier: notifier, logger: logger, sources: cfg.sources.count)))
+                                                     applyLogLevel: { level.set($0) }, started: cfg)))
+        services.append(.init(service: ReadyService(initialized: initialized, notifier: notifier, logger: logger,
+                                                    sources: cfg.sources.count)))
         var groupConfig = ServiceGroupConfiguration(services: services, logger: logger)
         groupConfig.gracefulShutdownSignals = [.sigterm, .sigint]
         groupConfig.maximumGracefulShutdownDuration = .seconds(60)
@@ -110,29 +111,28 @@ struct RunCommand: AsyncParsableCommand {
     }
 }
 
-/// Sends READY=1 once every source has loaded its models (or found none) from the database.
+/// Sends READY=1 once every source has loaded its models (or found none) from the database:
+/// each source announces itself on `initialized`, so nothing polls.
 struct ReadyService: Service {
-    let workers: [SourceWorker]
+    let initialized: AsyncStream<String>
     let notifier: SystemdNotifier
     let logger: Logger
     let sources: Int
 
     func run() async throws {
-        while !workers.allSatisfy(\.initialized) {
-            if Task.isShuttingDownGracefully || Task.isCancelled { return }
-            try? await Task.sleep(for: .milliseconds(50))
+        var ready = Set<String>()
+        for await name in initialized.cancelOnGracefulShutdown() {
+            ready.insert(name)
+            if ready.count == sources { break }
         }
-        notifier.ready(status: "ready: \(sources) source(s)")
-        logger.info("ready: \(sources) source(s)")
+        if ready.count == sources {
+            notifier.ready(status: "ready: \(sources) source(s)")
+            logger.info("ready: \(sources) source(s)")
+        }
         // Stay a member of the group until shutdown, then say so.
-        await withGracefulShutdownHandler {
-            while !Task.isShuttingDownGracefully && !Task.isCancelled {
-                try? await Task.sleep(for: .milliseconds(200))
-            }
-        } onGracefulShutdown: {
-            notifier.stopping(status: "stopping: finishing the transaction in flight and saving checkpoints")
-            logger.info("stopping")
-        }
+        try? await gracefulShutdown()
+        notifier.stopping(status: "stopping: finishing the transaction in flight and saving checkpoints")
+        logger.info("stopping")
     }
 }
 
@@ -154,13 +154,8 @@ struct CheckConfigCommand: ParsableCommand {
             for s in c.sources {
                 print("source \(s.table.display): series \(s.seriesColumn), time \(s.timeColumn), value \(s.valueColumn), transform \((s.transform ?? c.engine.transform).rawValue)")
             }
-            let e = c.engine
-            print("model: \(e.cell == .lstm ? "lstm" : "gru") hidden \(e.hiddenSizes), seq_length \(e.seqLength), scope \(e.scope.rawValue), normalization \(e.normalization.rawValue), blend_memory \(e.blendMemory.map(String.init) ?? "off")")
-            print("training: warmup \(e.warmup), retrain_every \(e.retrainEvery), history \(e.history), epochs \(e.initialEpochs)/\(e.epochs), batch \(e.batchSize), lr \(e.learningRate), clip \(e.clipNorm.map { "\($0)" } ?? "off")")
-            let day = e.anomaly.shiftWindow.map { $0 == 0 ? "off" : "\($0) points" } ?? "a day at each series' step"
-            let short = e.anomaly.shortShiftWindow.map { $0 == 0 ? "off" : "\($0) points" } ?? "a quarter of that"
-            print("interval: coverage \(e.coverage); anomaly: threshold \(e.anomaly.threshold), cooldown \(e.anomaly.cooldown), level-shift windows \(day) and \(short)")
-            print("ingest: poll \(c.pollInterval) s, batch \(c.batchRows) rows; checkpoints: keep \(c.checkpointsKept), every \(c.checkpointInterval) s; logging: \(c.logLevel.rawValue)")
+            // Every setting with the value it takes, from the one settings table.
+            for line in Settings.listing(c) { print(line) }
         }
     }
 }

@@ -1,5 +1,7 @@
-// Forecast accuracy metrics, accumulated one point at a time so that the streaming daemon and the
-// offline backtest compute identical numbers from the same code.
+// Forecast accuracy metrics, accumulated one point at a time. The replay report computes them
+// here from the stream's completed predictions; forecast.accuracy (sql/004_accuracy.sql) computes
+// the same formulas in SQL from the same rows, which the daemon writes with the same previous
+// actual (a test compares the two).
 
 /// Accuracy of a forecast over some points: errors, scaled error, and interval coverage.
 ///
@@ -86,6 +88,12 @@ public struct AccuracyAccumulator: Sendable, Equatable {
             intervalCount += 1
             if lower <= actual && actual <= upper { coveredCount += 1 }
         }
+    }
+
+    /// A completed prediction of the stream, against the series' previous actual.
+    public mutating func add(_ c: StreamBatch.Completed) {
+        add(actual: c.actual, predicted: c.forecast.value, lower: c.forecast.lower, upper: c.forecast.upper,
+            previous: c.previousActual)
     }
 
     public mutating func add(_ point: AccuracyPoint) {

@@ -1,3 +1,4 @@
+import Forecast
 import Foundation
 
 /// forecastd's reads and writes of its own schema for one source. All the writes of a cycle go
@@ -44,7 +45,7 @@ public final class ForecastStore {
     /// older than it are late and are counted by the trigger instead. Rows *at* the floor are
     /// still read: a batch that ends inside one timestamp (more series than `limit`) leaves rows
     /// of that time for series whose watermark is below it, or that are not known yet.
-    public func newRows(floor: Double?, limit: Int) throws -> [SourceRow] {
+    public func newRows(floor: Double?, limit: Int) throws -> [RawRow] {
         var conditions = ["(st.watermark IS NULL OR src.t > st.watermark)"]
         var params: [String?] = [sourceKey, String(limit)]
         if let floor {
@@ -62,12 +63,12 @@ public final class ForecastStore {
             ORDER BY src.t, src.series
             LIMIT $2::bigint
             """, params)
-        return r.rows.map { SourceRow(series: $0[0] ?? "", time: $0[1].flatMap(Double.init), valueText: $0[2]) }
+        return r.rows.map(RawRow.init(sourceRow:))
     }
 
     /// The last `perSeries` rows at or before each series' watermark, oldest first: what a
     /// restarted daemon feeds back into its windows.
-    public func history(perSeries: Int) throws -> [SourceRow] {
+    public func history(perSeries: Int) throws -> [RawRow] {
         let r = try connection.execute("""
             SELECT series, t, v FROM (
                 SELECT src.series, src.t, src.v,
@@ -81,105 +82,51 @@ public final class ForecastStore {
             WHERE k <= $2::bigint
             ORDER BY t, series
             """, [sourceKey, String(perSeries)])
-        return r.rows.map { SourceRow(series: $0[0] ?? "", time: $0[1].flatMap(Double.init), valueText: $0[2]) }
-    }
-
-    public struct PendingRow: Sendable, Equatable {
-        public var series: String
-        public var time: Double
-        public var predicted: Double
-        public var lower: Double?
-        public var upper: Double?
-        public var modelVersion: Int?
+        return r.rows.map(RawRow.init(sourceRow:))
     }
 
     /// The published forecasts still waiting for their actual.
-    public func pending() throws -> [PendingRow] {
+    public func pending() throws -> [StreamSession.PendingForecast] {
         let r = try connection.execute("""
             SELECT series, extract(epoch FROM ts)::float8, predicted, lower, upper, model_version
             FROM forecast.predictions WHERE source = $1 AND actual IS NULL ORDER BY series
             """, [sourceKey])
         return r.rows.map {
-            PendingRow(series: $0[0]!, time: Double($0[1]!) ?? 0, predicted: Double($0[2]!) ?? .nan,
-                       lower: $0[3].flatMap(Double.init), upper: $0[4].flatMap(Double.init),
-                       modelVersion: $0[5].flatMap { Int($0) })
+            let predicted = Double($0[2]!) ?? .nan
+            return StreamSession.PendingForecast(series: $0[0]!, forecast: Forecast(
+                time: Double($0[1]!) ?? 0, value: predicted, lower: $0[3].flatMap(Double.init) ?? predicted,
+                upper: $0[4].flatMap(Double.init) ?? predicted, modelVersion: $0[5].flatMap { Int($0) } ?? 0))
         }
     }
 
     // MARK: the cycle's transaction
 
-    /// One completed or new prediction row.
-    public struct PredictionRow: Sendable {
-        public var series: String
-        public var time: Double
-        public var predicted: Double
-        public var lower: Double
-        public var upper: Double
-        public var modelVersion: Int
-        public var actual: Double?
-        public var anomalyScore: Double?
-        public var isAnomaly: Bool?
-
-        public init(series: String, time: Double, predicted: Double, lower: Double, upper: Double, modelVersion: Int,
-                    actual: Double? = nil, anomalyScore: Double? = nil, isAnomaly: Bool? = nil) {
-            self.series = series
-            self.time = time
-            self.predicted = predicted
-            self.lower = lower
-            self.upper = upper
-            self.modelVersion = modelVersion
-            self.actual = actual
-            self.anomalyScore = anomalyScore
-            self.isAnomaly = isAnomaly
-        }
-    }
-
-    public struct SeriesUpdate: Sendable {
-        public var series: String
-        public var watermark: Double
-        public var observations: Int
-        public var lastValue: Double?
-        public var lastTime: Double?
-        public var modelVersion: Int?
-        /// Increments of bad-row counters by kind.
-        public var badRows: [String: Int]
-
-        public init(series: String, watermark: Double, observations: Int, lastValue: Double?, lastTime: Double?,
-                    modelVersion: Int?, badRows: [String: Int]) {
-            self.series = series
-            self.watermark = watermark
-            self.observations = observations
-            self.lastValue = lastValue
-            self.lastTime = lastTime
-            self.modelVersion = modelVersion
-            self.badRows = badRows
-        }
-    }
-
-    public struct Cycle: Sendable {
-        /// Rows whose actual arrived: replace the series' pending row.
-        public var completed: [PredictionRow] = []
-        /// The new pending forecast per series (at most one each).
-        public var pending: [PredictionRow] = []
-        public var series: [SeriesUpdate] = []
-        public init() {}
-    }
-
-    /// Writes a cycle in one transaction: the series' pending rows are replaced by the completed
-    /// rows and the new forecasts, and the watermarks advance. Late rows counted by the trigger
-    /// are collected in the same transaction. Returns late-row counts per series.
+    /// Writes what a batch of the stream produced in one transaction: each touched series'
+    /// pending row is replaced by its completed rows and its new forecast, and the watermarks
+    /// and bad-row counts advance. Late rows counted by the trigger are collected in the same
+    /// transaction. Returns late-row counts per series. Where the batch's rows map to SQL is
+    /// here and nowhere else.
     @discardableResult
-    public func commit(_ cycle: Cycle) throws -> [String: Int] {
+    public func commit(_ batch: StreamBatch) throws -> [String: Int] {
         try connection.transaction {
             try connection.execute("""
                 CREATE TEMP TABLE IF NOT EXISTS forecastd_stage (
                     series text, t float8, predicted float8, lower float8, upper float8, model_version bigint,
-                    actual float8, anomaly_score float8, is_anomaly boolean) ON COMMIT DELETE ROWS
+                    actual float8, previous_actual float8, anomaly_score float8, is_anomaly boolean) ON COMMIT DELETE ROWS
                 """)
-            let rows = (cycle.completed + cycle.pending).map { r in
-                CopyText.encode([r.series, String(r.time), String(r.predicted), String(r.lower), String(r.upper),
-                                 String(r.modelVersion), r.actual.map { String($0) }, r.anomalyScore.map { String($0) },
-                                 r.isAnomaly.map { $0 ? "t" : "f" }])
+            func n(_ v: Double?) -> String? { v.map { String($0) } }
+            var rows: [String] = []
+            rows.reserveCapacity(batch.completed.count + batch.forecasts.count)
+            for c in batch.completed {
+                let f = c.forecast
+                rows.append(CopyText.encode([c.series, String(c.time), String(f.value), String(f.lower), String(f.upper),
+                                             String(f.modelVersion), String(c.actual), n(c.previousActual),
+                                             String(c.anomalyScore), c.isAnomaly ? "t" : "f"]))
+            }
+            for p in batch.forecasts {
+                let f = p.forecast
+                rows.append(CopyText.encode([p.series, String(f.time), String(f.value), String(f.lower), String(f.upper),
+                                             String(f.modelVersion), nil, nil, nil, nil]))
             }
             if !rows.isEmpty {
                 try connection.copyIn("COPY forecastd_stage FROM STDIN", rows: rows)
@@ -191,9 +138,9 @@ public final class ForecastStore {
                 // ON CONFLICT DO NOTHING: a row the daemon already wrote is never written twice.
                 try connection.execute("""
                     INSERT INTO forecast.predictions
-                        (source, series, ts, predicted, lower, upper, model_version, actual, anomaly_score,
-                         is_anomaly, observed_at)
-                    SELECT $1, series, to_timestamp(t), predicted, lower, upper, model_version, actual,
+                        (source, series, ts, predicted, lower, upper, model_version, actual, previous_actual,
+                         anomaly_score, is_anomaly, observed_at)
+                    SELECT $1, series, to_timestamp(t), predicted, lower, upper, model_version, actual, previous_actual,
                            anomaly_score, is_anomaly, CASE WHEN actual IS NULL THEN NULL ELSE now() END
                     FROM forecastd_stage
                     ON CONFLICT (source, series, ts) DO NOTHING
@@ -203,21 +150,18 @@ public final class ForecastStore {
                 "DELETE FROM forecast.late_rows WHERE source = $1 RETURNING series", [sourceKey])
             var lateCounts: [String: Int] = [:]
             for row in late.rows { lateCounts[row[0]!, default: 0] += 1 }
-            var updates = cycle.series
-            for (s, n) in lateCounts {
+            var updates = batch.series.filter { $0.watermark != nil }
+            for (s, count) in lateCounts {
                 if let i = updates.firstIndex(where: { $0.series == s }) {
-                    updates[i].badRows["late", default: 0] += n
+                    updates[i].badRows[.late, default: 0] += count
                 } else {
-                    try addBadRows(series: s, ["late": n])
+                    try addBadRows(series: s, [.late: count])
                 }
             }
             if !updates.isEmpty {
-                let encoder = JSONEncoder()
-                encoder.outputFormatting = .sortedKeys
-                let stateRows = try updates.map { u in
-                    CopyText.encode([u.series, String(u.watermark), String(u.observations), u.lastValue.map { String($0) },
-                                     u.lastTime.map { String($0) }, u.modelVersion.map { String($0) },
-                                     String(decoding: try encoder.encode(u.badRows), as: UTF8.self)])
+                let stateRows = updates.map { u in
+                    CopyText.encode([u.series, n(u.watermark), String(u.rows), n(u.lastValue), n(u.lastTime),
+                                     u.modelVersion.map { String($0) }, Self.countsJSON(u.badRows)])
                 }
                 try connection.execute("""
                     CREATE TEMP TABLE IF NOT EXISTS forecastd_state_stage (
@@ -247,9 +191,15 @@ public final class ForecastStore {
         }
     }
 
+    /// `{"late": 2, "null_value": 1}`, keys sorted, in the shared reason vocabulary.
+    static func countsJSON(_ counts: [RowIssue: Int]) -> String {
+        "{" + counts.sorted { $0.key.rawValue < $1.key.rawValue }.map { "\"\($0.key.rawValue)\": \($0.value)" }
+            .joined(separator: ", ") + "}"
+    }
+
     /// Adds to a series' bad-row counters outside a cycle (e.g. when its source cannot be read).
-    public func addBadRows(series: String, _ counts: [String: Int]) throws {
-        let json = String(decoding: try JSONEncoder().encode(counts), as: UTF8.self)
+    public func addBadRows(series: String, _ counts: [RowIssue: Int]) throws {
+        let json = Self.countsJSON(counts)
         try connection.execute("""
             INSERT INTO forecast.series_state AS st (source, series, bad_rows) VALUES ($1, $2, $3::jsonb)
             ON CONFLICT (source, series) DO UPDATE SET bad_rows = forecast.add_counts(st.bad_rows, EXCLUDED.bad_rows),

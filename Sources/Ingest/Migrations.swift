@@ -1,11 +1,21 @@
 import Foundation
 
-/// One numbered SQL file from `sql/`, e.g. `001_forecast_schema.sql`.
+/// One numbered SQL file from `sql/`, e.g. `001_forecast_schema.sql`. The binary carries them
+/// all (`Migration.embedded`, compiled in by the EmbedMigrations build plugin), so `migrate` needs
+/// no files on disk and the schema version this build needs is simply the newest of them.
 public struct Migration: Sendable, Equatable {
     public var version: Int
     public var name: String
-    public var sql: String
+    /// Where the file lives in the repository (for messages).
     public var path: String
+    public var sql: String
+
+    public init(version: Int, name: String, path: String, sql: String) {
+        self.version = version
+        self.name = name
+        self.path = path
+        self.sql = sql
+    }
 
     /// FNV-1a of the file's text: enough to notice an applied file that was edited.
     public var checksum: String {
@@ -17,8 +27,12 @@ public struct Migration: Sendable, Equatable {
         return String(h, radix: 16)
     }
 
-    /// Reads every `NNN_name.sql` in `directory`, ordered by number. Two files with one number or a
-    /// `.sql` file without a number are errors that name the file.
+    /// The schema version this binary needs: its newest migration.
+    public static var schemaVersion: Int { embedded.last?.version ?? 0 }
+
+    /// Reads every `NNN_name.sql` in `directory`, ordered by number (for tests that need a
+    /// variant of the embedded set). Two files with one number or a `.sql` file without a
+    /// number are errors that name the file.
     public static func load(from directory: String) throws -> [Migration] {
         let names: [String]
         do {
@@ -42,28 +56,10 @@ public struct Migration: Sendable, Equatable {
                 throw PostgresError(.migration, "\(path): cannot read file (is it UTF-8?)")
             }
             let label = String(name.dropFirst(digits.count + 1).dropLast(4))
-            out.append(Migration(version: version, name: label, sql: sql, path: path))
+            out.append(Migration(version: version, name: label, path: path, sql: sql))
         }
         if out.isEmpty { throw PostgresError(.migration, "no NNN_*.sql migration files in \(directory)") }
         return out.sorted { $0.version < $1.version }
-    }
-
-    /// Where the SQL files live: an explicit directory, $FORECASTD_SQL_DIR, the install location
-    /// (/usr/share/forecastd/sql or next to the binary), or the source tree of a development build.
-    public static func locateDirectory(explicit: String?, executablePath: String = CommandLine.arguments[0]) -> String? {
-        if let explicit { return explicit }
-        if let env = ProcessInfo.processInfo.environment["FORECASTD_SQL_DIR"], !env.isEmpty { return env }
-        let exe = URL(fileURLWithPath: executablePath).resolvingSymlinksInPath().deletingLastPathComponent()
-        let candidates = [
-            exe.appendingPathComponent("../share/forecastd/sql").standardized.path,
-            "/usr/share/forecastd/sql",
-            "/usr/local/share/forecastd/sql",
-            // Sources/Ingest/Migrations.swift -> repository root/sql (development builds).
-            URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-                .appendingPathComponent("../../sql").standardized.path,
-        ]
-        var isDir: ObjCBool = false
-        return candidates.first { FileManager.default.fileExists(atPath: $0, isDirectory: &isDir) && isDir.boolValue }
     }
 }
 

@@ -1,3 +1,5 @@
+import Forecast
+
 /// A user's table of (series, time, value) rows, as forecastd reads it. Column names come from
 /// configuration or flags: they are only ever used quoted.
 public struct SourceTable: Sendable, Equatable {
@@ -80,7 +82,7 @@ public struct ResolvedSource: Sendable, Equatable {
     /// Rows in stream order (time, then series), optionally limited to one series and a time
     /// range (both bounds in epoch seconds, inclusive), read through a cursor in pages.
     public func readAll(on conn: PostgresConnection, series: String? = nil, from: Double? = nil, to: Double? = nil,
-                        pageSize: Int = 20_000, _ body: ([SourceRow]) throws -> Void) throws {
+                        pageSize: Int = 20_000, _ body: ([RawRow]) throws -> Void) throws {
         var conditions: [String] = []
         var params: [String?] = []
         if let series {
@@ -106,30 +108,17 @@ public struct ResolvedSource: Sendable, Equatable {
             while true {
                 let page = try conn.execute("FETCH \(pageSize) FROM forecastd_replay")
                 if page.rows.isEmpty { break }
-                try body(page.rows.map(SourceRow.init))
+                try body(page.rows.map(RawRow.init(sourceRow:)))
             }
             try conn.execute("CLOSE forecastd_replay")
         }
     }
 }
 
-/// One row as read: the value stays text so that a bad value is counted, not a failed query.
-public struct SourceRow: Sendable, Equatable {
-    public var series: String
-    /// nil when the time is NULL.
-    public var time: Double?
-    /// nil for SQL NULL.
-    public var valueText: String?
-
-    init(_ row: [String?]) {
-        series = row[0] ?? ""
-        time = row[1].flatMap { Double($0) }
-        valueText = row[2]
-    }
-
-    public init(series: String, time: Double?, valueText: String?) {
-        self.series = series
-        self.time = time
-        self.valueText = valueText
+extension RawRow {
+    /// A row of (series text, epoch seconds, value text) as the source queries select it: the
+    /// value stays text so that a bad value is a counted row, not a failed query.
+    init(sourceRow r: [String?]) {
+        self.init(series: r[0] ?? "", time: r[1].flatMap { Double($0) }, valueText: r[2])
     }
 }

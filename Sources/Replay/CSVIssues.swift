@@ -1,3 +1,5 @@
+import Forecast
+
 // What can go wrong while reading a time-series CSV: fatal errors stop the read, row issues are
 // counted and the read goes on, because one bad cell in 100k rows should not cost the replay.
 
@@ -22,44 +24,13 @@ public struct CSVError: Error, CustomStringConvertible, Equatable, Sendable {
     }
 }
 
-/// Row-level problems. The rule for each:
-/// - value problems (`emptyValue`, `nonNumericValue`, `nonFiniteValue`): the row is kept as a
-///   gap, a point with a time and no value, so the output keeps one row per input timestamp and
-///   the model simply gets no update for it;
-/// - everything else: the row is skipped. For duplicate timestamps the first row wins.
-///   Duplicate and out-of-order are judged per series, against the last kept timestamp.
-public enum CSVIssueKind: String, CaseIterable, Sendable {
-    case emptyValue
-    case nonNumericValue
-    case nonFiniteValue
-    case badTimestamp
-    case wrongFieldCount
-    case malformedField
-    case duplicateTimestamp
-    case outOfOrderTimestamp
-
-    /// True when the row is kept as a gap rather than skipped.
-    public var keepsRowAsGap: Bool {
-        switch self {
-        case .emptyValue, .nonNumericValue, .nonFiniteValue: return true
-        default: return false
-        }
-    }
-
-    /// Plural noun phrase for summaries: "3 empty values".
-    public var summaryName: String {
-        switch self {
-        case .emptyValue: return "empty values"
-        case .nonNumericValue: return "non-numeric values"
-        case .nonFiniteValue: return "NaN/Inf values"
-        case .badTimestamp: return "unparsable timestamps"
-        case .wrongFieldCount: return "rows with the wrong number of fields"
-        case .malformedField: return "malformed quoted fields"
-        case .duplicateTimestamp: return "duplicate timestamps"
-        case .outOfOrderTimestamp: return "out-of-order timestamps"
-        }
-    }
-}
+/// Row-level problems use the stream's one vocabulary (`RowIssue`, also in forecast.status and
+/// the logs). The rule for each: value problems (`nullValue` for an empty cell,
+/// `nonNumericValue`, `nonFiniteValue`) keep the row as a gap, a point with a time and no value,
+/// so the output keeps one row per input timestamp and the model simply gets no update for it;
+/// everything else skips the row. For duplicate timestamps the first row wins. Duplicate and
+/// out-of-order are judged per series, against the last kept timestamp.
+public typealias CSVIssueKind = RowIssue
 
 /// One row-level problem with the position of the offending field.
 public struct CSVIssue: Sendable, Equatable, CustomStringConvertible {
@@ -102,7 +73,7 @@ public struct CSVIssueLog: Sendable, Equatable {
     /// One line per kind present, in a fixed order:
     /// `3 non-numeric values, kept as gaps (lines 5, 9, 12)`.
     public var summaryLines: [String] {
-        CSVIssueKind.allCases.compactMap { kind in
+        RowIssue.allCases.compactMap { kind in
             let n = count(of: kind)
             guard n > 0 else { return nil }
             var lines = firstLines(of: kind).map(String.init).joined(separator: ", ")

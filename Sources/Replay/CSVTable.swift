@@ -1,3 +1,4 @@
+import Forecast
 import Foundation
 
 /// Which columns hold the time, the value and (optionally) the series name, by header name.
@@ -29,6 +30,8 @@ public struct CSVPoint: Sendable, Equatable {
     /// then NaN when the timestamp itself was the problem, and `seriesIndex` −1 when the series
     /// could not be read.
     public var skipped: CSVIssueKind? = nil
+    /// Why a gap (`value == nil`) has no value.
+    public var valueIssue: RowIssue? = nil
 }
 
 /// Reads points one row at a time from a time-series CSV held in memory.
@@ -169,8 +172,8 @@ public struct CSVPointReader: Sendable {
 
         let timeField = fields[timeIndex]
         guard let time = scanner.withContent(of: timeField, in: b, TimestampParser.parse) else {
-            issue(.badTimestamp, timeField, timeField.isEmpty ? "empty timestamp" : "unparsable timestamp \(quoted(timeField))")
-            return skip(.badTimestamp)
+            issue(.badTime, timeField, timeField.isEmpty ? "empty timestamp" : "unparsable timestamp \(quoted(timeField))")
+            return skip(.badTime)
         }
 
         let series: Int
@@ -190,40 +193,34 @@ public struct CSVPointReader: Sendable {
         if let last = lastTime[series] {
             let within = seriesIndex == nil ? "" : " in series \(quoted(fields[seriesIndex!]))"
             if time == last {
-                issue(.duplicateTimestamp, timeField, "duplicate timestamp \(quoted(timeField))\(within); the first row wins")
-                return skip(.duplicateTimestamp, series: series, time: time)
+                issue(.duplicateTime, timeField, "duplicate timestamp \(quoted(timeField))\(within); the first row wins")
+                return skip(.duplicateTime, series: series, time: time)
             }
             if time < last {
-                issue(.outOfOrderTimestamp, timeField, "timestamp \(quoted(timeField)) is earlier than the row before it\(within)")
-                return skip(.outOfOrderTimestamp, series: series, time: time)
+                issue(.outOfOrderTime, timeField, "timestamp \(quoted(timeField)) is earlier than the row before it\(within)")
+                return skip(.outOfOrderTime, series: series, time: time)
             }
         }
         lastTime[series] = time
 
         let valueField = fields[valueIndex]
+        // The value is judged by the stream's one parser, as a database value would be.
         let value = scanner.withContent(of: valueField, in: b, Self.parseValue)
         switch value {
         case .number(let v):
             return CSVPoint(seriesIndex: series, time: time, value: v, line: line, timeText: timeText)
-        case .empty:
-            issue(.emptyValue, valueField, "empty value")
-        case .notNumeric:
-            issue(.nonNumericValue, valueField, "non-numeric value \(quoted(valueField))")
-        case .notFinite:
-            issue(.nonFiniteValue, valueField, "value \(quoted(valueField)) is not a finite number")
+        case .invalid(let kind):
+            switch kind {
+            case .nullValue: issue(kind, valueField, "empty value")
+            case .nonNumericValue: issue(kind, valueField, "non-numeric value \(quoted(valueField))")
+            default: issue(kind, valueField, "value \(quoted(valueField)) is not a finite number")
+            }
+            return CSVPoint(seriesIndex: series, time: time, value: nil, line: line, timeText: timeText, valueIssue: kind)
         }
-        return CSVPoint(seriesIndex: series, time: time, value: nil, line: line, timeText: timeText)
     }
 
-    private enum ParsedValue { case number(Double), empty, notNumeric, notFinite }
-
-    private static func parseValue(_ s: UnsafeBufferPointer<UInt8>) -> ParsedValue {
-        var b = s[...]
-        while let f = b.first, f == 0x20 || f == 0x09 { b = b.dropFirst() }
-        while let l = b.last, l == 0x20 || l == 0x09 { b = b.dropLast() }
-        if b.isEmpty { return .empty }
-        guard let v = Double(String(decoding: b, as: UTF8.self)) else { return .notNumeric }
-        return v.isFinite ? .number(v) : .notFinite
+    private static func parseValue(_ s: UnsafeBufferPointer<UInt8>) -> RawValue {
+        RawValue(parsing: String(decoding: s, as: UTF8.self))
     }
 }
 

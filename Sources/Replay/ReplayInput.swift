@@ -13,37 +13,26 @@ public enum ReplayInput {
         let defaultName = columns.series == nil ? URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent : ""
         while let p = try reader.next() {
             let name = p.seriesIndex >= 0 ? (reader.seriesNames[p.seriesIndex] ?? defaultName) : defaultName
-            rows.append(ReplayRow(series: name, timeText: p.timeText, time: p.time, value: p.value,
-                                  skipped: p.skipped.map(\.rawValue)))
+            let value: RawValue = p.value.map { .number($0) } ?? .invalid(p.valueIssue ?? .nullValue)
+            rows.append(ReplayRow(row: RawRow(series: name, time: p.time.isNaN ? nil : p.time, value: value, rejected: p.skipped),
+                                  timeText: p.timeText))
         }
         return (rows, reader.issues)
     }
 
-    /// Rows of a table in stream order (time, then series), optionally one series and a time range.
-    public static func table(_ source: SourceTable, url: String, series: String?, from: Double?, to: Double?,
-                             badValues: inout [String: Int]) throws -> [ReplayRow] {
+    /// Rows of a table in stream order (time, then series), optionally one series and a time
+    /// range, with the values as text: the stream session judges them as the daemon does.
+    public static func table(_ source: SourceTable, url: String, series: String?, from: Double?, to: Double?) throws -> [ReplayRow] {
         let conn = try PostgresConnection(url: url)
         defer { conn.close() }
         try conn.execute("SET TimeZone = 'UTC'")
         let resolved = try source.resolve(on: conn)
         var rows: [ReplayRow] = []
-        var bad: [String: Int] = [:]
         try resolved.readAll(on: conn, series: series, from: from, to: to) { page in
             for r in page {
-                var value: Double? = nil
-                if let text = r.valueText {
-                    value = Double(text.trimmingCharacters(in: .whitespaces))
-                    if value == nil { bad["non_numeric_value", default: 0] += 1 }
-                    else if !value!.isFinite { bad["non_finite_value", default: 0] += 1; value = nil }
-                } else {
-                    bad["null_value", default: 0] += 1
-                }
-                let t = r.time ?? .nan
-                rows.append(ReplayRow(series: r.series, timeText: r.time.map(TimestampParser.format) ?? "",
-                                      time: t, value: value, skipped: r.time == nil ? "null_time" : nil))
+                rows.append(ReplayRow(row: r, timeText: r.time.map(TimestampParser.format) ?? ""))
             }
         }
-        badValues = bad
         return rows
     }
 }

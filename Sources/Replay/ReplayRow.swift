@@ -1,23 +1,21 @@
 import Forecast
 
-/// One input row of a replay, whatever it was read from.
+/// One input row of a replay, whatever it was read from: the stream's raw row and the
+/// timestamp as the input wrote it (echoed in the output).
 public struct ReplayRow: Sendable {
-    public var series: String
-    /// The timestamp as the input wrote it (echoed in the output).
+    public var row: RawRow
     public var timeText: String
-    /// Epoch seconds; NaN when the timestamp could not be read.
-    public var time: Double
-    public var value: Double?
-    /// Why the reader skipped the row (it is still written to the output, unscored).
-    public var skipped: String?
 
-    public init(series: String, timeText: String, time: Double, value: Double?, skipped: String? = nil) {
-        self.series = series
+    public init(row: RawRow, timeText: String) {
+        self.row = row
         self.timeText = timeText
-        self.time = time
-        self.value = value
-        self.skipped = skipped
     }
+
+    public var series: String { row.series }
+    /// Epoch seconds; NaN when the timestamp could not be read.
+    public var time: Double { row.time ?? .nan }
+    /// The value if it is a usable number (for plots and the output's `actual`).
+    public var value: Double? { row.value.number }
 }
 
 /// The engine's answer for one input row, in the output's terms.
@@ -27,4 +25,6 @@ public struct ReplayResult: Sendable, Equatable {
     public var upper: Double?
     public var anomalyScore: Double
     public var isAnomaly: Bool
+    /// Why the row taught the model nothing, if it did not.
+    public var issue: RowIssue?
 }

@@ -1,7 +1,7 @@
 import Forecast
 import Foundation
 
-/// Runs rows through the streaming engine — the same code path as the daemon, trained inline so
+/// Runs rows through the stream session — the same code path as the daemon, trained inline so
 /// that a backtest is reproducible — and collects what a report needs.
 public struct ReplayRunner {
     public let config: EngineConfig
@@ -20,45 +20,30 @@ public struct ReplayRunner {
     /// one-by-one arrival, so the chunk size only affects how often progress is shown.
     public func run(_ rows: [ReplayRow], progress: ((Int) -> Void)? = nil) throws -> Outcome {
         let started = DispatchTime.now().uptimeNanoseconds
-        let engine = try StreamingEngine(config: config, mode: .inline)
-        var results = [ReplayResult](repeating: ReplayResult(predicted: nil, lower: nil, upper: nil, anomalyScore: 0, isAnomaly: false),
-                                     count: rows.count)
+        let session = try StreamSession(config: config, training: .inline)
+        var results: [ReplayResult] = []
+        results.reserveCapacity(rows.count)
         var accuracy = AccuracyAccumulator()
-        var previous: [String: Double] = [:]
-        var rejected: [String: Int] = [:]
+        var perSeries: [String: AccuracyAccumulator] = [:]
+        var bad: [RowIssue: Int] = [:]
         var anomalies = 0
+        var retrains: [RetrainRecord] = []
         let chunk = 256
         var start = 0
         while start < rows.count {
             let end = min(rows.count, start + chunk)
-            var batch: [Observation] = []
-            var positions: [Int] = []
-            for i in start..<end {
-                let r = rows[i]
-                if let why = r.skipped {
-                    rejected[why, default: 0] += 1
-                    continue
-                }
-                batch.append(Observation(series: r.series, time: r.time, value: r.value))
-                positions.append(i)
+            let batch = session.process(rows[start..<end].map(\.row))
+            for r in batch.rows {
+                results.append(ReplayResult(predicted: r.forecast?.value, lower: r.forecast?.lower, upper: r.forecast?.upper,
+                                            anomalyScore: r.anomalyScore, isAnomaly: r.isAnomaly, issue: r.issue))
             }
-            let scored = engine.process(batch)
-            for (k, s) in scored.enumerated() {
-                let i = positions[k]
-                if let why = s.rejected {
-                    rejected[why.rawValue, default: 0] += 1
-                    continue
-                }
-                let value = s.observation.value!
-                if let f = s.forecast {
-                    results[i] = ReplayResult(predicted: f.value, lower: f.lower, upper: f.upper,
-                                              anomalyScore: s.anomalyScore, isAnomaly: s.isAnomaly)
-                    accuracy.add(actual: value, predicted: f.value, lower: f.lower, upper: f.upper,
-                                 previous: previous[s.observation.series])
-                    if s.isAnomaly { anomalies += 1 }
-                }
-                previous[s.observation.series] = value
+            for c in batch.completed {
+                accuracy.add(c)
+                perSeries[c.series, default: AccuracyAccumulator()].add(c)
+                if c.isAnomaly { anomalies += 1 }
             }
+            for r in batch.rejections { bad[r.issue, default: 0] += 1 }
+            retrains += batch.retrains
             start = end
             progress?(end)
         }
@@ -67,10 +52,11 @@ public struct ReplayRunner {
         let report = ReplayReport(
             mae: m.mae, rmse: m.rmse, mase: m.mase, smape: m.smape, intervalCoverage: m.coverage,
             anomalies: anomalies, points: rows.count, predictedPoints: m.count, seconds: seconds,
-            trainSeconds: engine.trainSeconds, predictSeconds: engine.predictSeconds,
-            skippedRows: rejected, retrains: engine.allRetrains.count,
-            rejectedRetrains: engine.allRetrains.filter { !$0.accepted }.count)
-        return Outcome(results: results, report: report, retrains: engine.allRetrains)
+            trainSeconds: session.engine.trainSeconds, predictSeconds: session.engine.predictSeconds,
+            badRows: Dictionary(uniqueKeysWithValues: bad.map { ($0.key.rawValue, $0.value) }), retrains: retrains.count,
+            rejectedRetrains: retrains.filter { !$0.accepted }.count,
+            perSeries: perSeries.mapValues(\.metrics))
+        return Outcome(results: results, report: report, retrains: retrains)
     }
 }
 
@@ -87,10 +73,12 @@ public struct ReplayReport: Sendable, Equatable {
     public var seconds: Double
     public var trainSeconds: Double
     public var predictSeconds: Double
-    /// Rows that taught the model nothing, by reason (the reader's and the engine's).
-    public var skippedRows: [String: Int]
+    /// Rows that taught the model nothing, by reason: the names of forecast.status.bad_rows.
+    public var badRows: [String: Int]
     public var retrains: Int
     public var rejectedRetrains: Int
+    /// The same metrics per series: what forecast.accuracy shows for each series.
+    public var perSeries: [String: AccuracyMetrics] = [:]
 
     /// JSON object fields (nil metrics become null).
     public var fields: [String: JSONValue] {
@@ -99,8 +87,12 @@ public struct ReplayReport: Sendable, Equatable {
             "interval_coverage": .number(intervalCoverage), "anomalies": .int(anomalies), "points": .int(points),
             "predicted_points": .int(predictedPoints), "seconds": .number(seconds),
             "train_seconds": .number(trainSeconds), "predict_seconds": .number(predictSeconds),
-            "skipped_rows": .object(skippedRows.mapValues { .int($0) }),
+            "bad_rows": .object(badRows.mapValues { .int($0) }),
             "retrains": .int(retrains), "rejected_retrains": .int(rejectedRetrains),
+            "series": .object(perSeries.mapValues { m in
+                .object(["points": .int(m.count), "mae": .number(m.mae), "rmse": .number(m.rmse), "mase": .number(m.mase),
+                         "smape": .number(m.smape), "interval_coverage": .number(m.coverage)])
+            }),
         ]
     }
 }

@@ -1,3 +1,4 @@
+import Forecast
 import Foundation
 import Replay
 import XCTest
@@ -94,15 +95,15 @@ final class CSVTableTests: XCTestCase {
         XCTAssertEqual(t.series[0].values, [1, nil, nil, nil, nil, nil, 7.5, nil])
         XCTAssertEqual(t.series[0].gapCount, 6)
         XCTAssertEqual(t.issues.count(of: .nonNumericValue), 1)
-        XCTAssertEqual(t.issues.count(of: .emptyValue), 1)
+        XCTAssertEqual(t.issues.count(of: .nullValue), 1)
         XCTAssertEqual(t.issues.count(of: .nonFiniteValue), 4)
         let nonNumeric = try XCTUnwrap(t.issues.examples[.nonNumericValue]?.first)
         XCTAssertEqual(nonNumeric.line, 3)
         XCTAssertEqual(nonNumeric.column, 21)
         XCTAssertEqual(nonNumeric.description, "data.csv:3:21: non-numeric value \"abc\" (kept as a gap)")
-        XCTAssertEqual(t.issues.firstLines(of: .emptyValue), [4])
+        XCTAssertEqual(t.issues.firstLines(of: .nullValue), [4])
         XCTAssertEqual(t.issues.firstLines(of: .nonFiniteValue), [5, 6, 7, 9])
-        XCTAssertEqual(t.issues.examples[.emptyValue]?.first?.column, 21)
+        XCTAssertEqual(t.issues.examples[.nullValue]?.first?.column, 21)
     }
 
     func testColumnCountsCharactersNotBytes() throws {
@@ -115,9 +116,9 @@ final class CSVTableTests: XCTestCase {
         let t = try parse(text)
         XCTAssertEqual(t.series[0].values, [1, 2, 3])
         XCTAssertEqual(t.series[0].lines, [2, 3, 6])
-        XCTAssertEqual(t.issues.firstLines(of: .duplicateTimestamp), [4])
-        XCTAssertEqual(t.issues.firstLines(of: .outOfOrderTimestamp), [5])
-        XCTAssertEqual(t.issues.examples[.duplicateTimestamp]?.first?.column, 1)
+        XCTAssertEqual(t.issues.firstLines(of: .duplicateTime), [4])
+        XCTAssertEqual(t.issues.firstLines(of: .outOfOrderTime), [5])
+        XCTAssertEqual(t.issues.examples[.duplicateTime]?.first?.column, 1)
         XCTAssertEqual(t.recordCount, 5)
         XCTAssertEqual(t.pointCount, 3)
     }
@@ -126,8 +127,8 @@ final class CSVTableTests: XCTestCase {
         let text = "x,t,v\n1,2016-07-01,1\n2,yesterday,2\n3,2016-02-30,3\n4,2016-07-02\n5,2016-07-03,5,extra\n6,2016-07-04,6\n"
         let t = try parse(text)
         XCTAssertEqual(t.series[0].values, [1, 6])
-        XCTAssertEqual(t.issues.firstLines(of: .badTimestamp), [3, 4])
-        XCTAssertEqual(t.issues.examples[.badTimestamp]?.first?.column, 3)
+        XCTAssertEqual(t.issues.firstLines(of: .badTime), [3, 4])
+        XCTAssertEqual(t.issues.examples[.badTime]?.first?.column, 3)
         XCTAssertEqual(t.issues.firstLines(of: .wrongFieldCount), [5, 6])
         XCTAssertEqual(t.issues.examples[.wrongFieldCount]?.first?.message, "expected 3 fields as in the header, found 2")
     }
@@ -230,9 +231,9 @@ final class CSVTableTests: XCTestCase {
         XCTAssertEqual(t.series.map(\.name), ["a", "b"])
         XCTAssertEqual(t.series[0].values, [1, 2])
         XCTAssertEqual(t.series[1].values, [10, 12])
-        XCTAssertEqual(t.issues.firstLines(of: .duplicateTimestamp), [5])
-        XCTAssertEqual(t.issues.firstLines(of: .outOfOrderTimestamp), [7])
-        XCTAssertTrue(t.issues.examples[.duplicateTimestamp]![0].message.contains("series \"b\""))
+        XCTAssertEqual(t.issues.firstLines(of: .duplicateTime), [5])
+        XCTAssertEqual(t.issues.firstLines(of: .outOfOrderTime), [7])
+        XCTAssertTrue(t.issues.examples[.duplicateTime]![0].message.contains("series \"b\""))
     }
 
     func testStreamingReaderYieldsPointsInFileOrder() throws {

@@ -19,10 +19,10 @@ final class CommandLineTests: XCTestCase {
 
     func testMigrateAppliesOnceThenReportsUpToDate() throws {
         let url = try TestDatabase.fresh()
-        let first = try ForecastdProcess.run(["migrate", "--database-url", url, "--sql-dir", TestDatabase.sqlDirectory])
+        let first = try ForecastdProcess.run(["migrate", "--database-url", url])
         XCTAssertEqual(first.status, 0, first.stderr)
         XCTAssertTrue(first.stdout.contains("applied 001"), first.stdout)
-        let second = try ForecastdProcess.run(["migrate", "--database-url", url, "--sql-dir", TestDatabase.sqlDirectory])
+        let second = try ForecastdProcess.run(["migrate", "--database-url", url])
         XCTAssertEqual(second.status, 0, second.stderr)
         XCTAssertFalse(second.stdout.contains("applied"), second.stdout)
         XCTAssertTrue(second.stdout.contains("up to date"), second.stdout)

@@ -23,12 +23,15 @@ final class ConfigAndDeployTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         XCTAssertTrue(r.stdout.contains("source public.prices"), r.stdout)
         XCTAssertTrue(r.stdout.contains("transform log-return"), r.stdout)
-        XCTAssertTrue(r.stdout.contains("level-shift windows a day at each series' step and a quarter of that"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("anomaly.shift_window = a day at each series' step"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("anomaly.short_shift_window = a quarter of the day window"), r.stdout)
+        XCTAssertTrue(r.stdout.contains("ingest.poll_interval = 5.0    # reload applies it"), r.stdout)
         // Set windows are shown as set.
         let fixed = try configFile("\(source)\n[anomaly]\nshift_window = 96\nshort_shift_window = 0\n")
         let f = try ForecastdProcess.run(["check-config", "--config", fixed])
         XCTAssertEqual(f.status, 0, f.stderr)
-        XCTAssertTrue(f.stdout.contains("level-shift windows 96 points and off"), f.stdout)
+        XCTAssertTrue(f.stdout.contains("anomaly.shift_window = 96\n"), f.stdout)
+        XCTAssertTrue(f.stdout.contains("anomaly.short_shift_window = 0\n"), f.stdout)
     }
 
     func testUnknownKeysAndBadValuesNameFileLineAndKey() throws {

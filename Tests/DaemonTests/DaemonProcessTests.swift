@@ -174,7 +174,7 @@ final class DaemonProcessTests: XCTestCase {
         h.waitFor("SELECT count(*) FROM forecast.series_state WHERE watermark >= \(t(69))") { $0 == "3" }
         h.waitFor("SELECT bad_rows->>'late' FROM forecast.status WHERE series = 's2'") { $0 == "1" }
 
-        let s1 = try h.admin.execute("SELECT bad_rows->>'null_value', bad_rows->>'not_finite_value', bad_rows->>'duplicate_time' FROM forecast.status WHERE series = 's1'").rows
+        let s1 = try h.admin.execute("SELECT bad_rows->>'null_value', bad_rows->>'non_finite_value', bad_rows->>'duplicate_time' FROM forecast.status WHERE series = 's1'").rows
         XCTAssertEqual(s1, [["2", "1", "1"]])
         XCTAssertEqual(try h.count("SELECT bad_rows_total FROM forecast.status WHERE series = 's0'"), 0)
         // s0 went on being forecast through all of it.

@@ -85,8 +85,9 @@ final class ReplayCommandTests: XCTestCase {
         let rows = try String(contentsOfFile: out, encoding: .utf8).split(separator: "\n")
         XCTAssertEqual(rows.count, 121, "bad rows are still written")
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as! [String: Any]
-        let skipped = json["skipped_rows"] as! [String: Int]
-        XCTAssertEqual(skipped.values.reduce(0, +), 5, "\(skipped)")
+        let bad = json["bad_rows"] as! [String: Int]
+        XCTAssertEqual(bad, ["non_numeric_value": 1, "non_finite_value": 1, "duplicate_time": 1, "bad_time": 1,
+                             "out_of_order_time": 1], "the names forecast.status uses")
     }
 
     func testFatalInputErrorsAreOneLineWithPosition() throws {
@@ -147,10 +148,10 @@ final class ReplayCommandTests: XCTestCase {
                                           "--time-column", "ts", "--value-column", "price", "--transform", "log-return",
                                           "--write-table", "--output", out] + small)
         XCTAssertEqual(r.status, 0, r.stderr)
-        XCTAssertTrue(r.stderr.contains("1 null values"), r.stderr)
+        XCTAssertTrue(r.stderr.contains("public.prices: rows not used: null_value 1"), r.stderr)
         XCTAssertEqual(try conn.execute("SELECT count(*) FROM forecast.backtest_runs").scalar, "1")
         XCTAssertEqual(try conn.execute("SELECT count(*) FROM forecast.backtest_predictions").scalar, "301")
-        XCTAssertEqual(try conn.execute("SELECT settings->>'transform' FROM forecast.backtest_runs").scalar, "log-return")
+        XCTAssertEqual(try conn.execute("SELECT settings->>'model.transform' FROM forecast.backtest_runs").scalar, "log-return")
         XCTAssertGreaterThan(Int(try conn.execute("SELECT count(*) FROM forecast.backtest_predictions WHERE predicted IS NOT NULL").scalar ?? "0") ?? 0, 100)
         // --series and --from narrow the input.
         let one = try ForecastdProcess.run(["replay", "--database-url", url, "--table", "public.prices", "--series-column", "symbol",
@@ -178,10 +179,10 @@ final class ReplayCommandTests: XCTestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as! [String: Any]
         let s = json["settings"] as! [String: Any]
-        XCTAssertEqual(s["normalization"] as? String, "zscore")
-        XCTAssertEqual(s["hidden"] as? [Int], [8, 8])
-        XCTAssertEqual(s["seed"] as? Int, 3)
-        XCTAssertEqual(s["batch_size"] as? Int, 16)
+        XCTAssertEqual(s["model.normalization"] as? String, "zscore")
+        XCTAssertEqual(s["model.hidden"] as? [Int], [8, 8])
+        XCTAssertEqual(s["model.seed"] as? Int, 3)
+        XCTAssertEqual(s["training.batch_size"] as? Int, 16)
         XCTAssertEqual(json["predicted_points"] as? Int, 60)
         // The initial training at point 200, fine-tunes at 230 and at 260: the engine cannot know
         // that the 260th point is the last one (RP-1's script, which does, skips that one).

@@ -81,10 +81,10 @@ final class StreamingEngineTests: XCTestCase {
         let out = engine.process(data)
         XCTAssertEqual(out.count, data.count)
         XCTAssertEqual(out[71].rejected, .duplicateTime)
-        XCTAssertEqual(out[80].rejected, .outOfOrder)
-        XCTAssertEqual(out[91].rejected, .missingValue)
-        XCTAssertEqual(out[101].rejected, .notFinite)
-        XCTAssertEqual(engine.rejected["s"], [.duplicateTime: 1, .outOfOrder: 1, .missingValue: 1, .notFinite: 1])
+        XCTAssertEqual(out[80].rejected, .outOfOrderTime)
+        XCTAssertEqual(out[91].rejected, .nullValue)
+        XCTAssertEqual(out[101].rejected, .nonFiniteValue)
+        XCTAssertEqual(engine.rejected["s"], [.duplicateTime: 1, .outOfOrderTime: 1, .nullValue: 1, .nonFiniteValue: 1])
         XCTAssertNotNil(out.last?.forecast, "the series goes on after bad rows")
     }
 
@@ -174,7 +174,7 @@ final class StreamingEngineTests: XCTestCase {
         c.transform = .logReturn
         let engine = try StreamingEngine(config: c)
         let out = engine.process([Observation(series: "p", time: 0, value: 10), Observation(series: "p", time: 1, value: 0)])
-        XCTAssertEqual(out[1].rejected, .notPositive)
+        XCTAssertEqual(out[1].rejected, .notPositiveValue)
     }
 
     func testDivergedTrainingIsRolledBackAndRecorded() throws {

@@ -32,10 +32,22 @@ final class PostgresConnectionTests: XCTestCase {
         XCTAssertEqual(try conn.execute("SELECT version, applied_at FROM forecast.schema_migrations ORDER BY 1").rows, stampsBefore)
     }
 
+    /// The binary carries exactly the repository's sql/ files (the build plugin embeds them), and
+    /// the schema version it needs is the newest of them.
+    func testEmbeddedMigrationsAreTheSQLFiles() throws {
+        let onDisk = try Migration.load(from: TestDatabase.sqlDirectory)
+        XCTAssertEqual(Migration.embedded.map(\.version), onDisk.map(\.version))
+        XCTAssertEqual(Migration.embedded.map(\.name), onDisk.map(\.name))
+        XCTAssertEqual(Migration.embedded.map(\.sql), onDisk.map(\.sql))
+        XCTAssertEqual(Migration.embedded.map(\.checksum), onDisk.map(\.checksum))
+        XCTAssertEqual(Migration.schemaVersion, onDisk.last?.version)
+        XCTAssertGreaterThanOrEqual(Migration.schemaVersion, 4)
+    }
+
     func testEditedMigrationIsRefusedNamingTheFile() throws {
         let url = try TestDatabase.fresh()
         try TestDatabase.migrate(url)
-        var migrations = try Migration.load(from: TestDatabase.sqlDirectory)
+        var migrations = Migration.embedded
         migrations[0].sql += "\n-- edited\n"
         let conn = try PostgresConnection(url: url)
         XCTAssertThrowsError(try Migrator(connection: conn).migrate(migrations)) { error in

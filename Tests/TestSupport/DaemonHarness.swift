@@ -63,7 +63,7 @@ public final class DaemonHarness {
 
     /// `forecastd migrate --config` (installs the source triggers).
     public func migrate() throws {
-        let m = try ForecastdProcess.run(["migrate", "--config", configPath, "--sql-dir", TestDatabase.sqlDirectory],
+        let m = try ForecastdProcess.run(["migrate", "--config", configPath],
                                          environment: ["FORECASTD_DATABASE_URL": ""])
         guard m.status == 0 else { throw Failure(description: "migrate failed: \(m.stderr)") }
     }

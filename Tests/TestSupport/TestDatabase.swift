@@ -51,6 +51,6 @@ public enum TestDatabase {
     public static func migrate(_ url: String) throws -> Migrator.Report {
         let conn = try PostgresConnection(url: url)
         defer { conn.close() }
-        return try Migrator(connection: conn).migrate(try Migration.load(from: sqlDirectory))
+        return try Migrator(connection: conn).migrate(Migration.embedded)
     }
 }

@@ -28,6 +28,8 @@ struct DaemonConfig: Equatable {
     /// and at shutdown).
     var checkpointInterval = 300.0
     var logLevel = LogLevel.info
+    /// Where trainings run (`[training] mode`).
+    var trainingMode = TrainingMode.background
 
     /// The daemon's engine defaults: one model per source shared by its series, which is what
     /// keeps memory flat with thousands of series and lets one forward pass serve them all.
@@ -63,84 +65,22 @@ struct DaemonConfig: Equatable {
             switch table.name {
             case "":
                 break
-            case "database":
-                if let url = try r.string("url") { config.databaseURL = url }
             case "[[source]]":
                 config.sources.append(try r.source())
-            case "model":
-                if let v = try r.string("cell") {
-                    switch v {
-                    case "lstm": config.engine.cell = .lstm
-                    case "gru": config.engine.cell = .gru
-                    default: throw r.bad("cell", "must be \"lstm\" or \"gru\", not \"\(v)\"")
+            case let name where Settings.tables.contains(name):
+                // Every other key is a row of the settings table.
+                for entry in table.entries {
+                    guard let setting = Settings.named("\(name).\(entry.key)") else { continue }
+                    let value = try r.value(entry.key, as: setting.kind)
+                    do {
+                        try setting.set(&config, value)
+                    } catch {
+                        throw r.bad(entry.key, error.message)
                     }
                 }
-                let layers = try r.int("layers")
-                if let sizes = try r.intArray("hidden") {
-                    if layers != nil && layers != sizes.count { throw r.bad("layers", "disagrees with the \(sizes.count) sizes in hidden") }
-                    config.engine.hiddenSizes = sizes
-                } else if let h = try r.int("hidden") {
-                    config.engine.hiddenSizes = Array(repeating: h, count: layers ?? config.engine.hiddenSizes.count)
-                } else if let layers {
-                    config.engine.hiddenSizes = Array(repeating: config.engine.hiddenSizes[0], count: layers)
-                }
-                if let v = try r.int("seq_length") { config.engine.seqLength = v }
-                if let v = try r.double("dropout") { config.engine.dropout = Float(v) }
-                if let v = try r.int("seed") { config.engine.seed = UInt64(truncatingIfNeeded: v) }
-                if let v = try r.choice("transform", TargetTransform.self) { config.engine.transform = v }
-                if let v = try r.choice("normalization", EngineConfig.Normalization.self) { config.engine.normalization = v }
-                if let v = try r.choice("scope", EngineConfig.ModelScope.self) { config.engine.scope = v }
-                if let v = try r.int("blend_memory") { config.engine.blendMemory = v > 0 ? v : nil }
-            case "training":
-                if let v = try r.int("warmup") { config.engine.warmup = v }
-                if let v = try r.int("retrain_every") { config.engine.retrainEvery = v }
-                if let v = try r.int("history") { config.engine.history = v }
-                if let v = try r.int("initial_epochs") { config.engine.initialEpochs = v }
-                if let v = try r.int("epochs") { config.engine.epochs = v }
-                if let v = try r.int("batch_size") { config.engine.batchSize = v }
-                if let v = try r.double("learning_rate") { config.engine.learningRate = Float(v) }
-                if let v = try r.double("clip_norm") { config.engine.clipNorm = v > 0 ? Float(v) : nil }
-                if let v = try r.double("huber_delta") { config.engine.huberDelta = v > 0 ? Float(v) : nil }
-                if let v = try r.double("holdout") { config.engine.holdoutFraction = v }
-                if let v = try r.int("max_train_windows") { config.engine.maxTrainWindows = v }
-                if let v = try r.int("threads") { config.engine.threads = v }
-                if let v = try r.int("predict_threads") { config.engine.predictThreads = v }
-            case "interval":
-                if let v = try r.double("coverage") { config.engine.coverage = v }
-                if let v = try r.int("residual_window") { config.engine.residualWindow = v }
-            case "anomaly":
-                if let v = try r.double("threshold") { config.engine.anomaly.threshold = v }
-                if let v = try r.int("short_window") { config.engine.anomaly.shortWindow = v }
-                if let v = try r.int("long_window") { config.engine.anomaly.longWindow = v }
-                if let v = try r.int("min_history") { config.engine.anomaly.minHistory = v }
-                if let v = try r.int("cooldown") { config.engine.anomaly.cooldown = v }
-                if let v = try r.int("shift_window") { config.engine.anomaly.shiftWindow = v }
-                if let v = try r.int("short_shift_window") { config.engine.anomaly.shortShiftWindow = v }
-                if let v = try r.double("shift_trim") { config.engine.anomaly.shiftTrim = v }
-                if let v = try r.double("range_tolerance") { config.engine.anomaly.rangeTolerance = v }
-            case "ingest":
-                if let v = try r.double("poll_interval") {
-                    guard v > 0 && v <= 3600 else { throw r.bad("poll_interval", "must be between 0 and 3600 seconds") }
-                    config.pollInterval = v
-                }
-                if let v = try r.int("batch_rows") {
-                    guard v >= 1 else { throw r.bad("batch_rows", "must be at least 1") }
-                    config.batchRows = v
-                }
-            case "checkpoints":
-                if let v = try r.int("keep") {
-                    guard v >= 1 else { throw r.bad("keep", "must be at least 1") }
-                    config.checkpointsKept = v
-                }
-                if let v = try r.double("interval") {
-                    guard v >= 1 else { throw r.bad("interval", "must be at least 1 second") }
-                    config.checkpointInterval = v
-                }
-            case "logging":
-                if let v = try r.choice("level", LogLevel.self) { config.logLevel = v }
             default:
                 throw ConfigError(file: file, line: table.line, key: nil,
-                                  message: "unknown table [\(table.name)] (known: database, [[source]], model, training, interval, anomaly, ingest, checkpoints, logging)")
+                                  message: "unknown table [\(table.name)] (known: \((Settings.tables + ["[[source]]"]).joined(separator: ", ")))")
             }
             try r.rejectUnknown()
         }
@@ -183,6 +123,17 @@ struct DaemonConfig: Equatable {
         if let t = source.transform { e.transform = t }
         return e
     }
+}
+
+/// Where the daemon runs its trainings.
+enum TrainingMode: String, CaseIterable {
+    /// On a thread of its own: ingest never waits for a retrain.
+    case background
+    /// When due, before the next forecast, as `replay` does: the daemon's output is then exactly
+    /// what `replay --config` gives for the same rows.
+    case inline
+
+    var engineMode: StreamingEngine.TrainingMode { self == .inline ? .inline : .deferred }
 }
 
 enum LogLevel: String, CaseIterable, Comparable {
@@ -234,36 +185,32 @@ private struct KeyReader {
         return v
     }
 
+    /// The key's value read as a setting of this kind (integers are accepted where numbers are).
+    mutating func value(_ key: String, as kind: SettingKind) throws -> SettingValue {
+        guard let v = value(key) else { throw bad(key, "missing") }
+        switch (kind, v.kind) {
+        case (.int, .integer(let n)): return .int(n)
+        case (.number, .integer(let n)): return .number(Double(n))
+        case (.number, .float(let d)):
+            guard d.isFinite else { throw bad(key, "must be a finite number") }
+            return .number(d)
+        case (.string, .string(let s)), (.choice, .string(let s)): return .string(s)
+        case (.bool, .bool(let b)): return .bool(b)
+        case (.sizes, .integer(let n)): return .int(n)
+        case (.sizes, .array(let items)):
+            return .sizes(try items.map { item in
+                guard case .integer(let n) = item.kind else { throw bad(key, "must be a list of integers") }
+                return n
+            })
+        default:
+            throw bad(key, "must be \(kind.description), not \(v.typeName)")
+        }
+    }
+
     mutating func string(_ key: String) throws -> String? {
         guard let v = value(key) else { return nil }
         guard case .string(let s) = v.kind else { throw bad(key, "must be a string, not \(v.typeName)") }
         return s
-    }
-
-    mutating func int(_ key: String) throws -> Int? {
-        guard let v = value(key) else { return nil }
-        guard case .integer(let n) = v.kind else { throw bad(key, "must be an integer, not \(v.typeName)") }
-        return n
-    }
-
-    mutating func double(_ key: String) throws -> Double? {
-        guard let v = value(key) else { return nil }
-        switch v.kind {
-        case .integer(let n): return Double(n)
-        case .float(let d):
-            guard d.isFinite else { throw bad(key, "must be a finite number") }
-            return d
-        default: throw bad(key, "must be a number, not \(v.typeName)")
-        }
-    }
-
-    mutating func intArray(_ key: String) throws -> [Int]? {
-        guard let v = table.entries.first(where: { $0.key == key })?.value, case .array(let items) = v.kind else { return nil }
-        used.insert(key)
-        return try items.map { item in
-            guard case .integer(let n) = item.kind else { throw bad(key, "must be a list of integers") }
-            return n
-        }
     }
 
     mutating func choice<T: RawRepresentable & CaseIterable>(_ key: String, _: T.Type) throws -> T? where T.RawValue == String {

@@ -50,10 +50,11 @@ struct TOMLDocument {
     init(parsing text: String, file: String) throws {
         var current = TOMLTable(name: "", line: 1)
         var seenTables: Set<String> = []
-        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" })
+        // "\r\n" is one Character in Swift: a CRLF file split on "\n" alone is a single line.
+        let lines = text.split(omittingEmptySubsequences: false, whereSeparator: { $0 == "\n" || $0 == "\r\n" || $0 == "\r" })
         for (index, rawLine) in lines.enumerated() {
             let lineNo = index + 1
-            var p = Parser(chars: Array(rawLine.hasSuffix("\r") ? rawLine.dropLast() : rawLine), line: lineNo, file: file)
+            var p = Parser(chars: Array(rawLine), line: lineNo, file: file)
             p.skipSpace()
             if p.atEnd || p.peek == "#" { continue }
             if p.peek == "[" {

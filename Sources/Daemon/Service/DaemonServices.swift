@@ -62,36 +62,46 @@ struct StatusService: Service {
 }
 
 /// SIGHUP: RELOADING=1, re-read the configuration, apply what can change live, READY=1.
+/// What cannot change live is judged against the configuration the daemon started with, so a
+/// second reload still says that a restart is needed.
 struct ReloadService: Service {
     let configPath: String
     let workers: [SourceWorker]
     let notifier: SystemdNotifier
     let logger: Logger
     let applyLogLevel: @Sendable (LogLevel) -> Void
-    let current: DaemonConfig
+    let started: DaemonConfig
 
     func run() async throws {
-        var running = current
         for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
             notifier.reloading()
             do {
                 let fresh = try DaemonConfig.load(path: configPath)
                 applyLogLevel(fresh.logLevel)
-                for w in workers {
-                    w.settings = LiveSettings(pollInterval: fresh.pollInterval, batchRows: fresh.batchRows,
-                                              checkpointsKept: fresh.checkpointsKept, checkpointInterval: fresh.checkpointInterval)
-                }
-                var needsRestart: [String] = []
-                if fresh.sources != running.sources { needsRestart.append("[[source]]") }
-                if fresh.engine != running.engine { needsRestart.append("model/training/interval/anomaly settings") }
-                if fresh.databaseURL != running.databaseURL { needsRestart.append("database.url") }
-                let restart = needsRestart.isEmpty ? "" : "; restart to apply changes to \(needsRestart.joined(separator: ", "))"
+                for w in workers { w.settings = fresh.liveSettings }
+                let pending = Self.needsRestart(started: started, fresh: fresh)
+                let restart = pending.isEmpty ? "" : "; restart to apply changes to \(pending.joined(separator: ", "))"
                 logger.notice("configuration reloaded: log level \(fresh.logLevel.rawValue), poll interval \(fresh.pollInterval) s, batch \(fresh.batchRows) rows\(restart)")
-                running = fresh
             } catch {
                 logger.error("reload failed, keeping the running configuration: \(error)")
             }
             notifier.ready(status: "reloaded")
         }
+    }
+
+    /// The settings (by TOML path) that differ from the running daemon's but only apply at a restart.
+    static func needsRestart(started: DaemonConfig, fresh: DaemonConfig) -> [String] {
+        var out: [String] = []
+        if fresh.sources != started.sources { out.append("[[source]]") }
+        for s in Settings.all where !s.live && s.describe(fresh) != s.describe(started) { out.append(s.path) }
+        if fresh.databaseURL != started.databaseURL && !out.contains("database.url") { out.append("database.url") }
+        return out
+    }
+}
+
+extension DaemonConfig {
+    var liveSettings: LiveSettings {
+        LiveSettings(pollInterval: pollInterval, batchRows: batchRows, checkpointsKept: checkpointsKept,
+                     checkpointInterval: checkpointInterval)
     }
 }

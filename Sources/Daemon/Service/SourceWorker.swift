@@ -3,115 +3,160 @@ import Foundation
 import Ingest
 import Logging
 
-/// Settings that SIGHUP can change while the daemon runs.
-struct LiveSettings: Sendable, Equatable {
-    var pollInterval: Double
-    var batchRows: Int
-    var checkpointsKept: Int
-    var checkpointInterval: Double
-}
-
 /// The ingest loop of one source, on a thread of its own (libpq blocks): wait for NOTIFY or the
-/// poll timer, read rows after the watermark, run them through the engine, and commit
-/// predictions, scores and the new watermark in one transaction. Survives the database going
-/// away (reconnects with backoff, then retries the commit it could not make) and a broken
-/// source table (counts it per series, logs once, retries).
+/// poll timer, read rows after the watermark, run them through the stream session, and commit
+/// what the batch produced in one transaction. What to do next — after an outage, a broken
+/// source, a reload or a stop — is decided by `SourceWorkerMachine`; this class only carries
+/// the actions out.
 final class SourceWorker: @unchecked Sendable {
     let source: SourceConfig
     let health: SourceHealth
     private let engineConfig: EngineConfig
+    private let trainingMode: TrainingMode
     private let databaseURL: String
     private let logger: Logger
     private let lock = NSLock()
     private var _settings: LiveSettings
-    private var _stopping = false
+    private var _stopRequested = false
+    private var settingsChanged = false
+    /// Written to on stop, reload and finished trainings, so waits end at once instead of polling.
+    private let wake: WakeSignal
+    private let onInitialized: @Sendable () -> Void
 
-    private var engine: StreamingEngine?
+    private var machine: SourceWorkerMachine
+    private var session: StreamSession?
     private var store: ForecastStore?
     private var listener: PostgresConnection?
     private let trainer: TrainingWorker
-    private var unsaved: ForecastStore.Cycle?
-    private var progress: [String: ForecastStore.SeriesProgress] = [:]
+    /// A batch the engine produced but the database did not take: committed first on reconnect.
+    private var unsaved: StreamBatch?
+    private var seriesCount = 0
     private var logged: Set<String> = []
-    private var sourceBroken = false
     private var lastCheckpoint = Date()
 
-    init(source: SourceConfig, engine: EngineConfig, databaseURL: String, settings: LiveSettings, logger: Logger) {
+    init(source: SourceConfig, engine: EngineConfig, trainingMode: TrainingMode = .background, databaseURL: String,
+         settings: LiveSettings, logger: Logger, onInitialized: @escaping @Sendable () -> Void = {}) {
         self.source = source
         engineConfig = engine
+        self.trainingMode = trainingMode
         self.databaseURL = databaseURL
         _settings = settings
+        machine = SourceWorkerMachine(settings: settings)
         var l = logger
         l[metadataKey: "source"] = .string(source.table.display)
         self.logger = l
         health = SourceHealth(name: source.table.display)
-        trainer = TrainingWorker(name: source.table.display)
+        let wake = WakeSignal()
+        self.wake = wake
+        self.onInitialized = onInitialized
+        trainer = TrainingWorker(name: source.table.display, onFinished: { wake.signal() })
     }
 
     var settings: LiveSettings {
         get { lock.lock(); defer { lock.unlock() }; return _settings }
-        set { lock.lock(); _settings = newValue; lock.unlock() }
+        set {
+            lock.lock()
+            _settings = newValue
+            settingsChanged = true
+            lock.unlock()
+            wake.signal()
+        }
     }
 
     var stopping: Bool {
         lock.lock(); defer { lock.unlock() }
-        return _stopping
+        return _stopRequested
     }
 
     func requestStop() {
         lock.lock()
-        _stopping = true
+        _stopRequested = true
         lock.unlock()
+        wake.signal()
     }
 
-    /// True once the engine was built from the database (models loaded): part of READY.
+    /// True once the session was built from the database (models loaded): part of READY.
     private(set) var initialized = false
 
     // MARK: the loop
 
     func run() {
-        var backoff = 0.5
-        while !stopping {
-            do {
-                if store == nil { try connect() }
-                if let c = unsaved {
-                    try commit(c)
-                    unsaved = nil
-                }
-                try installFinishedTraining()
-                let read = try cycle()
-                backoff = 0.5
-                if sourceBroken {
-                    sourceBroken = false
-                    logger.notice("source readable again")
-                }
-                if read >= settings.batchRows { continue }  // catching up: no waiting
-                try waitForWork()
-            } catch let e as PostgresError where e.isConnectionProblem {
-                health.databaseDown()
-                logOnce("db", level: .warning, "database unavailable, retrying with backoff: \(e.message)")
-                disconnect()
-                sleep(seconds: backoff)
-                backoff = min(backoff * 2, 30)
-            } catch let e as PostgresError where Self.isSourceProblem(e) {
-                // The table was dropped or renamed, or a column changed type: count it against
-                // the series of this source, say it once, and try again next poll.
-                if !sourceBroken {
-                    sourceBroken = true
-                    logger.error("cannot read source: \(e.message)")
-                    try? recordSourceProblem(e)
-                }
-                health.progressed(observations: 0, series: progress.count, lag: nil)
-                disconnectStore()
-                sleep(seconds: settings.pollInterval)
-            } catch {
-                logger.error("cycle failed: \(error)")
-                disconnect()
-                sleep(seconds: backoff)
-                backoff = min(backoff * 2, 30)
+        var actions = machine.start()
+        var stopSeen = false
+        while !actions.isEmpty {
+            // Stop and reload requests reach the machine between actions: a stop replaces
+            // whatever was planned with the shutdown (the transaction in flight has finished).
+            lock.lock()
+            let stop = _stopRequested && !stopSeen
+            if settingsChanged { machine.reload(_settings); settingsChanged = false }
+            lock.unlock()
+            if stop {
+                stopSeen = true
+                actions = actions.filter { Self.isBookkeeping($0) } + machine.stop()
             }
+            let action = actions.removeFirst()
+            var next: [SourceWorkerMachine.Action] = []
+            do {
+                next = try perform(action)
+            } catch let e as PostgresError where e.isConnectionProblem {
+                next = machine.failed(.connection(e.message))
+            } catch let e as PostgresError where Self.isSourceProblem(e) {
+                next = machine.failed(.source(e.message))
+            } catch {
+                next = machine.failed(.other("\(error)"))
+            }
+            if !next.isEmpty { actions = next + actions.filter { Self.isBookkeeping($0) } }
         }
-        shutdown()
+    }
+
+    /// Logging and status actions survive a change of plan; the rest is replaced.
+    private static func isBookkeeping(_ a: SourceWorkerMachine.Action) -> Bool {
+        switch a {
+        case .log, .markDatabaseDown: return true
+        default: return false
+        }
+    }
+
+    /// Carries out one action; returns the machine's next actions when the action completed a
+    /// step, or [] to go on with the ones already planned.
+    private func perform(_ action: SourceWorkerMachine.Action) throws -> [SourceWorkerMachine.Action] {
+        switch action {
+        case .connect:
+            try connect()
+            return machine.connected()
+        case .runCycle:
+            if let u = unsaved {
+                try commit(u)
+                unsaved = nil
+            }
+            try installFinishedTraining()
+            return machine.cycleCompleted(rows: try cycle())
+        case .waitForWork(let seconds):
+            try waitForWork(seconds)
+            return machine.waited()
+        case .sleep(let seconds):
+            wake.wait(seconds: seconds)
+            return machine.waited()
+        case .disconnect:
+            disconnect()
+        case .disconnectStore:
+            disconnectStore()
+        case .markDatabaseDown:
+            health.databaseDown()
+        case .recordSourceProblem:
+            try? recordSourceProblem()
+            health.progressed(observations: 0, series: seriesCount, lag: nil)
+        case .log(let level, let message):
+            switch level {
+            case .notice: logger.notice("\(message)")
+            case .warning: logger.warning("\(message)")
+            case .error: logger.error("\(message)")
+            }
+        case .shutdown:
+            shutdown()
+            machine.finished()
+        }
+        return []
     }
 
     static func isSourceProblem(_ e: PostgresError) -> Bool {
@@ -121,17 +166,17 @@ final class SourceWorker: @unchecked Sendable {
     }
 
     private func connect() throws {
+        disconnect()
         let conn = try PostgresConnection(url: databaseURL)
         let resolved = try source.sourceTable.resolve(on: conn)
         let store = try ForecastStore(connection: conn, source: resolved)
         let listener = try PostgresConnection(url: databaseURL)
         try listener.listen("forecastd")
-        if logged.remove("db") != nil { logger.notice("database reachable again") }
         self.store = store
         self.listener = listener
-        progress = try store.progress()
-        if engine == nil { try buildEngine(store) }
-        health.progressed(observations: 0, series: progress.count, lag: nil)
+        seriesCount = try store.progress().count
+        if session == nil { try buildSession(store) }
+        health.progressed(observations: 0, series: seriesCount, lag: nil)
     }
 
     private func disconnectStore() {
@@ -145,48 +190,34 @@ final class SourceWorker: @unchecked Sendable {
         listener = nil
     }
 
-    /// A restart goes on from the last checkpoint: models and per-series state from
-    /// forecast.models, windows from the source's own rows up to the watermark, and the
-    /// published pending forecasts, so the next value is scored against what users saw.
-    private func buildEngine(_ store: ForecastStore) throws {
-        let engine = try StreamingEngine(config: engineConfig, mode: .deferred)
-        var snapshots: [GroupSnapshot] = []
-        for m in try store.latestModels() {
-            guard let state = m.engineState else { continue }
-            do { snapshots.append(try SnapshotCodec.decode(state)) } catch {
-                logger.warning("model \(m.modelKey) version \(m.version) has an unusable engine state (\(error)); it will be retrained")
-            }
+    /// A restart goes on from the last checkpoint through the session's resume protocol:
+    /// models and per-series state from forecast.models, windows from the source's own rows up
+    /// to the watermark, and the published pending forecasts.
+    private func buildSession(_ store: ForecastStore) throws {
+        let session = try StreamSession(config: engineConfig, training: trainingMode.engineMode)
+        let states = try store.latestModels().compactMap { m in
+            m.engineState.map { (label: "model \(m.modelKey) version \(m.version)", bytes: $0) }
         }
-        do {
-            try engine.restore(snapshots)
-        } catch {
-            logger.warning("stored models do not fit the configuration (\(error)); training new ones")
-        }
-        let keep = max(engineConfig.history, engineConfig.warmup, engineConfig.seqLength) + 2
-        let history = try store.history(perSeries: keep)
-        engine.prime(history.compactMap { r in
-            guard let t = r.time else { return nil }
-            return Observation(series: r.series, time: t, value: r.valueText.flatMap { Double($0) })
-        })
-        for p in try store.pending() {
-            engine.restorePending(series: p.series, forecast: Forecast(
-                time: p.time, value: p.predicted, lower: p.lower ?? p.predicted, upper: p.upper ?? p.predicted,
-                modelVersion: p.modelVersion ?? 0))
-        }
-        self.engine = engine
-        try publishMissingForecasts()
+        let report = session.resume(states: states, history: try store.history(perSeries: session.historyNeeded),
+                                    pending: try store.pending())
+        for w in report.warnings { logger.warning("\(w)") }
+        self.session = session
+        try publish(report.batch)
         initialized = true
-        let versions = snapshots.map { "\($0.key.isEmpty ? "shared" : $0.key) v\($0.version)" }
-        logger.info("loaded \(snapshots.count) model(s) \(versions.prefix(5).joined(separator: ", ")), \(history.count) history rows, \(progress.count) series")
+        onInitialized()
+        let versions = report.models.map { "\($0.key.isEmpty ? "shared" : $0.key) v\($0.version)" }
+        logger.info("loaded \(report.models.count) model(s) \(versions.prefix(5).joined(separator: ", ")), \(report.historyRows) history rows, \(seriesCount) series")
     }
 
-    private func waitForWork() throws {
-        let deadline = Date().addingTimeInterval(settings.pollInterval)
-        while !stopping && Date() < deadline {
-            guard let listener else { return }
-            let got = try listener.waitForNotifications(timeout: min(0.25, max(0, deadline.timeIntervalSinceNow)))
+    private func waitForWork(_ seconds: Double) throws {
+        guard let listener else { return }
+        let deadline = Date().addingTimeInterval(seconds)
+        while !stopping {
+            let left = deadline.timeIntervalSinceNow
+            if left <= 0 { return }
+            let got = try listener.waitForNotifications(timeout: left, wakeFD: wake.fd)
             if got.contains(where: { $0.payload == source.table.display }) { return }
-            if trainer.hasFinished { return }  // a training finished: install it now
+            if wake.drain() { return }  // a stop, a reload or a finished training
         }
     }
 
@@ -194,93 +225,48 @@ final class SourceWorker: @unchecked Sendable {
 
     /// Reads one batch of new rows, processes it and commits. Returns the rows read.
     private func cycle() throws -> Int {
-        guard let store, let engine else { return 0 }
+        guard let store, let session else { return 0 }
+        let progress = try store.progress()
+        seriesCount = progress.count
         let floor = progress.isEmpty ? nil : progress.values.compactMap(\.watermark).min()
         let rows = try store.newRows(floor: floor, limit: settings.batchRows)
         if rows.isEmpty {
-            health.progressed(observations: 0, series: progress.count, lag: nil)
+            health.progressed(observations: 0, series: seriesCount, lag: nil)
             try checkpointIfDue()
             return 0
         }
-        var observations: [Observation] = []
-        var ownReason: [String?] = []
-        observations.reserveCapacity(rows.count)
-        for r in rows {
-            var value: Double? = nil
-            var reason: String? = nil
-            if let text = r.valueText {
-                if let v = Double(text.trimmingCharacters(in: .whitespaces)) {
-                    if v.isFinite { value = v } else { reason = "not_finite_value" }
-                } else {
-                    reason = "non_numeric_value"
-                }
-            } else {
-                reason = "null_value"
-            }
-            observations.append(Observation(series: r.series, time: r.time!, value: value))
-            ownReason.append(reason)
+        let batch = session.process(rows)
+        trainer.submit(session.takeTrainingJobs())
+        for r in batch.rejections {
+            logOnce("\(r.series)|\(r.issue.rawValue)", level: .warning,
+                    "series \(r.series): row at \(r.time.map { String($0) } ?? "?") not used (\(r.issue.rawValue)); further rows of this kind are only counted in forecast.status")
         }
-        let scored = engine.process(observations)
-        trainer.submit(engine.takeTrainingJobs())
-
-        var cycle = ForecastStore.Cycle()
-        var updates: [String: ForecastStore.SeriesUpdate] = [:]
-        var order: [String] = []
-        var next: [String: Forecast] = [:]
-        for (i, s) in scored.enumerated() {
-            let o = s.observation
-            if updates[o.series] == nil {
-                order.append(o.series)
-                updates[o.series] = ForecastStore.SeriesUpdate(series: o.series, watermark: o.time, observations: 0, lastValue: nil,
-                                                               lastTime: nil, modelVersion: nil, badRows: [:])
-            }
-            updates[o.series]!.watermark = max(updates[o.series]!.watermark, o.time)
-            updates[o.series]!.observations += 1
-            if let why = ownReason[i] ?? s.rejected?.rawValue {
-                updates[o.series]!.badRows[why, default: 0] += 1
-                logOnce("\(o.series)|\(why)", level: .warning, "series \(o.series): row at \(o.time) not used (\(why.replacingOccurrences(of: "_", with: " "))); further rows of this kind are only counted in forecast.status")
-                continue
-            }
-            updates[o.series]!.lastValue = o.value
-            updates[o.series]!.lastTime = o.time
-            if let f = s.forecast {
-                cycle.completed.append(ForecastStore.PredictionRow(
-                    series: o.series, time: o.time, predicted: f.value, lower: f.lower, upper: f.upper,
-                    modelVersion: f.modelVersion, actual: o.value, anomalyScore: s.anomalyScore, isAnomaly: s.isAnomaly))
-            }
-            if let n = s.next { next[o.series] = n }
-        }
-        for series in order {
-            updates[series]!.modelVersion = engine.modelVersion(for: series)
-            if let f = next[series] {
-                cycle.pending.append(ForecastStore.PredictionRow(series: series, time: f.time, predicted: f.value, lower: f.lower,
-                                                                 upper: f.upper, modelVersion: f.modelVersion))
-            }
-        }
-        cycle.series = order.map { updates[$0]! }
-        do {
-            try commit(cycle)
-        } catch {
-            // The engine has moved on; keep the cycle and commit it once the database is back.
-            unsaved = cycle
-            throw error
-        }
+        logRetrains(batch.retrains)
+        // Saved before any prediction of a new version is published (inline training), so a
+        // crash never leaves predictions from a model that cannot be reloaded.
+        if batch.retrains.contains(where: \.accepted) { try checkpoint() }
+        try publish(batch)
         let newest = rows.compactMap(\.time).max()
-        health.progressed(observations: rows.count, series: progress.count,
+        health.progressed(observations: rows.count, series: seriesCount,
                           lag: newest.map { Date().timeIntervalSince1970 - $0 })
         try checkpointIfDue()
         return rows.count
     }
 
-    private func commit(_ cycle: ForecastStore.Cycle) throws {
-        guard let store else { throw PostgresError(.connectionLost, "not connected") }
-        let late = try store.commit(cycle)
-        for u in cycle.series {
-            var p = progress[u.series] ?? ForecastStore.SeriesProgress(watermark: nil, observations: 0)
-            p.watermark = max(p.watermark ?? u.watermark, u.watermark)
-            p.observations += u.observations
-            progress[u.series] = p
+    /// Commits a batch; one the database did not take is kept and committed first on reconnect.
+    private func publish(_ batch: StreamBatch) throws {
+        guard !batch.isEmpty else { return }
+        do {
+            try commit(batch)
+        } catch {
+            unsaved = batch
+            throw error
         }
+    }
+
+    private func commit(_ batch: StreamBatch) throws {
+        guard let store else { throw PostgresError(.connectionLost, "not connected") }
+        let late = try store.commit(batch)
         for (series, n) in late {
             logOnce("\(series)|late", level: .warning, "series \(series): \(n) row(s) arrived at or before the watermark and were not used (counted as late in forecast.status)")
         }
@@ -289,40 +275,22 @@ final class SourceWorker: @unchecked Sendable {
     // MARK: training and checkpoints
 
     private func installFinishedTraining() throws {
-        guard let engine else { return }
-        var accepted = false
-        for outcome in trainer.takeFinished() {
-            let r = engine.install(outcome)
+        guard let session else { return }
+        let outcomes = trainer.takeFinished()
+        let batch = session.install(outcomes)
+        logRetrains(batch.retrains)
+        if batch.retrains.contains(where: \.accepted) { try checkpoint() }
+        try publish(batch)
+    }
+
+    private func logRetrains(_ records: [RetrainRecord]) {
+        for r in records {
             health.retrained()
             if r.accepted {
-                accepted = true
                 logger.info("model v\(r.version) installed: \(r.windows) windows, \(r.epochs) epochs, train loss \(fmt(r.trainLoss)), holdout \(fmt(r.holdoutLoss)) vs previous \(fmt(r.currentHoldoutLoss)), \(String(format: "%.1f", r.seconds)) s")
             } else {
                 logger.notice("retrain rejected (\(r.reason ?? "?")): keeping model v\(r.version - 1)")
             }
-        }
-        // Saved before any prediction of the new version is published, so a crash never leaves
-        // predictions from a model that cannot be reloaded.
-        if accepted { try checkpoint() }
-        try publishMissingForecasts()
-    }
-
-    /// Series with enough history but no published forecast (a first model, a restart) get one
-    /// now rather than when their next value arrives.
-    private func publishMissingForecasts() throws {
-        guard let engine else { return }
-        let made = engine.forecastMissing()
-        guard !made.isEmpty else { return }
-        var cycle = ForecastStore.Cycle()
-        cycle.pending = made.map { m in
-            ForecastStore.PredictionRow(series: m.series, time: m.forecast.time, predicted: m.forecast.value,
-                                        lower: m.forecast.lower, upper: m.forecast.upper, modelVersion: m.forecast.modelVersion)
-        }
-        do {
-            try commit(cycle)
-        } catch {
-            unsaved = cycle
-            throw error
         }
     }
 
@@ -331,8 +299,8 @@ final class SourceWorker: @unchecked Sendable {
     }
 
     func checkpoint() throws {
-        guard let store, let engine else { return }
-        for g in engine.snapshot() where g.checkpoint != nil {
+        guard let store, let session else { return }
+        for g in session.snapshot() where g.checkpoint != nil {
             let r = g.lastRetrain
             try store.saveModel(modelKey: g.key.isEmpty ? "*" : g.key, version: g.version, trainedAtPoint: r?.atPoint,
                                 windows: r?.windows, trainLoss: r?.trainLoss, holdoutLoss: r?.holdoutLoss,
@@ -342,9 +310,9 @@ final class SourceWorker: @unchecked Sendable {
         lastCheckpoint = Date()
     }
 
-    private func recordSourceProblem(_ e: PostgresError) throws {
+    private func recordSourceProblem() throws {
         guard let store else { return }
-        for series in progress.keys { try store.addBadRows(series: series, ["source_error": 1]) }
+        for (series, _) in try store.progress() { try store.addBadRows(series: series, [.sourceError: 1]) }
     }
 
     private func shutdown() {
@@ -365,11 +333,6 @@ final class SourceWorker: @unchecked Sendable {
         guard !logged.contains(key) else { return }
         logged.insert(key)
         logger.log(level: level, "\(message)")
-    }
-
-    private func sleep(seconds: Double) {
-        let deadline = Date().addingTimeInterval(seconds)
-        while !stopping && Date() < deadline { usleep(50_000) }
     }
 }
 

@@ -9,8 +9,11 @@ final class TrainingWorker: @unchecked Sendable {
     private var done: [TrainingOutcome] = []
     private var stopped = false
     private var thread: Thread?
+    private let onFinished: @Sendable () -> Void
 
-    init(name: String) {
+    /// `onFinished` is called on the training thread after each outcome is ready.
+    init(name: String, onFinished: @escaping @Sendable () -> Void = {}) {
+        self.onFinished = onFinished
         let t = Thread { [unowned self] in self.loop() }
         t.name = "train \(name)"
         t.stackSize = 8 << 20
@@ -64,6 +67,7 @@ final class TrainingWorker: @unchecked Sendable {
             done.append(outcome)
             lock.broadcast()
             lock.unlock()
+            onFinished()
         }
     }
 }

@@ -44,13 +44,6 @@ public struct ScoredObservation: Sendable, Equatable {
     /// The forecast for the following step, made after this point was seen.
     public var next: Forecast?
     /// Why the row taught the model nothing, if it did not.
-    public var rejected: RejectReason?
+    public var rejected: RowIssue?
 }
 
-public enum RejectReason: String, Sendable, Equatable {
-    case missingValue = "missing_value"
-    case notFinite = "not_finite"
-    case outOfOrder = "out_of_order"
-    case duplicateTime = "duplicate_time"
-    case notPositive = "not_positive"
-}

@@ -27,7 +27,7 @@ public final class StreamingEngine {
     /// Seconds spent training and predicting (for reports).
     public private(set) var trainSeconds = 0.0
     public private(set) var predictSeconds = 0.0
-    public private(set) var rejected: [String: [RejectReason: Int]] = [:]
+    public private(set) var rejected: [String: [RowIssue: Int]] = [:]
 
     /// What is needed to score a forecast once its actual arrives.
     private struct PendingInternals {
@@ -115,18 +115,18 @@ public final class StreamingEngine {
     /// `st` is `series[s]`, mutated in place (a copy would copy its windows on every append).
     private func observe(_ o: Observation, series s: Int, state st: inout SeriesState) -> (ScoredObservation, Bool) {
         var out = ScoredObservation(observation: o, forecast: nil, anomalyScore: 0, isAnomaly: false, next: nil, rejected: nil)
-        func reject(_ r: RejectReason) -> (ScoredObservation, Bool) {
+        func reject(_ r: RowIssue) -> (ScoredObservation, Bool) {
             out.rejected = r
             rejected[o.series, default: [:]][r, default: 0] += 1
             return (out, false)
         }
         if let last = st.lastTime {
             if o.time == last { return reject(.duplicateTime) }
-            if o.time < last { return reject(.outOfOrder) }
+            if o.time < last { return reject(.outOfOrderTime) }
         }
-        guard let value = o.value else { return reject(.missingValue) }
-        guard value.isFinite else { return reject(.notFinite) }
-        guard config.transform.accepts(value) else { return reject(.notPositive) }
+        guard let value = o.value else { return reject(.nullValue) }
+        guard value.isFinite else { return reject(.nonFiniteValue) }
+        guard config.transform.accepts(value) else { return reject(.notPositiveValue) }
 
         var flagged = false
         if let f = st.pending, let p = pendingInternals[s] {

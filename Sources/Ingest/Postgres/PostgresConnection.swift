@@ -170,17 +170,20 @@ public final class PostgresConnection {
 
     /// Waits up to `timeout` seconds for notifications and returns those that arrived (possibly
     /// none). Throws when the connection is lost, so callers can reconnect.
-    public func waitForNotifications(timeout: Double) throws -> [Notification] {
+    /// Also returns (with nothing) as soon as `wakeFD` becomes readable, so another thread can
+    /// end the wait without a timeout.
+    public func waitForNotifications(timeout: Double, wakeFD: Int32? = nil) throws -> [Notification] {
         let conn = try handle()
         var out = drainNotifications(conn)
         if !out.isEmpty { return out }
-        var fds = pollfd(fd: PQsocket(conn), events: Int16(POLLIN), revents: 0)
+        var fds = [pollfd(fd: PQsocket(conn), events: Int16(POLLIN), revents: 0)]
+        if let wakeFD { fds.append(pollfd(fd: wakeFD, events: Int16(POLLIN), revents: 0)) }
         let ms = Int32(max(0, min(timeout, 3600)) * 1000)
-        let ready = poll(&fds, 1, ms)
+        let ready = poll(&fds, nfds_t(fds.count), ms)
         if ready < 0 && errno != EINTR {
             throw PostgresError(.connectionLost, "waiting for notifications from \(target) failed: \(String(cString: strerror(errno)))")
         }
-        if ready > 0 {
+        if ready > 0 && fds[0].revents != 0 {
             if PQconsumeInput(conn) == 0 { throw lostOrFailed(conn, fallback: "connection lost") }
             out = drainNotifications(conn)
         }

@@ -1,0 +1,255 @@
+/// The stream as the daemon and `replay` both drive it: raw rows in, one typed batch out. It owns
+/// what is common to every source — turning a row into an observation or a counted rejection,
+/// the resume protocol after a restart, and the bookkeeping a writer needs (watermarks,
+/// completed predictions with the previous actual for MASE, new forecasts, retrains) — and knows
+/// nothing of where rows come from or where the batch goes. `ForecastStore` maps a batch to SQL,
+/// the replay writers map it to CSV, JSON and SVG.
+public final class StreamSession {
+    public let engine: StreamingEngine
+    public var config: EngineConfig { engine.config }
+    /// The last usable value per series: the persistence forecast a completed prediction is
+    /// compared with (MASE), here rather than in each writer so both use the same one.
+    private var previousActual: [String: Double] = [:]
+    private var retrainsSeen = 0
+
+    public init(config: EngineConfig, training: StreamingEngine.TrainingMode) throws {
+        engine = try StreamingEngine(config: config, mode: training)
+    }
+
+    // MARK: resume
+
+    /// Rows per series a restart feeds back through `resume`: enough for the training history,
+    /// the warm-up and one window.
+    public var historyNeeded: Int { max(config.history, config.warmup, config.seqLength) + 2 }
+
+    /// A forecast that was published before a restart and still waits for its actual.
+    public struct PendingForecast: Sendable, Equatable {
+        public var series: String
+        public var forecast: Forecast
+        public init(series: String, forecast: Forecast) {
+            self.series = series
+            self.forecast = forecast
+        }
+    }
+
+    public struct ResumeReport: Sendable {
+        /// (model key, version) of every model put back; the key is "" for a shared model.
+        public var models: [(key: String, version: Int)] = []
+        /// Stored states or checkpoints that could not be used, with the reason (they are retrained).
+        public var warnings: [String] = []
+        public var historyRows = 0
+        /// Series that can be forecast but had nothing pending: publish these now.
+        public var batch = StreamBatch()
+    }
+
+    /// Goes on where a stopped stream left off: the stored engine states (one per model, in
+    /// `SnapshotCodec` form), the last `historyNeeded` rows of each series up to its watermark
+    /// (oldest first), and the published forecasts still pending, so the next value is scored
+    /// against what users saw. Unusable states are reported and retrained, never fatal.
+    public func resume(states: [(label: String, bytes: [UInt8])], history: [RawRow], pending: [PendingForecast]) -> ResumeReport {
+        var report = ResumeReport()
+        var snapshots: [GroupSnapshot] = []
+        for s in states {
+            do { snapshots.append(try SnapshotCodec.decode(s.bytes)) } catch {
+                report.warnings.append("\(s.label) has an unusable engine state (\(error)); it will be retrained")
+            }
+        }
+        do {
+            try engine.restore(snapshots)
+            report.models = snapshots.map { ($0.key, $0.version) }
+        } catch {
+            report.warnings.append("stored models do not fit the configuration (\(error)); training new ones")
+        }
+        retrainsSeen = engine.allRetrains.count
+        var observations: [Observation] = []
+        observations.reserveCapacity(history.count)
+        for r in history {
+            guard let t = r.time, r.rejected == nil else { continue }
+            observations.append(Observation(series: r.series, time: t, value: r.value.number))
+            if let v = r.value.number { previousActual[r.series] = v }
+        }
+        report.historyRows = observations.count
+        engine.prime(observations)
+        for p in pending { engine.restorePending(series: p.series, forecast: p.forecast) }
+        report.batch = forecastMissing()
+        return report
+    }
+
+    // MARK: the stream
+
+    /// Runs a batch of rows (any mix of series, each series in time order) through the engine.
+    public func process(_ rows: [RawRow]) -> StreamBatch {
+        var out = StreamBatch()
+        out.rows = [StreamBatch.RowOutcome](repeating: StreamBatch.RowOutcome(), count: rows.count)
+        var observations: [Observation] = []
+        var positions: [Int] = []
+        var ownIssue: [RowIssue?] = []
+        observations.reserveCapacity(rows.count)
+        var tracker = SeriesTracker()
+        for (i, r) in rows.enumerated() {
+            guard let t = r.time, r.rejected == nil else {
+                let why = r.rejected ?? .badTime
+                out.rows[i].issue = why
+                out.rejections.append(.init(series: r.series, time: r.time, issue: why))
+                tracker.touch(r.series, time: r.time, issue: why)
+                continue
+            }
+            observations.append(Observation(series: r.series, time: t, value: r.value.number))
+            positions.append(i)
+            ownIssue.append(r.value.issue)
+        }
+        let scored = engine.process(observations)
+        for (k, s) in scored.enumerated() {
+            let i = positions[k]
+            let o = s.observation
+            // A value the reader could not use is named for what was wrong with it, not for the
+            // gap the engine saw.
+            if let why = ownIssue[k] ?? s.rejected {
+                out.rows[i].issue = why
+                out.rejections.append(.init(series: o.series, time: o.time, issue: why))
+                tracker.touch(o.series, time: o.time, issue: why)
+                continue
+            }
+            let value = o.value!
+            tracker.touch(o.series, time: o.time, issue: nil, value: value)
+            if let f = s.forecast {
+                out.rows[i].forecast = f
+                out.rows[i].anomalyScore = s.anomalyScore
+                out.rows[i].isAnomaly = s.isAnomaly
+                out.completed.append(.init(series: o.series, time: o.time, forecast: f, actual: value, previousActual: previousActual[o.series],
+                                           anomalyScore: s.anomalyScore, isAnomaly: s.isAnomaly))
+            }
+            previousActual[o.series] = value
+            if let n = s.next { tracker.next[o.series] = n }
+        }
+        out.series = tracker.updates(modelVersion: engine.modelVersion(for:))
+        for u in out.series { if let f = tracker.next[u.series] { out.forecasts.append(.init(series: u.series, forecast: f)) } }
+        out.retrains = newRetrains()
+        return out
+    }
+
+    // MARK: training off the stream (the daemon's background mode)
+
+    /// Trainings that came due, to run off the ingest path (background mode).
+    public func takeTrainingJobs() -> [TrainingJob] { engine.takeTrainingJobs() }
+
+    /// Installs finished trainings and forecasts every series that can now have one but has
+    /// none pending (after a first model), in one batch to publish.
+    public func install(_ outcomes: [TrainingOutcome]) -> StreamBatch {
+        for o in outcomes { engine.install(o) }
+        var batch = forecastMissing()
+        batch.retrains = newRetrains()
+        return batch
+    }
+
+    private func forecastMissing() -> StreamBatch {
+        var batch = StreamBatch()
+        batch.forecasts = engine.forecastMissing().map { .init(series: $0.series, forecast: $0.forecast) }
+        return batch
+    }
+
+    private func newRetrains() -> [RetrainRecord] {
+        let all = engine.allRetrains
+        guard all.count > retrainsSeen else { return [] }
+        defer { retrainsSeen = all.count }
+        return Array(all[retrainsSeen...])
+    }
+
+    /// The engine state of every model, for a checkpoint.
+    public func snapshot() -> [GroupSnapshot] { engine.snapshot() }
+}
+
+/// Per-series bookkeeping of one batch, in order of first appearance.
+private struct SeriesTracker {
+    var order: [String] = []
+    var byKey: [String: StreamBatch.SeriesUpdate] = [:]
+    var next: [String: Forecast] = [:]
+
+    mutating func touch(_ series: String, time: Double?, issue: RowIssue?, value: Double? = nil) {
+        if byKey[series] == nil {
+            order.append(series)
+            byKey[series] = StreamBatch.SeriesUpdate(series: series)
+        }
+        byKey[series]!.rows += 1
+        if let time { byKey[series]!.watermark = max(byKey[series]!.watermark ?? time, time) }
+        if let issue { byKey[series]!.badRows[issue, default: 0] += 1 }
+        if let value, let time {
+            byKey[series]!.lastValue = value
+            byKey[series]!.lastTime = time
+        }
+    }
+
+    func updates(modelVersion: (String) -> Int?) -> [StreamBatch.SeriesUpdate] {
+        order.map { key in
+            var u = byKey[key]!
+            u.modelVersion = modelVersion(key)
+            return u
+        }
+    }
+}
+
+/// What one batch of the stream produced, for a writer to store.
+public struct StreamBatch: Sendable {
+    /// One per input row, in input order (replay writes one output row per input row).
+    public struct RowOutcome: Sendable, Equatable {
+        public var issue: RowIssue?
+        /// The forecast that was made for this row before it arrived.
+        public var forecast: Forecast?
+        public var anomalyScore = 0.0
+        public var isAnomaly = false
+        public init() {}
+    }
+
+    /// A forecast whose actual arrived.
+    public struct Completed: Sendable, Equatable {
+        public var series: String
+        /// The time of the observation that completed it (the forecast's own time is the step it
+        /// expected; after a gap the two differ).
+        public var time: Double
+        public var forecast: Forecast
+        public var actual: Double
+        /// The series' last usable value before this one: the persistence forecast for MASE.
+        public var previousActual: Double?
+        public var anomalyScore: Double
+        public var isAnomaly: Bool
+    }
+
+    /// A forecast for a series' next step, waiting for its actual.
+    public struct NewForecast: Sendable, Equatable {
+        public var series: String
+        public var forecast: Forecast
+    }
+
+    public struct Rejection: Sendable, Equatable {
+        public var series: String
+        public var time: Double?
+        public var issue: RowIssue
+    }
+
+    /// What a batch did to one series.
+    public struct SeriesUpdate: Sendable, Equatable {
+        public var series: String
+        /// The newest time read for the series (used or not).
+        public var watermark: Double?
+        /// Rows read, used or not.
+        public var rows = 0
+        public var lastValue: Double?
+        public var lastTime: Double?
+        public var modelVersion: Int?
+        public var badRows: [RowIssue: Int] = [:]
+        public init(series: String) { self.series = series }
+    }
+
+    public var rows: [RowOutcome] = []
+    public var completed: [Completed] = []
+    /// At most one per series: its newest.
+    public var forecasts: [NewForecast] = []
+    public var rejections: [Rejection] = []
+    public var series: [SeriesUpdate] = []
+    /// Retrainings finished in this batch (inline mode) or installed with it, accepted or not.
+    public var retrains: [RetrainRecord] = []
+
+    public init() {}
+
+    public var isEmpty: Bool { completed.isEmpty && forecasts.isEmpty && series.isEmpty }
+}
