@@ -116,6 +116,9 @@ enum Settings {
 
     // MARK: readers of one kind
 
+    /// A Float setting as the decimal it was written as (0.001, not 0.0010000000474974513).
+    private static func shortest(_ x: Float) -> Double { Double("\(x)") ?? Double(x) }
+
     private static func int(_ v: SettingValue, min: Int? = nil) throws(SettingError) -> Int {
         guard case .int(let n) = v else { throw SettingError(message: "must be an integer") }
         if let min, n < min { throw SettingError(message: "must be at least \(min) (got \(n))") }
@@ -240,7 +243,7 @@ enum Settings {
         engine("model.seq_length", .int, "Window length L: each forecast sees the last L points.",
                get: { .int($0.seqLength) }, set: { (e, v) throws(SettingError) in e.seqLength = try int(v) }),
         engine("model.dropout", .number, "Dropout between layers while training.",
-               get: { .number(Double($0.dropout)) }, set: { (e, v) throws(SettingError) in e.dropout = Float(try number(v)) }),
+               get: { .number(shortest($0.dropout)) }, set: { (e, v) throws(SettingError) in e.dropout = Float(try number(v)) }),
         engine("model.seed", .int, "Random seed (weights, shuffles).",
                get: { .int(Int(truncatingIfNeeded: $0.seed)) },
                set: { (e, v) throws(SettingError) in e.seed = UInt64(truncatingIfNeeded: try int(v)) }),
@@ -276,12 +279,12 @@ enum Settings {
         engine("training.batch_size", .int, "Mini-batch size.",
                get: { .int($0.batchSize) }, set: { (e, v) throws(SettingError) in e.batchSize = try int(v) }),
         engine("training.learning_rate", .number, "Adam learning rate.",
-               get: { .number(Double($0.learningRate)) }, set: { (e, v) throws(SettingError) in e.learningRate = Float(try number(v)) }),
+               get: { .number(shortest($0.learningRate)) }, set: { (e, v) throws(SettingError) in e.learningRate = Float(try number(v)) }),
         engine("training.clip_norm", .number, "Clip the global gradient norm to this (0: no clipping).",
-               get: { $0.clipNorm.map { .number(Double($0)) } },
+               get: { $0.clipNorm.map { .number(shortest($0)) } },
                set: { (e, v) throws(SettingError) in let d = try number(v); e.clipNorm = d > 0 ? Float(d) : nil }),
         engine("training.huber_delta", .number, "Train with Huber loss of this delta in normalised units (0: MSE, as RP-1).",
-               unset: "off (MSE)", get: { $0.huberDelta.map { .number(Double($0)) } },
+               unset: "off (MSE)", get: { $0.huberDelta.map { .number(shortest($0)) } },
                set: { (e, v) throws(SettingError) in let d = try number(v); e.huberDelta = d > 0 ? Float(d) : nil }),
         engine("training.holdout", .number, "Share of the newest windows held back to accept or reject a retrain (0: accept every finite retrain).",
                get: { .number($0.holdoutFraction) }, set: { (e, v) throws(SettingError) in e.holdoutFraction = try number(v) }),
@@ -289,7 +292,7 @@ enum Settings {
                unset: "all", get: { $0.maxTrainWindows.map { .int($0) } },
                set: { (e, v) throws(SettingError) in let n = try int(v, min: 0); e.maxTrainWindows = n > 0 ? n : nil }),
         engine("training.exploding_grad_norm", .number, "A step whose gradient norm (before clipping) exceeds this rolls the retrain back (0: only non-finite values do).",
-               get: { $0.explodingGradNorm.map { .number(Double($0)) } },
+               get: { $0.explodingGradNorm.map { .number(shortest($0)) } },
                set: { (e, v) throws(SettingError) in let d = try number(v); e.explodingGradNorm = d > 0 ? Float(d) : nil }),
         engine("training.exclude_anomalies", .bool, "Leave windows that contain a flagged point out of training and scaling.",
                get: { .bool($0.excludeAnomaliesFromTraining) },
