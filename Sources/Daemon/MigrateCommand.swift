@@ -32,11 +32,27 @@ struct Migrate: ParsableCommand {
             } else {
                 print("schema now at version \(version) (\(connection.target))")
             }
+            var missing = 0
             for source in cfg?.sources ?? [] {
-                let resolved = try source.sourceTable.resolve(on: connection)
-                try ForecastStore(connection: connection, source: resolved).installTrigger()
-                print("trigger installed on \(source.table.display)")
+                let resolved: ResolvedSource
+                do {
+                    resolved = try source.sourceTable.resolve(on: connection)
+                } catch let e as PostgresError where e.sqlState == "42P01" {
+                    // A table the application has not created yet: the daemon reports it and
+                    // retries; run migrate again once it exists.
+                    printError("forecastd: warning: \(e.message): no trigger installed; run `forecastd migrate --config \(config!)` again once it exists")
+                    missing += 1
+                    continue
+                }
+                let store = try ForecastStore(connection: connection, source: resolved)
+                if try store.hasCaptureTrigger() {
+                    print("trigger already on \(source.table.display)")
+                } else {
+                    try store.installTrigger()
+                    print("trigger installed on \(source.table.display) (rows not yet forecast are queued)")
+                }
             }
+            _ = missing
         }
     }
 }

@@ -57,7 +57,7 @@ struct RunCommand: AsyncParsableCommand {
         services.append(.init(service: StatusService(workers: workers, notifier: notifier, logger: logger)))
         services.append(.init(service: ReloadService(configPath: config, workers: workers, notifier: notifier, logger: logger,
                                                      applyLogLevel: { level.set($0) }, started: cfg)))
-        services.append(.init(service: ReadyService(initialized: initialized, notifier: notifier, logger: logger,
+        services.append(.init(service: ReadyService(initialized: initialized, workers: workers, notifier: notifier, logger: logger,
                                                     sources: cfg.sources.count)))
         var groupConfig = ServiceGroupConfiguration(services: services, logger: logger)
         groupConfig.gracefulShutdownSignals = [.sigterm, .sigint]
@@ -115,6 +115,7 @@ struct RunCommand: AsyncParsableCommand {
 /// each source announces itself on `initialized`, so nothing polls.
 struct ReadyService: Service {
     let initialized: AsyncStream<String>
+    let workers: [SourceWorker]
     let notifier: SystemdNotifier
     let logger: Logger
     let sources: Int
@@ -126,8 +127,11 @@ struct ReadyService: Service {
             if ready.count == sources { break }
         }
         if ready.count == sources {
-            notifier.ready(status: "ready: \(sources) source(s)")
-            logger.info("ready: \(sources) source(s)")
+            let problems = workers.compactMap { w in w.health.problem.map { "\(w.health.name): \($0)" } }
+            let status = problems.isEmpty ? "ready: \(sources) source(s)"
+                : "ready: \(sources - problems.count) of \(sources) source(s); " + problems.joined(separator: "; ")
+            notifier.ready(status: status)
+            logger.info("\(status)")
         }
         // Stay a member of the group until shutdown, then say so.
         try? await gracefulShutdown()

@@ -16,6 +16,8 @@ public final class ForecastStore {
         // extract(epoch ...) of a timestamp without time zone and comparisons with to_timestamp()
         // agree only when the session zone is UTC.
         try connection.execute("SET TimeZone = 'UTC'")
+        // Series ids come back and go out as UTF-8 whatever the database's encoding.
+        try connection.execute("SET client_encoding = 'UTF8'")
     }
 
     // MARK: state
@@ -40,37 +42,33 @@ public final class ForecastStore {
         return out
     }
 
-    /// Up to `limit` rows newer than their series' watermark, oldest first. `floor` (the lowest
-    /// watermark of all known series) lets PostgreSQL use an index on the time column; rows
-    /// older than it are late and are counted by the trigger instead. Rows *at* the floor are
-    /// still read: a batch that ends inside one timestamp (more series than `limit`) leaves rows
-    /// of that time for series whose watermark is below it, or that are not known yet.
-    public func newRows(floor: Double?, limit: Int) throws -> [RawRow] {
-        var conditions = ["(st.watermark IS NULL OR src.t > st.watermark)"]
-        var params: [String?] = [sourceKey, String(limit)]
-        if let floor {
-            params.append(String(floor))
-            conditions.append(resolved.timeAtOrAfterCondition(parameter: "$3"))
-        }
+    /// A row taken from the ingest queue, with its id (deleted when the batch commits).
+    public struct QueuedRow: Sendable {
+        public var id: Int64
+        public var row: RawRow
+    }
+
+    /// Up to `limit` queued rows of this source, oldest first, that no running transaction can
+    /// still precede: rows whose transaction is below the oldest one still running (everything
+    /// older has committed or aborted), or that have waited `commitWait` seconds (so one
+    /// transaction left open for hours stalls the source for that long at most; rows it then
+    /// commits behind its series count as late). Cost: the new rows, through ingest_queue_next.
+    public func nextRows(limit: Int, commitWait: Double) throws -> [QueuedRow] {
         let r = try connection.execute("""
-            SELECT src.series, src.t, src.v
-            FROM (SELECT \(resolved.seriesExpression) AS series, \(resolved.timeExpression) AS t,
-                         \(resolved.valueExpression) AS v
-                  FROM \(resolved.source.table.quoted)
-                  WHERE \(conditions.count > 1 ? conditions[1] : "true")) src
-            LEFT JOIN forecast.series_state st ON st.source = $1 AND st.series = src.series
-            WHERE \(conditions[0]) AND src.t IS NOT NULL
-            ORDER BY src.t, src.series
+            SELECT id, series, t, v FROM forecast.ingest_queue
+            WHERE source = $1
+              AND (xid < pg_snapshot_xmin(pg_current_snapshot()) OR queued_at < now() - make_interval(secs => $3::float8))
+            ORDER BY t, series, id
             LIMIT $2::bigint
-            """, params)
-        return r.rows.map(RawRow.init(sourceRow:))
+            """, [sourceKey, String(limit), String(commitWait)])
+        return r.rows.map { QueuedRow(id: Int64($0[0]!) ?? 0, row: RawRow(sourceRow: Array($0[1...]))) }
     }
 
     /// The last `perSeries` rows at or before each series' watermark, oldest first: what a
     /// restarted daemon feeds back into its windows.
     public func history(perSeries: Int) throws -> [RawRow] {
         let r = try connection.execute("""
-            SELECT series, t, v FROM (
+            SELECT h.series, h.t, h.v, COALESCE(p.is_anomaly, false) FROM (
                 SELECT src.series, src.t, src.v,
                        row_number() OVER (PARTITION BY src.series ORDER BY src.t DESC) AS k
                 FROM (SELECT \(resolved.seriesExpression) AS series, \(resolved.timeExpression) AS t,
@@ -79,10 +77,17 @@ public final class ForecastStore {
                 JOIN forecast.series_state st ON st.source = $1 AND st.series = src.series
                 WHERE src.t <= st.watermark
             ) h
-            WHERE k <= $2::bigint
-            ORDER BY t, series
+            LEFT JOIN forecast.predictions p ON p.source = $1 AND p.series = h.series AND p.ts = to_timestamp(h.t)
+            WHERE h.k <= $2::bigint
+            ORDER BY h.t, h.series
             """, [sourceKey, String(perSeries)])
-        return r.rows.map(RawRow.init(sourceRow:))
+        // Points the daemon flagged stay flagged: out of training and scaling, and the cooldown
+        // goes on from the last flag.
+        return r.rows.map { row in
+            var r = RawRow(sourceRow: row)
+            r.flagged = row[3] == "t"
+            return r
+        }
     }
 
     /// The published forecasts still waiting for their actual.
@@ -106,9 +111,18 @@ public final class ForecastStore {
     /// and bad-row counts advance. Late rows counted by the trigger are collected in the same
     /// transaction. Returns late-row counts per series. Where the batch's rows map to SQL is
     /// here and nowhere else.
-    @discardableResult
-    public func commit(_ batch: StreamBatch) throws -> [String: Int] {
+    /// `consumed` are the queue rows the batch was made from: deleted in the same transaction,
+    /// which is what makes every row observed exactly once. If they are gone already (a retry
+    /// after the COMMIT's acknowledgement was lost), the batch was stored and nothing is written.
+    public func commit(_ batch: StreamBatch, consumed: [Int64] = []) throws {
         try connection.transaction {
+            if !consumed.isEmpty {
+                let ids = "{" + consumed.map(String.init).joined(separator: ",") + "}"
+                let deleted = try connection.execute(
+                    "WITH d AS (DELETE FROM forecast.ingest_queue WHERE id = ANY($1::bigint[]) RETURNING 1) SELECT count(*) FROM d",
+                    [ids]).scalar.flatMap { Int($0) } ?? 0
+                if deleted == 0 { return }
+            }
             try connection.execute("""
                 CREATE TEMP TABLE IF NOT EXISTS forecastd_stage (
                     series text, t float8, predicted float8, lower float8, upper float8, model_version bigint,
@@ -146,21 +160,11 @@ public final class ForecastStore {
                     ON CONFLICT (source, series, ts) DO NOTHING
                     """, [sourceKey])
             }
-            let late = try connection.execute(
-                "DELETE FROM forecast.late_rows WHERE source = $1 RETURNING series", [sourceKey])
-            var lateCounts: [String: Int] = [:]
-            for row in late.rows { lateCounts[row[0]!, default: 0] += 1 }
-            var updates = batch.series.filter { $0.watermark != nil }
-            for (s, count) in lateCounts {
-                if let i = updates.firstIndex(where: { $0.series == s }) {
-                    updates[i].badRows[.late, default: 0] += count
-                } else {
-                    try addBadRows(series: s, [.late: count])
-                }
-            }
+            if !batch.sourceBadRows.isEmpty { try addSourceBadRows(batch.sourceBadRows) }
+            let updates = batch.series
             if !updates.isEmpty {
                 let stateRows = updates.map { u in
-                    CopyText.encode([u.series, n(u.watermark), String(u.rows), n(u.lastValue), n(u.lastTime),
+                    CopyText.encode([u.series, n(u.watermark), String(u.rows - u.badRows.values.reduce(0, +)), n(u.lastValue), n(u.lastTime),
                                      u.modelVersion.map { String($0) }, Self.countsJSON(u.badRows)])
                 }
                 try connection.execute("""
@@ -176,19 +180,35 @@ public final class ForecastStore {
                     FROM forecastd_state_stage
                     ON CONFLICT (source, series) DO UPDATE SET
                         watermark = GREATEST(st.watermark, EXCLUDED.watermark),
-                        -- A cycle retried after a lost COMMIT acknowledgement must not count twice.
-                        observations = st.observations + CASE WHEN st.watermark IS NULL OR EXCLUDED.watermark > st.watermark
-                                                              THEN EXCLUDED.observations ELSE 0 END,
+                        -- Counted once: a retried batch stops at the queue delete above.
+                        observations = st.observations + EXCLUDED.observations,
                         last_value = COALESCE(EXCLUDED.last_value, st.last_value),
                         last_observed_at = COALESCE(EXCLUDED.last_observed_at, st.last_observed_at),
                         model_version = COALESCE(EXCLUDED.model_version, st.model_version),
-                        bad_rows = CASE WHEN st.watermark IS NULL OR EXCLUDED.watermark > st.watermark
-                                        THEN forecast.add_counts(st.bad_rows, EXCLUDED.bad_rows) ELSE st.bad_rows END,
+                        bad_rows = forecast.add_counts(st.bad_rows, EXCLUDED.bad_rows),
                         updated_at = now()
                     """, [sourceKey])
             }
-            return lateCounts
         }
+    }
+
+    /// Counts rows that belong to no series (or to one that cannot be stored) against the source.
+    public func addSourceBadRows(_ counts: [RowIssue: Int]) throws {
+        try connection.execute("""
+            INSERT INTO forecast.source_state AS s (source, bad_rows) VALUES ($1, $2::jsonb)
+            ON CONFLICT (source) DO UPDATE SET bad_rows = forecast.add_counts(s.bad_rows, EXCLUDED.bad_rows), updated_at = now()
+            """, [sourceKey, Self.countsJSON(counts)])
+    }
+
+    /// Records (or clears, with nil) what is wrong with the source, for forecast.sources.
+    public static func setProblem(_ problem: String?, source: String, on connection: PostgresConnection) throws {
+        try connection.execute("""
+            INSERT INTO forecast.source_state AS s (source, problem, problem_since) VALUES ($1, $2::text, CASE WHEN $2::text IS NULL THEN NULL ELSE now() END)
+            ON CONFLICT (source) DO UPDATE SET problem = EXCLUDED.problem,
+                problem_since = CASE WHEN EXCLUDED.problem IS NULL THEN NULL
+                                     WHEN s.problem IS NOT DISTINCT FROM EXCLUDED.problem THEN s.problem_since ELSE now() END,
+                updated_at = now()
+            """, [source, problem])
     }
 
     /// `{"late": 2, "null_value": 1}`, keys sorted, in the shared reason vocabulary.
@@ -254,35 +274,50 @@ public final class ForecastStore {
 
     // MARK: triggers
 
-    /// Installs (or replaces) the statement trigger that wakes the daemon and records late rows
-    /// for this source. Run by `forecastd migrate --config`.
+    /// Installs the statement trigger that queues this source's new rows for the daemon (run by
+    /// `forecastd migrate --config`). The first time, the rows the daemon has not read yet are
+    /// queued too, under a lock that keeps writers out for that moment, so history loaded before
+    /// forecastd was installed is forecast and nothing falls between the copy and the trigger.
+    /// Idempotent: a source whose trigger is in place is left as it is.
     public func installTrigger() throws {
-        let name = "forecastd_" + String(UInt32(truncatingIfNeeded: sourceKey.fnv1a), radix: 16)
-        let fn = "forecast." + PostgresConnection.quoteIdentifier(name)
-        let literal = "'" + sourceKey.replacingAll("'", with: "''") + "'"
+        let table = resolved.source.table.quoted
         try connection.transaction {
+            if try hasCaptureTrigger() { return }
+            // The per-source trigger of earlier versions.
+            try connection.execute("DROP TRIGGER IF EXISTS forecastd_notify ON \(table)")
+            let old = "forecastd_" + String(UInt32(truncatingIfNeeded: sourceKey.fnv1a), radix: 16)
+            try connection.execute("DROP FUNCTION IF EXISTS forecast.\(PostgresConnection.quoteIdentifier(old))()")
+            let s = resolved.source
+            let args = [sourceKey, s.seriesColumn ?? "", s.timeColumn, resolved.timeKind == .number ? "epoch" : "time", s.valueColumn]
+                .map(Self.literal).joined(separator: ", ")
             try connection.execute("""
-                CREATE OR REPLACE FUNCTION \(fn)() RETURNS trigger LANGUAGE plpgsql AS $fn$
-                BEGIN
-                    INSERT INTO forecast.late_rows (source, series, t)
-                    SELECT \(literal), n.series, n.t
-                    FROM (SELECT \(resolved.seriesExpression) AS series, \(resolved.timeExpression) AS t
-                          FROM forecastd_new_rows) n
-                    JOIN forecast.series_state st ON st.source = \(literal) AND st.series = n.series
-                    WHERE n.t <= st.watermark;
-                    PERFORM pg_notify('forecastd', \(literal));
-                    RETURN NULL;
-                END
-                $fn$
-                """)
-            try connection.execute("DROP TRIGGER IF EXISTS forecastd_notify ON \(resolved.source.table.quoted)")
-            try connection.execute("""
-                CREATE TRIGGER forecastd_notify AFTER INSERT ON \(resolved.source.table.quoted)
+                CREATE TRIGGER forecastd_capture AFTER INSERT ON \(table)
                 REFERENCING NEW TABLE AS forecastd_new_rows
-                FOR EACH STATEMENT EXECUTE FUNCTION \(fn)()
+                FOR EACH STATEMENT EXECUTE FUNCTION forecast.capture(\(args))
                 """)
+            // CREATE TRIGGER holds the table's SHARE ROW EXCLUSIVE lock until commit: writers that
+            // began earlier have committed, later ones wait, so this copy and the trigger meet.
+            try connection.execute("""
+                INSERT INTO forecast.ingest_queue (source, xid, series, t, v)
+                SELECT $1, pg_current_xact_id(), src.series, src.t, src.v
+                FROM (SELECT \(resolved.seriesExpression) AS series, \(resolved.timeExpression) AS t,
+                             \(resolved.valueExpression) AS v FROM \(table)) src
+                LEFT JOIN forecast.series_state st ON st.source = $1 AND st.series = src.series
+                WHERE st.watermark IS NULL OR NOT (src.t <= st.watermark)
+                """, [sourceKey])
         }
     }
+
+    /// Whether the source table has forecastd's queueing trigger, enabled.
+    public func hasCaptureTrigger() throws -> Bool {
+        try connection.execute("""
+            SELECT count(*) FROM pg_trigger
+            WHERE tgrelid = to_regclass($1) AND tgname = 'forecastd_capture' AND tgenabled <> 'D'
+              AND tgfoid = 'forecast.capture()'::regprocedure
+            """, [resolved.source.table.quoted]).scalar == "1"
+    }
+
+    static func literal(_ s: String) -> String { "'" + s.replacingAll("'", with: "''") + "'" }
 }
 
 extension String {
@@ -293,14 +328,3 @@ extension String {
     }
 }
 
-extension ResolvedSource {
-    /// `time column >= epoch` written so that an index on the time column can be used.
-    func timeAtOrAfterCondition(parameter: String) -> String {
-        switch timeKind {
-        case .timestamptz: return "\(rawTimeExpression) >= to_timestamp(\(parameter)::float8)"
-        case .timestamp: return "\(rawTimeExpression) >= (to_timestamp(\(parameter)::float8) AT TIME ZONE 'UTC')"
-        case .date: return "\(rawTimeExpression) >= (to_timestamp(\(parameter)::float8) AT TIME ZONE 'UTC')::date"
-        case .number: return "\(rawTimeExpression) >= \(parameter)::float8"
-        }
-    }
-}

@@ -118,7 +118,10 @@ public struct ResolvedSource: Sendable, Equatable {
 extension RawRow {
     /// A row of (series text, epoch seconds, value text) as the source queries select it: the
     /// value stays text so that a bad value is a counted row, not a failed query.
+    /// A NULL series id is counted against the source (`null_series`), and one too long to be a
+    /// key of forecast's tables against it too (`bad_series`).
     init(sourceRow r: [String?]) {
         self.init(series: r[0] ?? "", time: r[1].flatMap { Double($0) }, valueText: r[2])
+        if r[0] == nil { rejected = .nullSeries } else if series.utf8.count > RawRow.maxSeriesBytes { rejected = .badSeries }
     }
 }

@@ -203,7 +203,7 @@ final class DaemonProcessTests: XCTestCase {
         h.waitFor("SELECT count(*) FROM forecast.latest") { $0 == "3" }
 
         try h.admin.execute("ALTER TABLE public.readings RENAME TO readings_old")
-        h.waitFor("SELECT count(*) FROM forecast.status WHERE source = 'public.readings' AND bad_rows ? 'source_error'") { $0 == "2" }
+        h.waitFor("SELECT problem FROM forecast.sources WHERE source = 'public.readings'") { $0?.contains("does not exist") == true }
         // A value that is not a number in the other source's text column: counted, not fatal.
         try h.admin.execute("INSERT INTO public.other VALUES ('x', to_timestamp(\(DaemonHarness.t0 + 60 * 60)), 'n/a'), ('x', to_timestamp(\(DaemonHarness.t0 + 61 * 60)), '21.5')")
         h.waitFor("SELECT bad_rows->>'non_numeric_value' FROM forecast.status WHERE source = 'public.other'") { $0 == "1" }
@@ -214,6 +214,7 @@ final class DaemonProcessTests: XCTestCase {
         h.waitFor("SELECT count(*) FROM forecast.series_state WHERE source = 'public.readings' AND watermark >= \(DaemonHarness.t0 + 51 * 60)") { $0 == "2" }
         XCTAssertEqual(h.log.components(separatedBy: "cannot read source").count - 1, 1, h.log)
         XCTAssertTrue(h.log.contains("source readable again"), h.log)
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.sources WHERE problem IS NOT NULL"), 0, "the problem is cleared")
         XCTAssertEqual(h.stop(), 0)
     }
 

@@ -86,7 +86,7 @@ final class DaemonReplayEquivalenceTests: XCTestCase {
         try h.insert(rows)
         try h.admin.execute("INSERT INTO public.readings VALUES ('s1', to_timestamp(\(DaemonHarness.t0 + 45 * 60)), 'NaN')")
         try h.start()
-        h.waitFor("SELECT sum(observations) FROM forecast.series_state") { $0 == "82" }
+        h.waitFor("SELECT sum(observations + bad_rows_total) FROM forecast.status") { $0 == "82" }
         XCTAssertEqual(h.stop(), 0)
         let status = try h.admin.execute("""
             SELECT k, sum(v::bigint) FROM forecast.status, jsonb_each_text(bad_rows) AS b(k, v) GROUP BY k ORDER BY k

@@ -40,15 +40,29 @@ final class SourceWorkerMachineTests: XCTestCase {
         _ = m.start()
         _ = m.connected()
         XCTAssertEqual(m.failed(.source("relation \"public.r\" does not exist")),
-                       [.log(.error, "cannot read source: relation \"public.r\" does not exist"), .recordSourceProblem,
+                       [.log(.error, "cannot read source: relation \"public.r\" does not exist"),
+                        .reportProblem("relation \"public.r\" does not exist"),
                         .disconnectStore, .sleep(seconds: 5)])
         XCTAssertEqual(m.waited(), [.connect])
         XCTAssertEqual(m.failed(.source("relation \"public.r\" does not exist")), [.disconnectStore, .sleep(seconds: 5)],
-                       "counted once per outage, not once per poll")
+                       "reported once per outage, not once per poll")
         XCTAssertEqual(m.waited(), [.connect])
         XCTAssertEqual(m.connected(), [.runCycle])
-        XCTAssertEqual(m.cycleCompleted(rows: 0), [.log(.notice, "source readable again"), .waitForWork(seconds: 5)])
+        XCTAssertEqual(m.cycleCompleted(rows: 0), [.log(.notice, "source readable again"), .reportProblem(nil),
+                                                    .waitForWork(seconds: 5)])
         XCTAssertFalse(m.sourceBroken)
+    }
+
+    func testASecondDaemonWaitsForTheWriterLockSayingSoOnce() {
+        var m = SourceWorkerMachine(settings: settings)
+        _ = m.start()
+        let held = "source public.r is processed by another forecastd (backend pid 42); waiting for its writer lock"
+        XCTAssertEqual(m.failed(.locked(held)), [.log(.notice, held), .reportProblem(held), .disconnect, .sleep(seconds: 5)])
+        XCTAssertEqual(m.waited(), [.connect])
+        XCTAssertEqual(m.failed(.locked(held)), [.disconnect, .sleep(seconds: 5)], "said once")
+        XCTAssertEqual(m.waited(), [.connect])
+        XCTAssertEqual(m.connected(), [.log(.notice, "writer lock acquired: this daemon now processes the source"),
+                                       .reportProblem(nil), .runCycle])
     }
 
     func testOtherFailuresAreLoggedAndRetriedWithBackoff() {

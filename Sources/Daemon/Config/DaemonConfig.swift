@@ -22,6 +22,10 @@ struct DaemonConfig: Equatable {
     var pollInterval = 5.0
     /// Rows read per series and cycle, so catching up after downtime works in bounded batches.
     var batchRows = 5000
+    /// Longest a queued row waits for older transactions to commit before it is taken anyway.
+    var commitWait = 60.0
+    /// Rows whose time is further ahead of the clock than this are bad_time.
+    var maxFutureSkew = 3600.0
     /// Checkpoints kept per model in forecast.models.
     var checkpointsKept = 5
     /// Seconds between checkpoints of per-series state (also saved after every accepted retrain

@@ -188,6 +188,22 @@ enum Settings {
         Setting(path: "ingest.batch_rows", flag: nil, kind: .int,
                 help: "Rows read per cycle, so catching up after downtime works in bounded batches.", live: true,
                 get: { .int($0.batchRows) }, set: { (c, v) throws(SettingError) in c.batchRows = try int(v, min: 1) }, unset: ""),
+        Setting(path: "ingest.commit_wait", flag: nil, kind: .number,
+                help: "Seconds a new row may wait for transactions that began before it to commit (so a writer that commits late is not overtaken); a transaction open longer than this only delays its source this long, and rows it then commits behind their series count as late.",
+                live: true, get: { .number($0.commitWait) },
+                set: { (c, v) throws(SettingError) in
+                    let d = try number(v)
+                    guard d >= 0 && d <= 86_400 else { throw SettingError(message: "must be between 0 and 86400 seconds") }
+                    c.commitWait = d
+                }, unset: ""),
+        Setting(path: "ingest.max_future_skew", flag: nil, kind: .number,
+                help: "Rows whose time is more than this many seconds ahead of the clock are counted as bad_time instead of moving their series into the future.",
+                live: true, get: { .number($0.maxFutureSkew) },
+                set: { (c, v) throws(SettingError) in
+                    let d = try number(v)
+                    guard d >= 0 else { throw SettingError(message: "must not be negative") }
+                    c.maxFutureSkew = d
+                }, unset: ""),
     ]
 
     static let checkpoints: [Setting] = [

@@ -55,6 +55,7 @@ struct StatusService: Service {
             var status = healthy ? "" : "DEGRADED: database unavailable or no progress; "
             status += String(format: "%d series, %.0f obs/s, %d observations, %d retrains", series, rate, count, retrains)
             if let lag = lags.max() { status += String(format: ", lag %.1f s", lag) }
+            for w in workers { if let p = w.health.problem { status += "; \(w.health.name): \(p)" } }
             notifier.status(status)
             if healthy { notifier.watchdog() }
         }
@@ -102,6 +103,6 @@ struct ReloadService: Service {
 extension DaemonConfig {
     var liveSettings: LiveSettings {
         LiveSettings(pollInterval: pollInterval, batchRows: batchRows, checkpointsKept: checkpointsKept,
-                     checkpointInterval: checkpointInterval)
+                     checkpointInterval: checkpointInterval, commitWait: commitWait, maxFutureSkew: maxFutureSkew)
     }
 }

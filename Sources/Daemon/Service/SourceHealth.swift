@@ -9,7 +9,14 @@ final class SourceHealth: @unchecked Sendable {
     private var _series = 0
     private var _lagSeconds: Double?
     private var _retrains = 0
+    private var _problem: String?
     let name: String
+
+    /// What is wrong with the source (missing table, no trigger, another daemon's lock), if anything.
+    var problem: String? {
+        get { lock.lock(); defer { lock.unlock() }; return _problem }
+        set { lock.lock(); _problem = newValue; lock.unlock() }
+    }
 
     init(name: String) { self.name = name }
 

@@ -2,6 +2,7 @@ import Forecast
 import Foundation
 import Ingest
 import Logging
+import Replay
 
 /// The ingest loop of one source, on a thread of its own (libpq blocks): wait for NOTIFY or the
 /// poll timer, read rows after the watermark, run them through the stream session, and commit
@@ -29,8 +30,9 @@ final class SourceWorker: @unchecked Sendable {
     private var listener: PostgresConnection?
     private let trainer: TrainingWorker
     /// A batch the engine produced but the database did not take: committed first on reconnect.
-    private var unsaved: StreamBatch?
+    private var unsaved: (batch: StreamBatch, consumed: [Int64])?
     private var seriesCount = 0
+    private var knownSeries: Set<String> = []
     private var logged: Set<String> = []
     private var lastCheckpoint = Date()
 
@@ -100,6 +102,8 @@ final class SourceWorker: @unchecked Sendable {
                 next = try perform(action)
             } catch let e as PostgresError where e.isConnectionProblem {
                 next = machine.failed(.connection(e.message))
+            } catch let e as SourceLocked {
+                next = machine.failed(.locked(e.message))
             } catch let e as PostgresError where Self.isSourceProblem(e) {
                 next = machine.failed(.source(e.message))
             } catch {
@@ -126,7 +130,7 @@ final class SourceWorker: @unchecked Sendable {
             return machine.connected()
         case .runCycle:
             if let u = unsaved {
-                try commit(u)
+                try commit(u.batch, consumed: u.consumed)
                 unsaved = nil
             }
             try installFinishedTraining()
@@ -143,9 +147,10 @@ final class SourceWorker: @unchecked Sendable {
             disconnectStore()
         case .markDatabaseDown:
             health.databaseDown()
-        case .recordSourceProblem:
-            try? recordSourceProblem()
-            health.progressed(observations: 0, series: seriesCount, lag: nil)
+        case .reportProblem(let problem):
+            health.problem = problem
+            // A source that cannot start is reported, not waited for: READY covers the others.
+            announceOnce()
         case .log(let level, let message):
             switch level {
             case .notice: logger.notice("\(message)")
@@ -161,20 +166,65 @@ final class SourceWorker: @unchecked Sendable {
 
     static func isSourceProblem(_ e: PostgresError) -> Bool {
         guard let s = e.sqlState else { return e.kind == .query }
-        // undefined table/column, wrong type, privileges, invalid text for a cast
-        return ["42P01", "42703", "42804", "42501", "22P02", "42883", "3F000"].contains(s)
+        // undefined table/column, wrong type, privileges, invalid text for a cast, no trigger
+        return ["42P01", "42703", "42804", "42501", "22P02", "42883", "3F000", "55000"].contains(s)
+    }
+
+    /// Another daemon holds the source's writer lock.
+    struct SourceLocked: Error { var message: String }
+
+    private var announced = false
+    private func announceOnce() {
+        guard !announced else { return }
+        announced = true
+        onInitialized()
+    }
+
+    /// One writer per source: a session-level advisory lock on the store's connection, released
+    /// by PostgreSQL when the connection ends (a crashed daemon's lock goes with its session).
+    private func acquireWriterLock(_ conn: PostgresConnection) throws {
+        let key = Int64(bitPattern: ("forecastd writer " + source.table.display).fnv1a64)
+        guard try conn.execute("SELECT pg_try_advisory_lock($1::bigint)", [String(key)]).scalar != "t" else { return }
+        let u = UInt64(bitPattern: key)
+        let holder = try? conn.execute("""
+            SELECT a.pid, COALESCE(host(a.client_addr), 'local socket'), a.application_name
+            FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
+            WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid AND l.objsubid = 1
+            """, [String(u >> 32), String(u & 0xffff_ffff)]).rows.first
+        let who = holder.map { "backend pid \($0[0] ?? "?") from \($0[1] ?? "?")" } ?? "a session that just ended"
+        throw SourceLocked(message: "source \(source.table.display) is processed by another forecastd (\(who)); waiting for its writer lock")
     }
 
     private func connect() throws {
         disconnect()
         let conn = try PostgresConnection(url: databaseURL)
-        let resolved = try source.sourceTable.resolve(on: conn)
-        let store = try ForecastStore(connection: conn, source: resolved)
+        let store: ForecastStore
+        do {
+            let resolved = try source.sourceTable.resolve(on: conn)
+            store = try ForecastStore(connection: conn, source: resolved)
+            guard try store.hasCaptureTrigger() else {
+                throw PostgresError(.query, "\(source.table.display) has no forecastd trigger, so its new rows never reach forecastd: run `forecastd migrate --config FILE`", sqlState: "55000")
+            }
+            try acquireWriterLock(conn)
+            try ForecastStore.setProblem(nil, source: source.table.display, on: conn)
+        } catch {
+            // The database answered: the watchdog is fed while the source waits.
+            health.progressed(observations: 0, series: seriesCount, lag: nil)
+            if let e = error as? PostgresError, Self.isSourceProblem(e) {
+                try? ForecastStore.setProblem(e.message, source: source.table.display, on: conn)
+            } else if let e = error as? SourceLocked {
+                try? ForecastStore.setProblem(e.message, source: source.table.display, on: conn)
+            }
+            conn.close()
+            throw error
+        }
         let listener = try PostgresConnection(url: databaseURL)
         try listener.listen("forecastd")
         self.store = store
         self.listener = listener
-        seriesCount = try store.progress().count
+        let progress = try store.progress()
+        seriesCount = progress.count
+        knownSeries = Set(progress.keys)
         if session == nil { try buildSession(store) }
         health.progressed(observations: 0, series: seriesCount, lag: nil)
     }
@@ -199,12 +249,13 @@ final class SourceWorker: @unchecked Sendable {
             m.engineState.map { (label: "model \(m.modelKey) version \(m.version)", bytes: $0) }
         }
         let report = session.resume(states: states, history: try store.history(perSeries: session.historyNeeded),
-                                    pending: try store.pending())
+                                    pending: try store.pending(),
+                                    watermarks: try store.progress().compactMapValues(\.watermark))
         for w in report.warnings { logger.warning("\(w)") }
         self.session = session
         try publish(report.batch)
         initialized = true
-        onInitialized()
+        announceOnce()
         let versions = report.models.map { "\($0.key.isEmpty ? "shared" : $0.key) v\($0.version)" }
         logger.info("loaded \(report.models.count) model(s) \(versions.prefix(5).joined(separator: ", ")), \(report.historyRows) history rows, \(seriesCount) series")
     }
@@ -226,50 +277,55 @@ final class SourceWorker: @unchecked Sendable {
     /// Reads one batch of new rows, processes it and commits. Returns the rows read.
     private func cycle() throws -> Int {
         guard let store, let session else { return 0 }
-        let progress = try store.progress()
-        seriesCount = progress.count
-        let floor = progress.isEmpty ? nil : progress.values.compactMap(\.watermark).min()
-        let rows = try store.newRows(floor: floor, limit: settings.batchRows)
-        if rows.isEmpty {
+        let live = settings
+        let queued = try store.nextRows(limit: live.batchRows, commitWait: live.commitWait)
+        if queued.isEmpty {
+            // Idle: make sure rows can still arrive (a dropped or renamed table, a removed trigger).
+            guard try store.hasCaptureTrigger() else {
+                throw PostgresError(.query, "table \(source.table.display) does not exist (dropped or renamed?) or has lost its forecastd trigger (run `forecastd migrate --config FILE`)", sqlState: "42P01")
+            }
             health.progressed(observations: 0, series: seriesCount, lag: nil)
             try checkpointIfDue()
             return 0
         }
-        let batch = session.process(rows)
+        let rows = queued.map(\.row)
+        let batch = session.process(rows, notAfter: Date().timeIntervalSince1970 + live.maxFutureSkew)
         trainer.submit(session.takeTrainingJobs())
         for r in batch.rejections {
+            let whose = r.issue.isSourceLevel ? "a row" : "series \(r.series)"
+            let at = r.time.map { $0.isFinite ? TimestampParser.format($0) : String($0) } ?? "an unreadable time"
             logOnce("\(r.series)|\(r.issue.rawValue)", level: .warning,
-                    "series \(r.series): row at \(r.time.map { String($0) } ?? "?") not used (\(r.issue.rawValue)); further rows of this kind are only counted in forecast.status")
+                    "\(whose): row at \(at) not used (\(r.issue.rawValue)); further rows of this kind are only counted in forecast.status")
         }
         logRetrains(batch.retrains)
         // Saved before any prediction of a new version is published (inline training), so a
         // crash never leaves predictions from a model that cannot be reloaded.
         if batch.retrains.contains(where: \.accepted) { try checkpoint() }
-        try publish(batch)
-        let newest = rows.compactMap(\.time).max()
+        try publish(batch, consumed: queued.map(\.id))
+        seriesCount += batch.series.count - batch.series.filter { knownSeries.contains($0.series) }.count
+        for u in batch.series { knownSeries.insert(u.series) }
+        let newest = rows.compactMap(\.time).filter(\.isFinite).max()
         health.progressed(observations: rows.count, series: seriesCount,
                           lag: newest.map { Date().timeIntervalSince1970 - $0 })
         try checkpointIfDue()
         return rows.count
     }
 
-    /// Commits a batch; one the database did not take is kept and committed first on reconnect.
-    private func publish(_ batch: StreamBatch) throws {
-        guard !batch.isEmpty else { return }
+    /// Commits a batch with the queue rows it was made from; one the database did not take is
+    /// kept and committed first on reconnect (a second commit of the same rows writes nothing).
+    private func publish(_ batch: StreamBatch, consumed: [Int64] = []) throws {
+        guard !batch.isEmpty || !consumed.isEmpty else { return }
         do {
-            try commit(batch)
+            try commit(batch, consumed: consumed)
         } catch {
-            unsaved = batch
+            unsaved = (batch, consumed)
             throw error
         }
     }
 
-    private func commit(_ batch: StreamBatch) throws {
+    private func commit(_ batch: StreamBatch, consumed: [Int64]) throws {
         guard let store else { throw PostgresError(.connectionLost, "not connected") }
-        let late = try store.commit(batch)
-        for (series, n) in late {
-            logOnce("\(series)|late", level: .warning, "series \(series): \(n) row(s) arrived at or before the watermark and were not used (counted as late in forecast.status)")
-        }
+        try store.commit(batch, consumed: consumed)
     }
 
     // MARK: training and checkpoints
@@ -310,15 +366,10 @@ final class SourceWorker: @unchecked Sendable {
         lastCheckpoint = Date()
     }
 
-    private func recordSourceProblem() throws {
-        guard let store else { return }
-        for (series, _) in try store.progress() { try store.addBadRows(series: series, [.sourceError: 1]) }
-    }
-
     private func shutdown() {
         trainer.stop()
         do {
-            if let c = unsaved, store != nil { try commit(c); unsaved = nil }
+            if let u = unsaved, store != nil { try commit(u.batch, consumed: u.consumed); unsaved = nil }
             try checkpoint()
             logger.info("stopped: checkpoint saved")
         } catch {
@@ -333,6 +384,15 @@ final class SourceWorker: @unchecked Sendable {
         guard !logged.contains(key) else { return }
         logged.insert(key)
         logger.log(level: level, "\(message)")
+    }
+}
+
+extension String {
+    /// FNV-1a, 64 bits: a stable advisory-lock key for a source name.
+    var fnv1a64: UInt64 {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        for b in utf8 { h ^= UInt64(b); h = h &* 0x0000_0100_0000_01b3 }
+        return h
     }
 }
 

@@ -4,6 +4,10 @@ struct LiveSettings: Sendable, Equatable {
     var batchRows: Int
     var checkpointsKept: Int
     var checkpointInterval: Double
+    /// Longest a queued row waits for older transactions to end (ingest.commit_wait).
+    var commitWait: Double = 60
+    /// Rows further ahead of the clock than this are bad_time (ingest.max_future_skew).
+    var maxFutureSkew: Double = 3600
 }
 
 /// What a source's ingest loop does next, decided without any I/O (in the style of
@@ -29,6 +33,8 @@ struct SourceWorkerMachine {
         case connection(String)
         /// The source table cannot be read (dropped, renamed, a column of the wrong type, no rights).
         case source(String)
+        /// Another forecastd holds the source's writer lock: wait for it.
+        case locked(String)
         /// Anything else (a bug or an unexpected answer): logged, retried with backoff.
         case other(String)
     }
@@ -48,8 +54,9 @@ struct SourceWorkerMachine {
         case sleep(seconds: Double)
         /// Record that the database is unavailable (watchdog, STATUS=).
         case markDatabaseDown
-        /// Count `source_error` against the source's series.
-        case recordSourceProblem
+        /// What is wrong with the source (nil: nothing any more), for STATUS= and READY: a
+        /// source that cannot start does not hold back the others.
+        case reportProblem(String?)
         case log(Level, String)
         /// Finish: stop training, commit what is unsaved, checkpoint, disconnect.
         case shutdown
@@ -63,6 +70,7 @@ struct SourceWorkerMachine {
     private(set) var backoff: Double
     private(set) var databaseDown = false
     private(set) var sourceBroken = false
+    private(set) var waitingForLock = false
     static let firstBackoff = 0.5
     static let maxBackoff = 30.0
 
@@ -77,6 +85,10 @@ struct SourceWorkerMachine {
     mutating func connected() -> [Action] {
         guard state != .stopping && state != .stopped else { return [] }
         var out: [Action] = []
+        if waitingForLock {
+            waitingForLock = false
+            out += [.log(.notice, "writer lock acquired: this daemon now processes the source"), .reportProblem(nil)]
+        }
         if databaseDown {
             databaseDown = false
             out.append(.log(.notice, "database reachable again"))
@@ -91,7 +103,7 @@ struct SourceWorkerMachine {
         var out: [Action] = []
         if sourceBroken {
             sourceBroken = false
-            out.append(.log(.notice, "source readable again"))
+            out += [.log(.notice, "source readable again"), .reportProblem(nil)]
         }
         if state == .stopping || state == .stopped { return out }
         // A full batch means more is waiting (catching up after downtime): no waiting.
@@ -120,10 +132,18 @@ struct SourceWorkerMachine {
             var out: [Action] = []
             if !sourceBroken {
                 sourceBroken = true
-                out += [.log(.error, "cannot read source: \(message)"), .recordSourceProblem]
+                out += [.log(.error, "cannot read source: \(message)"), .reportProblem(message)]
             }
             state = .backingOff
             return out + [.disconnectStore, .sleep(seconds: settings.pollInterval)]
+        case .locked(let message):
+            var out: [Action] = []
+            if !waitingForLock {
+                waitingForLock = true
+                out += [.log(.notice, message), .reportProblem(message)]
+            }
+            state = .backingOff
+            return out + [.disconnect, .sleep(seconds: settings.pollInterval)]
         case .other(let message):
             let out: [Action] = [.log(.error, "cycle failed: \(message)"), .disconnect, .sleep(seconds: backoff)]
             backoff = min(backoff * 2, Self.maxBackoff)

@@ -189,6 +189,12 @@ public struct AnomalyScorer: Sendable {
     /// observed value (for the range and level-shift checks; pass nil to skip them) and `step`
     /// the series' usual seconds between observations (sets the level-shift windows).
     /// Returns the score in [0, 1] and whether this point is flagged.
+    /// A flag raised `k` scored points ago that the stored state may predate (a restart from an
+    /// older checkpoint): the cooldown counts from it, so an incident does not page twice.
+    mutating func noteFlag(pointsAgo k: Int) {
+        sinceFlag = min(sinceFlag, k)
+    }
+
     mutating func score(residual: Double, scale: Double, value: Double? = nil, step: Double? = nil) -> (score: Double, flagged: Bool) {
         if !windowsFixed { fixWindows(step: step) }
         let z = min(abs(residual) / max(scale, 1e-12), 1e6)

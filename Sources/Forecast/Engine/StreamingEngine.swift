@@ -413,13 +413,23 @@ public final class StreamingEngine {
 
     /// Feeds already-processed history (rows up to the persisted watermark) into the series'
     /// windows without scoring, forecasting or counting them as new points.
-    public func prime(_ observations: [Observation]) {
-        for o in observations {
+    /// `flagged` (index-aligned, optional) marks points the daemon flagged before: they stay out
+    /// of training and scaling, and each series' cooldown goes on from its last flag.
+    public func prime(_ observations: [Observation], flagged: [Bool] = []) {
+        var sinceFlag: [Int: Int] = [:]
+        for (i, o) in observations.enumerated() {
             guard let v = o.value, v.isFinite, config.transform.accepts(v) else { continue }
             let s = seriesFor(o.series)
             if let last = series[s].lastTime, o.time <= last { continue }
             series[s].append(v, time: o.time)
+            if i < flagged.count && flagged[i] {
+                series[s].markLastFlagged()
+                sinceFlag[s] = 0
+            } else if let k = sinceFlag[s] {
+                sinceFlag[s] = k + 1
+            }
         }
+        for (s, k) in sinceFlag { series[s].anomaly.noteFlag(pointsAgo: k) }
     }
 
     /// Re-arms the forecast that was pending for `seriesKey` before a restart, so the next value

@@ -9,6 +9,11 @@ public struct RawRow: Sendable, Equatable {
     /// Set by a reader that rejected the row for a reason only it can see (a CSV record with the
     /// wrong number of fields): the session counts it and does not show it to the engine.
     public var rejected: RowIssue?
+    /// History only: the daemon flagged this point before a restart.
+    public var flagged = false
+
+    /// Series ids longer than this (in UTF-8 bytes) cannot be keys of forecast's tables.
+    public static let maxSeriesBytes = 1000
 
     public init(series: String, time: Double?, value: RawValue, rejected: RowIssue? = nil) {
         self.series = series

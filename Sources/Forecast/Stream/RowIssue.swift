@@ -11,7 +11,7 @@ public enum RowIssue: String, CaseIterable, Sendable, Codable {
     /// Zero or negative where the transform needs positive values (log-return).
     case notPositiveValue = "not_positive_value"
     // The time: the row is skipped.
-    /// NULL, empty or unreadable.
+    /// NULL, empty, unreadable, ±infinity, NaN, or further ahead of the clock than the allowed skew.
     case badTime = "bad_time"
     /// The same time as the series' previous row: the first row wins.
     case duplicateTime = "duplicate_time"
@@ -22,8 +22,14 @@ public enum RowIssue: String, CaseIterable, Sendable, Codable {
     // The record itself (CSV): the row is skipped.
     case wrongFieldCount = "wrong_field_count"
     case malformedField = "malformed_field"
-    /// The source table could not be read at all (dropped, renamed, a column of the wrong type).
-    case sourceError = "source_error"
+    /// A row whose series id is NULL: counted against the source.
+    case nullSeries = "null_series"
+    /// A series id that cannot be stored as a key (longer than `RawRow.maxSeriesBytes`): counted
+    /// against the source, never retried.
+    case badSeries = "bad_series"
+
+    /// Counted against the source rather than a series (there is no series to count it under).
+    public var isSourceLevel: Bool { self == .nullSeries || self == .badSeries }
 
     /// True when the row is kept as a gap rather than skipped.
     public var keepsRowAsGap: Bool {
@@ -46,7 +52,8 @@ public enum RowIssue: String, CaseIterable, Sendable, Codable {
         case .late: return "rows that arrived after their series had moved on"
         case .wrongFieldCount: return "rows with the wrong number of fields"
         case .malformedField: return "malformed quoted fields"
-        case .sourceError: return "failed reads of the source"
+        case .nullSeries: return "rows without a series id"
+        case .badSeries: return "rows with a series id too long to store"
         }
     }
 

@@ -10,6 +10,8 @@ public final class StreamSession {
     /// The last usable value per series: the persistence forecast a completed prediction is
     /// compared with (MASE), here rather than in each writer so both use the same one.
     private var previousActual: [String: Double] = [:]
+    /// The newest time read per series: a row at or before it arrived too late to be forecast.
+    private var watermarks: [String: Double] = [:]
     private var retrainsSeen = 0
 
     public init(config: EngineConfig, training: StreamingEngine.TrainingMode) throws {
@@ -46,7 +48,10 @@ public final class StreamSession {
     /// `SnapshotCodec` form), the last `historyNeeded` rows of each series up to its watermark
     /// (oldest first), and the published forecasts still pending, so the next value is scored
     /// against what users saw. Unusable states are reported and retrained, never fatal.
-    public func resume(states: [(label: String, bytes: [UInt8])], history: [RawRow], pending: [PendingForecast]) -> ResumeReport {
+    /// `watermarks` are the committed newest times per series (rows at or before them are late).
+    public func resume(states: [(label: String, bytes: [UInt8])], history: [RawRow], pending: [PendingForecast],
+                       watermarks: [String: Double] = [:]) -> ResumeReport {
+        self.watermarks = watermarks
         var report = ResumeReport()
         var snapshots: [GroupSnapshot] = []
         for s in states {
@@ -62,14 +67,16 @@ public final class StreamSession {
         }
         retrainsSeen = engine.allRetrains.count
         var observations: [Observation] = []
+        var flagged: [Bool] = []
         observations.reserveCapacity(history.count)
         for r in history {
-            guard let t = r.time, r.rejected == nil else { continue }
+            guard let t = r.time, t.isFinite, r.rejected == nil else { continue }
             observations.append(Observation(series: r.series, time: t, value: r.value.number))
+            flagged.append(r.flagged)
             if let v = r.value.number { previousActual[r.series] = v }
         }
         report.historyRows = observations.count
-        engine.prime(observations)
+        engine.prime(observations, flagged: flagged)
         for p in pending { engine.restorePending(series: p.series, forecast: p.forecast) }
         report.batch = forecastMissing()
         return report
@@ -78,7 +85,9 @@ public final class StreamSession {
     // MARK: the stream
 
     /// Runs a batch of rows (any mix of series, each series in time order) through the engine.
-    public func process(_ rows: [RawRow]) -> StreamBatch {
+    /// Rows with a time after `notAfter` (the clock plus the allowed skew, for live sources) are
+    /// `bad_time`: one far-future row would otherwise make every later row of its series late.
+    public func process(_ rows: [RawRow], notAfter: Double? = nil) -> StreamBatch {
         var out = StreamBatch()
         out.rows = [StreamBatch.RowOutcome](repeating: StreamBatch.RowOutcome(), count: rows.count)
         var observations: [Observation] = []
@@ -87,13 +96,26 @@ public final class StreamSession {
         observations.reserveCapacity(rows.count)
         var tracker = SeriesTracker()
         for (i, r) in rows.enumerated() {
-            guard let t = r.time, r.rejected == nil else {
-                let why = r.rejected ?? .badTime
+            var why = r.rejected
+            if why == nil {
+                if let t = r.time, t.isFinite, t <= (notAfter ?? .infinity) {
+                    if let w = watermarks[r.series], t <= w { why = .late }
+                } else {
+                    why = .badTime
+                }
+            }
+            if let why {
                 out.rows[i].issue = why
                 out.rejections.append(.init(series: r.series, time: r.time, issue: why))
-                tracker.touch(r.series, time: r.time, issue: why)
+                if why.isSourceLevel {
+                    out.sourceBadRows[why, default: 0] += 1
+                } else {
+                    // A bad time moves no watermark.
+                    tracker.touch(r.series, time: why == .badTime ? nil : r.time, issue: why)
+                }
                 continue
             }
+            let t = r.time!
             observations.append(Observation(series: r.series, time: t, value: r.value.number))
             positions.append(i)
             ownIssue.append(r.value.issue)
@@ -123,6 +145,7 @@ public final class StreamSession {
             if let n = s.next { tracker.next[o.series] = n }
         }
         out.series = tracker.updates(modelVersion: engine.modelVersion(for:))
+        for u in out.series { if let w = u.watermark { watermarks[u.series] = max(watermarks[u.series] ?? w, w) } }
         for u in out.series { if let f = tracker.next[u.series] { out.forecasts.append(.init(series: u.series, forecast: f)) } }
         out.retrains = newRetrains()
         return out
@@ -246,10 +269,12 @@ public struct StreamBatch: Sendable {
     public var forecasts: [NewForecast] = []
     public var rejections: [Rejection] = []
     public var series: [SeriesUpdate] = []
+    /// Rows that belong to no series (`null_series`, `bad_series`), counted against the source.
+    public var sourceBadRows: [RowIssue: Int] = [:]
     /// Retrainings finished in this batch (inline mode) or installed with it, accepted or not.
     public var retrains: [RetrainRecord] = []
 
     public init() {}
 
-    public var isEmpty: Bool { completed.isEmpty && forecasts.isEmpty && series.isEmpty }
+    public var isEmpty: Bool { completed.isEmpty && forecasts.isEmpty && series.isEmpty && sourceBadRows.isEmpty }
 }
