@@ -44,6 +44,8 @@ public struct Checkpoint: Sendable, Equatable {
     public static let formatVersion: UInt32 = 1
     static let magic: [UInt8] = Array("FCSTDCKP".utf8)
     static let headerSize = 8 + 4 + 8
+    /// Largest input or hidden size a checkpoint may declare.
+    static let maxSize = 1 << 16
 
     public var config: ModelConfig
     public var parameters: [Float]
@@ -133,6 +135,11 @@ public struct Checkpoint: Sendable, Equatable {
         }
         var hidden: [Int] = []
         for _ in 0..<layerCount { hidden.append(Int(try r.u32())) }
+        // Sizes are checked before anything is computed from them: a corrupted file whose CRC
+        // happens to match must give an error, never an overflow trap or a huge allocation.
+        guard inputSize >= 1, inputSize <= Self.maxSize, hidden.allSatisfy({ $0 >= 1 && $0 <= Self.maxSize }) else {
+            throw CheckpointError.malformed("sizes input \(inputSize), hidden \(hidden) (at most \(Self.maxSize) each)")
+        }
         let config = ModelConfig(cell: cell, inputSize: inputSize, hiddenSizes: hidden, dropout: try r.f32())
         do { try config.validate() } catch { throw CheckpointError.malformed("\(error)") }
         let expected = ParameterLayout(config: config).count
@@ -140,6 +147,7 @@ public struct Checkpoint: Sendable, Equatable {
         guard pCount == UInt64(expected) else {
             throw CheckpointError.malformed("config needs \(expected) parameters, file has \(pCount)")
         }
+        guard expected <= r.remaining / 4 else { throw CheckpointError.truncated(needed: expected * 4, available: r.remaining) }
         let params = try r.floats(expected)
         let lr = try r.f32(), b1 = try r.f32(), b2 = try r.f32(), eps = try r.f32()
         let step = try r.u64()
@@ -147,6 +155,7 @@ public struct Checkpoint: Sendable, Equatable {
         guard stateCount == 0 || stateCount == UInt64(expected), step <= UInt64(Int.max) else {
             throw CheckpointError.malformed("Adam state of \(stateCount) for \(expected) parameters")
         }
+        guard Int(stateCount) <= r.remaining / 8 else { throw CheckpointError.truncated(needed: Int(stateCount) * 8, available: r.remaining) }
         let m = try r.floats(Int(stateCount)), v = try r.floats(Int(stateCount))
         guard let kind = TransformKind(rawValue: try r.u8()) else { throw CheckpointError.malformed("unknown transform kind") }
         let scaler = Scaler(kind: kind, mean: try r.f64(), std: try r.f64())

@@ -31,10 +31,31 @@ struct JournalLogHandler: LogHandler {
         var merged = metadata
         if let extra = event.metadata { merged.merge(extra) { $1 } }
         var line = underSystemd ? "<\(Self.priority(event.level))>" : "\(Self.timestamp()) \(event.level) "
-        line += "\(event.message)"
-        for (k, v) in merged.sorted(by: { $0.key < $1.key }) { line += " \(k)=\(v)" }
+        line += Self.escape("\(event.message)")
+        for (k, v) in merged.sorted(by: { $0.key < $1.key }) { line += " \(Self.escape(k))=\(Self.escape("\(v)"))" }
         line += "\n"
         FileHandle.standardError.write(Data(line.utf8))
+    }
+
+    /// One event is one line: control characters (a newline in a series id, an escape
+    /// sequence) are written as \n, \r, \t or \xNN, and a backslash as \\, so text from a
+    /// source can neither start a forged journal entry (`\n<0>...`) nor recolour a terminal.
+    static func escape(_ text: String) -> String {
+        guard text.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7f || $0 == "\\" || $0 == "\u{2028}" || $0 == "\u{2029}" })
+        else { return text }
+        var out = ""
+        for u in text.unicodeScalars {
+            switch u {
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case "\\": out += "\\\\"
+            case "\u{2028}", "\u{2029}": out += String(format: "\\u%04x", u.value)
+            default:
+                if u.value < 0x20 || u.value == 0x7f { out += String(format: "\\x%02x", u.value) } else { out.unicodeScalars.append(u) }
+            }
+        }
+        return out
     }
 
     static func priority(_ level: Logger.Level) -> Int {

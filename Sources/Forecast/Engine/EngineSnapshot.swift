@@ -176,7 +176,8 @@ public enum SnapshotCodec {
         var pos: Int
         let end: Int
         mutating func take(_ n: Int) throws -> Int {
-            guard n >= 0, pos + n <= end else { throw ForecastError.invalidSetting("engine state: truncated") }
+            // `n <= end - pos`, not `pos + n <= end`: a huge stored length must not overflow.
+            guard n >= 0, n <= end - pos else { throw ForecastError.invalidSetting("engine state: truncated (a length of \(n) bytes at offset \(pos))") }
             defer { pos += n }
             return pos
         }
@@ -202,7 +203,7 @@ public enum SnapshotCodec {
         }
         mutating func floats() throws -> [Double] {
             let n = try i64()
-            guard n >= 0 else { throw ForecastError.invalidSetting("engine state: bad length") }
+            guard n >= 0, n <= (end - pos) / 4 else { throw ForecastError.invalidSetting("engine state: bad length \(n) at offset \(pos)") }
             var out: [Double] = []
             out.reserveCapacity(n)
             for _ in 0..<n { out.append(Double(Float(bitPattern: try u32()))) }
