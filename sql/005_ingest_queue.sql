@@ -63,3 +63,7 @@ SELECT s.source,
        (SELECT count(*) FROM forecast.ingest_queue q WHERE q.source = s.source)   AS queued_rows,
        s.updated_at
 FROM forecast.source_state s;
+
+-- Model versions are never reused: `forecastd models rollback` stores an old version again as a
+-- new one, and says which.
+ALTER TABLE forecast.models ADD COLUMN restored_from bigint;

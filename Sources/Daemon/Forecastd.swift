@@ -12,7 +12,7 @@ struct Forecastd: AsyncParsableCommand {
             anomaly flags back into the forecast schema, where they can be queried with SQL.
             """,
         version: ForecastdVersion.string,
-        subcommands: [RunCommand.self, CheckConfigCommand.self, Migrate.self, ReplayCommand.self, Bench.self]
+        subcommands: [RunCommand.self, CheckConfigCommand.self, Migrate.self, ReplayCommand.self, ModelsCommand.self, Bench.self]
     )
 }
 

@@ -258,6 +258,70 @@ public final class ForecastStore {
         }
     }
 
+    /// The newest stored version per model key (`*` for the shared model).
+    public func newestVersions() throws -> [String: Int] {
+        var out: [String: Int] = [:]
+        for row in try connection.execute(
+            "SELECT model_key, max(version) FROM forecast.models WHERE source = $1 GROUP BY model_key", [sourceKey]).rows {
+            out[row[0]!] = Int(row[1]!) ?? 0
+        }
+        return out
+    }
+
+    public struct ModelInfo: Sendable {
+        public var modelKey: String
+        public var version: Int
+        public var createdAt: String
+        public var trainedAtPoint: Int?
+        public var windows: Int?
+        public var trainLoss: Double?
+        public var holdoutLoss: Double?
+        public var restoredFrom: Int?
+        public var hasCheckpoint: Bool
+    }
+
+    /// Every stored model version of this source, newest first per model.
+    public func listModels() throws -> [ModelInfo] {
+        try connection.execute("""
+            SELECT model_key, version, to_char(created_at AT TIME ZONE 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS"Z"'), trained_at_point,
+                   windows, train_loss, holdout_loss, restored_from, checkpoint IS NOT NULL
+            FROM forecast.models WHERE source = $1 ORDER BY model_key, version DESC
+            """, [sourceKey]).rows.map { r in
+            ModelInfo(modelKey: r[0]!, version: Int(r[1]!) ?? 0, createdAt: r[2] ?? "", trainedAtPoint: r[3].flatMap { Int($0) },
+                      windows: r[4].flatMap { Int($0) }, trainLoss: r[5].flatMap(Double.init), holdoutLoss: r[6].flatMap(Double.init),
+                      restoredFrom: r[7].flatMap { Int($0) }, hasCheckpoint: r[8] == "t")
+        }
+    }
+
+    /// Makes stored version `version` of a model current again as a new version above every
+    /// stored one (versions are never reused), with its weights and its engine state renumbered
+    /// by `renumber`. A running daemon sees the newer version at its next idle cycle and loads
+    /// it. Returns the new version.
+    public func rollback(modelKey: String, to version: Int, renumber: ([UInt8], Int) throws -> [UInt8]) throws -> Int {
+        try connection.transaction {
+            try connection.execute("LOCK TABLE forecast.models IN SHARE ROW EXCLUSIVE MODE")
+            let r = try connection.execute("""
+                SELECT encode(engine_state, 'base64') FROM forecast.models
+                WHERE source = $1 AND model_key = $2 AND version = $3 AND checkpoint IS NOT NULL AND engine_state IS NOT NULL
+                """, [sourceKey, modelKey, String(version)])
+            guard let b64 = r.rows.first?[0], let state = Data(base64Encoded: b64.filter { !$0.isWhitespace }) else {
+                throw PostgresError(.query, "\(sourceKey) has no stored version \(version) of model \(modelKey) with a checkpoint (see `forecastd models list`)")
+            }
+            let next = (Int(try connection.execute(
+                "SELECT max(version) FROM forecast.models WHERE source = $1 AND model_key = $2", [sourceKey, modelKey]).scalar ?? "0") ?? 0) + 1
+            let renumbered = try renumber([UInt8](state), next)
+            try connection.execute("""
+                INSERT INTO forecast.models (source, model_key, version, trained_at_point, windows, train_loss, holdout_loss,
+                    previous_holdout_loss, checkpoint, engine_state, restored_from)
+                SELECT source, model_key, $4, trained_at_point, windows, train_loss, holdout_loss, previous_holdout_loss,
+                       checkpoint, decode($5, 'base64'), version
+                FROM forecast.models WHERE source = $1 AND model_key = $2 AND version = $3
+                """, [sourceKey, modelKey, String(version), String(next), Data(renumbered).base64EncodedString()])
+            try connection.execute("SELECT pg_notify('forecastd', $1)", [sourceKey])
+            return next
+        }
+    }
+
     /// The newest version of every model of this source.
     public func latestModels() throws -> [StoredModel] {
         let r = try connection.execute("""

@@ -79,6 +79,16 @@ public struct ResolvedSource: Sendable, Equatable {
     public var rawTimeExpression: String
     public var timeKind: TimeKind
 
+    public init(source: SourceTable, seriesExpression: String, timeExpression: String, valueExpression: String,
+                rawTimeExpression: String, timeKind: TimeKind) {
+        self.source = source
+        self.seriesExpression = seriesExpression
+        self.timeExpression = timeExpression
+        self.valueExpression = valueExpression
+        self.rawTimeExpression = rawTimeExpression
+        self.timeKind = timeKind
+    }
+
     /// Rows in stream order (time, then series), optionally limited to one series and a time
     /// range (both bounds in epoch seconds, inclusive), read through a cursor in pages.
     public func readAll(on conn: PostgresConnection, series: String? = nil, from: Double? = nil, to: Double? = nil,

@@ -33,6 +33,8 @@ final class SourceWorker: @unchecked Sendable {
     private var unsaved: (batch: StreamBatch, consumed: [Int64])?
     private var seriesCount = 0
     private var knownSeries: Set<String> = []
+    /// The newest stored model versions when the session was built.
+    private var storedAtStart: [String: Int] = [:]
     private var logged: Set<String> = []
     private var lastCheckpoint = Date()
 
@@ -245,12 +247,14 @@ final class SourceWorker: @unchecked Sendable {
     /// to the watermark, and the published pending forecasts.
     private func buildSession(_ store: ForecastStore) throws {
         let session = try StreamSession(config: engineConfig, training: trainingMode.engineMode)
+        storedAtStart = Self.engineKeys(try store.newestVersions())
         let states = try store.latestModels().compactMap { m in
             m.engineState.map { (label: "model \(m.modelKey) version \(m.version)", bytes: $0) }
         }
         let report = session.resume(states: states, history: try store.history(perSeries: session.historyNeeded),
                                     pending: try store.pending(),
-                                    watermarks: try store.progress().compactMapValues(\.watermark))
+                                    watermarks: try store.progress().compactMapValues(\.watermark),
+                                    storedVersions: storedAtStart)
         for w in report.warnings { logger.warning("\(w)") }
         self.session = session
         try publish(report.batch)
@@ -258,6 +262,24 @@ final class SourceWorker: @unchecked Sendable {
         announceOnce()
         let versions = report.models.map { "\($0.key.isEmpty ? "shared" : $0.key) v\($0.version)" }
         logger.info("loaded \(report.models.count) model(s) \(versions.prefix(5).joined(separator: ", ")), \(report.historyRows) history rows, \(seriesCount) series")
+    }
+
+    /// forecast.models calls the shared model "*"; the engine calls it "".
+    static func engineKeys(_ stored: [String: Int]) -> [String: Int] {
+        Dictionary(stored.map { ($0.key == "*" ? "" : $0.key, $0.value) }, uniquingKeysWith: max)
+    }
+
+    /// A stored version newer than the one running was put there by someone else (`forecastd
+    /// models rollback`): load the stored models, as a restart would.
+    private func reloadIfRolledBack(_ store: ForecastStore) throws {
+        guard let session else { return }
+        let running = session.modelVersions
+        let stored = Self.engineKeys(try store.newestVersions())
+        guard let (key, v) = stored.first(where: { $0.value > max(running[$0.key] ?? 0, storedAtStart[$0.key] ?? 0) }) else { return }
+        logger.notice("model \(key.isEmpty ? "shared" : key) v\(v) in forecast.models is newer than the running v\(running[key] ?? 0) (a rollback): loading the stored models")
+        _ = trainer.takeFinished()
+        self.session = nil
+        try buildSession(store)
     }
 
     private func waitForWork(_ seconds: Double) throws {
@@ -280,10 +302,12 @@ final class SourceWorker: @unchecked Sendable {
         let live = settings
         let queued = try store.nextRows(limit: live.batchRows, commitWait: live.commitWait)
         if queued.isEmpty {
-            // Idle: make sure rows can still arrive (a dropped or renamed table, a removed trigger).
+            // Idle: make sure rows can still arrive (a dropped or renamed table, a removed trigger),
+            // and pick up a rolled-back model.
             guard try store.hasCaptureTrigger() else {
                 throw PostgresError(.query, "table \(source.table.display) does not exist (dropped or renamed?) or has lost its forecastd trigger (run `forecastd migrate --config FILE`)", sqlState: "42P01")
             }
+            try reloadIfRolledBack(store)
             health.progressed(observations: 0, series: seriesCount, lag: nil)
             try checkpointIfDue()
             return 0

@@ -7,6 +7,9 @@ struct ModelGroup {
     var adam: Adam
     /// Accepted trainings so far; the model's version.
     var version = 0
+    /// Versions up to this one exist already (stored by an earlier configuration, or a
+    /// rollback): new versions are numbered above it, so no version is ever reused.
+    var versionFloor = 0
     /// Trainings started (accepted or not), for per-training seeds.
     var trainings = 0
     /// Usable observations of the group so far.

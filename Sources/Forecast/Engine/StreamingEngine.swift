@@ -20,6 +20,7 @@ public final class StreamingEngine {
     private var seriesIndex: [String: Int] = [:]
     private var pendingInternals: [Int: PendingInternals] = [:]
     private var jobs: [TrainingJob] = []
+    private var versionFloors: [String: Int] = [:]
     private let codec: WindowCodec
     private let keep: Int
     private let zLow: Double, zHigh: Double
@@ -97,6 +98,7 @@ public final class StreamingEngine {
         } else {
             g = groups.count
             groups.append(ModelGroup(key: gkey, learningRate: config.learningRate))
+            groups[g].versionFloor = versionFloors[gkey] ?? 0
             groupIndex[gkey] = g
         }
         let s = series.count
@@ -259,10 +261,15 @@ public final class StreamingEngine {
         }
         // Distinct, reproducible shuffles per training.
         let seed = config.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(g) &* 1_000_003 &+ UInt64(grp.trainings)
-        return TrainingJob(groupIndex: g, version: grp.version + 1, epochs: epochs, settings: config,
-                           start: start, current: grp.model, adam: grp.adam, x: tx, y: ty, hx: hx, hy: hy,
-                           scalers: scalers, seed: seed)
+        let job = TrainingJob(groupIndex: g, version: max(grp.version, grp.versionFloor) + 1, epochs: epochs, settings: config,
+                              start: start, current: grp.model, adam: grp.adam, x: tx, y: ty, hx: hx, hy: hy,
+                              scalers: scalers, seed: seed)
+        job.origin = ObjectIdentifier(self)
+        return job
     }
+
+    /// Whether `job` was made by this engine (only then can its outcome be installed here).
+    public func owns(_ job: TrainingJob) -> Bool { job.origin == ObjectIdentifier(self) }
 
     /// Due trainings (deferred mode), for the caller to run off the ingest path.
     public func takeTrainingJobs() -> [TrainingJob] {
@@ -460,6 +467,18 @@ public final class StreamingEngine {
     /// The forecast currently waiting for its actual, per series.
     public func pendingForecast(series seriesKey: String) -> Forecast? {
         seriesIndex[seriesKey].flatMap { series[$0].pending }
+    }
+
+    /// Model versions up to these (per model key: "" for a shared model) exist already; new
+    /// versions are numbered above them.
+    public func numberVersions(above floors: [String: Int]) {
+        for (k, v) in floors { versionFloors[k] = max(versionFloors[k] ?? 0, v) }
+        for g in groups.indices { groups[g].versionFloor = max(groups[g].versionFloor, versionFloors[groups[g].key] ?? 0) }
+    }
+
+    /// The installed version of every model (key "" for a shared model; 0: none yet).
+    public var modelVersions: [String: Int] {
+        Dictionary(groups.map { ($0.key, $0.version) }, uniquingKeysWith: max)
     }
 
     // MARK: inspection

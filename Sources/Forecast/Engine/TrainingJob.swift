@@ -17,6 +17,9 @@ public final class TrainingJob: @unchecked Sendable {
     let x: [Float], y: [Float], hx: [Float], hy: [Float]
     let scalers: [(series: Int, scaler: Scaler)]
     let seed: UInt64
+    /// The engine that made the job: an outcome is installed only there (a daemon that reloads
+    /// its models drops what the old engine still had in training).
+    var origin: ObjectIdentifier?
 
     init(groupIndex: Int, version: Int, epochs: Int, settings: EngineConfig, start: Model, current: Model?,
          adam: Adam, x: [Float], y: [Float], hx: [Float], hy: [Float], scalers: [(series: Int, scaler: Scaler)], seed: UInt64) {

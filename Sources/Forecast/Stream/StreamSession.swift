@@ -49,9 +49,12 @@ public final class StreamSession {
     /// (oldest first), and the published forecasts still pending, so the next value is scored
     /// against what users saw. Unusable states are reported and retrained, never fatal.
     /// `watermarks` are the committed newest times per series (rows at or before them are late).
+    /// `storedVersions` (model key → newest stored version, "" for a shared model) keeps new
+    /// versions above every stored one, also when the stored models no longer fit.
     public func resume(states: [(label: String, bytes: [UInt8])], history: [RawRow], pending: [PendingForecast],
-                       watermarks: [String: Double] = [:]) -> ResumeReport {
+                       watermarks: [String: Double] = [:], storedVersions: [String: Int] = [:]) -> ResumeReport {
         self.watermarks = watermarks
+        engine.numberVersions(above: storedVersions)
         var report = ResumeReport()
         var snapshots: [GroupSnapshot] = []
         for s in states {
@@ -159,7 +162,7 @@ public final class StreamSession {
     /// Installs finished trainings and forecasts every series that can now have one but has
     /// none pending (after a first model), in one batch to publish.
     public func install(_ outcomes: [TrainingOutcome]) -> StreamBatch {
-        for o in outcomes { engine.install(o) }
+        for o in outcomes where engine.owns(o.job) { engine.install(o) }
         var batch = forecastMissing()
         batch.retrains = newRetrains()
         return batch
@@ -177,6 +180,9 @@ public final class StreamSession {
         defer { retrainsSeen = all.count }
         return Array(all[retrainsSeen...])
     }
+
+    /// The installed version per model key ("" for a shared model).
+    public var modelVersions: [String: Int] { engine.modelVersions }
 
     /// The engine state of every model, for a checkpoint.
     public func snapshot() -> [GroupSnapshot] { engine.snapshot() }
