@@ -189,6 +189,71 @@ final class NothingLostTests: XCTestCase {
         XCTAssertEqual(second.terminationStatus, 0)
     }
 
+    /// The README's grants are enough: migrate and run as a role that is not a superuser, the
+    /// application writes as a role that has only INSERT on its table.
+    func testMigrateAndRunWithoutASuperuserAsTheReadmeSays() throws {
+        let url = try TestDatabase.fresh()
+        let admin = try PostgresConnection(url: url)
+        let db = try XCTUnwrap(admin.execute("SELECT current_database()").scalar)
+        let suffix = String(UInt32.random(in: 0...UInt32.max), radix: 36)
+        let daemon = "fd_\(suffix)", app = "app_\(suffix)"
+        try admin.execute("CREATE ROLE \(daemon) LOGIN NOSUPERUSER; CREATE ROLE \(app) LOGIN NOSUPERUSER")
+        defer { _ = try? admin.execute("DROP OWNED BY \(daemon), \(app)") }
+        try admin.execute("CREATE TABLE public.prices (symbol text, ts timestamptz, price numeric)")
+        try admin.execute("INSERT INTO public.prices SELECT 'old', to_timestamp(\(t0) + g * 60), g FROM generate_series(0, 39) g")
+        try admin.execute("""
+            GRANT CREATE ON DATABASE \(PostgresConnection.quoteIdentifier(db)) TO \(daemon);
+            GRANT USAGE ON SCHEMA public TO \(daemon), \(app);
+            GRANT SELECT, TRIGGER ON public.prices TO \(daemon);
+            GRANT INSERT ON public.prices TO \(app)
+            """)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("grants-\(suffix)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let config = dir.appendingPathComponent("f.toml").path
+        let daemonURL = url.replacingOccurrences(of: "user=postgres", with: "user=\(daemon)")
+        try """
+            [database]
+            url = "\(daemonURL)"
+            [[source]]
+            table = "public.prices"
+            series_column = "symbol"
+            time_column = "ts"
+            value_column = "price"
+            [ingest]
+            poll_interval = 0.5
+            \(DaemonHarness.smallModel)
+            """.write(toFile: config, atomically: true, encoding: .utf8)
+        let m = try ForecastdProcess.run(["migrate", "--config", config], environment: ["FORECASTD_DATABASE_URL": ""])
+        XCTAssertEqual(m.status, 0, m.stderr)
+        let p = Process()
+        p.executableURL = ForecastdProcess.binary
+        p.arguments = ["run", "--config", config]
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "FORECASTD_DATABASE_URL")
+        p.environment = env
+        p.standardError = FileHandle.nullDevice
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
+        let writer = try PostgresConnection(url: url.replacingOccurrences(of: "user=postgres", with: "user=\(app)"))
+        for g in 0..<40 {
+            try writer.execute("INSERT INTO public.prices VALUES ('new', to_timestamp($1::float8), $2)", [String(t0 + Double(g) * 60), String(g)])
+        }
+        let deadline = Date().addingTimeInterval(60)
+        var accounted = ""
+        while Date() < deadline {
+            accounted = try admin.execute("SELECT string_agg(series || '=' || (observations + bad_rows_total), ',' ORDER BY series) FROM forecast.status").scalar ?? ""
+            if accounted == "new=40,old=40" { break }
+            usleep(100_000)
+        }
+        XCTAssertEqual(accounted, "new=40,old=40", "history queued by migrate and the application's rows")
+        XCTAssertEqual(try admin.execute("SELECT rolsuper FROM pg_roles WHERE rolname = '\(daemon)'").scalar, "f")
+        kill(p.processIdentifier, SIGTERM)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+    }
+
     func testCRLFConfigurationReadsLikeLF() throws {
         let h = try DaemonHarness()
         let text = try String(contentsOfFile: h.configPath, encoding: .utf8).replacingOccurrences(of: "\n", with: "\r\n")
