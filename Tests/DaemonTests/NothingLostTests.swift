@@ -154,17 +154,7 @@ final class NothingLostTests: XCTestCase {
         try h.insert(DaemonHarness.rows(sensors: 2, steps: 0..<40))
         waitAccounted(h, rows: 80)
         let secondLog = h.directory.appendingPathComponent("second.log").path
-        FileManager.default.createFile(atPath: secondLog, contents: nil)
-        let second = Process()
-        second.executableURL = ForecastdProcess.binary
-        second.arguments = ["run", "--config", h.configPath]
-        var env = ProcessInfo.processInfo.environment
-        env.removeValue(forKey: "FORECASTD_DATABASE_URL")
-        second.environment = env
-        let out = try FileHandle(forWritingTo: URL(fileURLWithPath: secondLog))
-        second.standardError = out
-        second.standardOutput = out
-        try second.run()
+        let second = try ForecastdProcess.startDaemon(config: h.configPath, log: secondLog)
         defer { if second.isRunning { kill(second.processIdentifier, SIGKILL); second.waitUntilExit() } }
         func secondSays(_ text: String) -> Bool {
             let deadline = Date().addingTimeInterval(30)
@@ -226,15 +216,7 @@ final class NothingLostTests: XCTestCase {
             """.write(toFile: config, atomically: true, encoding: .utf8)
         let m = try ForecastdProcess.run(["migrate", "--config", config], environment: ["FORECASTD_DATABASE_URL": ""])
         XCTAssertEqual(m.status, 0, m.stderr)
-        let p = Process()
-        p.executableURL = ForecastdProcess.binary
-        p.arguments = ["run", "--config", config]
-        var env = ProcessInfo.processInfo.environment
-        env.removeValue(forKey: "FORECASTD_DATABASE_URL")
-        p.environment = env
-        p.standardError = FileHandle.nullDevice
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
+        let p = try ForecastdProcess.startDaemon(config: config)
         defer { if p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() } }
         let writer = try PostgresConnection(url: url.replacingOccurrences(of: "user=postgres", with: "user=\(app)"))
         for g in 0..<40 {
@@ -252,6 +234,40 @@ final class NothingLostTests: XCTestCase {
         kill(p.processIdentifier, SIGTERM)
         p.waitUntilExit()
         XCTAssertEqual(p.terminationStatus, 0)
+    }
+
+    /// kill -9 right after an incident was flagged, with the last checkpoint from before it: the
+    /// restarted daemon knows the flag from what it committed, so the incident is not paged again
+    /// inside its cooldown.
+    func testKill9DuringAnIncidentDoesNotPageItTwice() throws {
+        let h = try DaemonHarness()
+        // Checkpoints only at retrains and shutdown: the state a kill -9 leaves predates the flag.
+        let text = try String(contentsOfFile: h.configPath, encoding: .utf8)
+        XCTAssertTrue(text.contains("[checkpoints]\ninterval = 2\n"))
+        try text.replacingOccurrences(of: "[checkpoints]\ninterval = 2\n", with: "[checkpoints]\ninterval = 3600\n")
+            .write(toFile: h.configPath, atomically: true, encoding: .utf8)
+        // Hourly values (the range check wants a day of them) with spikes far outside their range.
+        func hourly(_ steps: Range<Int>, spikes: [Int: Double] = [:]) -> [(String, Double, Double?)] {
+            steps.map { ("s0", t0 + Double($0) * 3600, DaemonHarness.value(sensor: 0, step: $0) + (spikes[$0] ?? 0)) }
+        }
+        try h.start()
+        try h.insert(hourly(0..<140))
+        waitAccounted(h, rows: 140)
+        try h.insert(hourly(140..<141, spikes: [140: 40]))
+        h.waitFor("SELECT count(*) FROM forecast.predictions WHERE is_anomaly") { $0 == "1" }
+        h.kill9()
+        try h.start()
+        h.waitFor("SELECT 1") { _ in h.log.components(separatedBy: "loaded ").count >= 3 }
+        // The incident goes on: a larger spike 5 points later (outside any range that includes the
+        // first), well inside the 100-point cooldown.
+        try h.insert(hourly(141..<150, spikes: [145: 90]))
+        waitAccounted(h, rows: 150)
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.predictions WHERE is_anomaly"), 1,
+                       "still one flag: the cooldown went on across the kill -9")
+        XCTAssertGreaterThan(try h.count("SELECT count(*) FROM forecast.predictions WHERE ts = to_timestamp(\(t0 + 145 * 3600)) AND anomaly_score >= 0.3"), 0,
+                             "the second spike is seen (and scored), only not paged")
+        XCTAssertEqual(try unaccounted(h), [])
+        XCTAssertEqual(h.stop(), 0)
     }
 
     func testCRLFConfigurationReadsLikeLF() throws {

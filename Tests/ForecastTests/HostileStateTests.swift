@@ -47,6 +47,39 @@ final class HostileStateTests: XCTestCase {
         }
     }
 
+    /// The restart after a kill -9: the stored state predates a flag that was committed. With the
+    /// flag known from the committed predictions, the incident is not paged again inside the
+    /// cooldown; without it, it is (the unflagged spike in the history trips a check at once).
+    func testARestartFromAStateOlderThanAFlagKeepsTheCooldown() throws {
+        var c = EngineConfig()
+        c.hiddenSizes = [8]
+        c.seqLength = 12
+        c.warmup = 30
+        c.retrainEvery = 60
+        c.history = 200
+        c.initialEpochs = 3
+        c.epochs = 1
+        c.anomaly.minHistory = 20
+        func obs(_ i: Int, spike: Double = 0) -> Observation {
+            Observation(series: "s", time: Double(i) * 3600, value: 10 + sin(Double(i) * 2 * .pi / 24) + sin(Double(i * 7919)) * 0.1 + spike)
+        }
+        let a = try StreamingEngine(config: c, mode: .inline)
+        _ = a.process((0..<140).map { obs($0) })
+        let stored = a.snapshot().map { try! SnapshotCodec.decode(SnapshotCodec.encode($0)) }
+        let first = a.process([obs(140, spike: 40)])
+        XCTAssertTrue(first[0].isAnomaly, "the incident is flagged")
+        let history = (0...140).map { obs($0, spike: $0 == 140 ? 40 : 0) }
+        func pagedAgain(knowingTheFlag: Bool) throws -> Bool {
+            let b = try StreamingEngine(config: c, mode: .inline)
+            try b.restore(stored)
+            b.prime(history, flagged: history.indices.map { knowingTheFlag && $0 == 140 })
+            let out = b.process((141..<150).map { obs($0, spike: $0 == 145 ? 90 : 0) })
+            return out.contains { $0.isAnomaly }
+        }
+        XCTAssertTrue(try pagedAgain(knowingTheFlag: false), "without the committed flag the incident pages again")
+        XCTAssertFalse(try pagedAgain(knowingTheFlag: true), "with it, the cooldown holds")
+    }
+
     /// After a restart, the points the daemon flagged stay flagged and the cooldown counts from
     /// the last of them, although the stored scorer state is older than the flag.
     func testPrimedFlagsKeepTheCooldownAndStayOutOfTraining() throws {

@@ -50,6 +50,32 @@ public enum ForecastdProcess {
     }
 }
 
+extension ForecastdProcess {
+    /// Starts `forecastd run --config config` in the background (without $FORECASTD_DATABASE_URL,
+    /// so the file's URL counts), its output appended to `log` (or discarded).
+    public static func startDaemon(config: String, log: String? = nil) throws -> Process {
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = ["run", "--config", config]
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "FORECASTD_DATABASE_URL")
+        p.environment = env
+        if let log {
+            if !FileManager.default.fileExists(atPath: log) { FileManager.default.createFile(atPath: log, contents: nil) }
+            let h = try FileHandle(forWritingTo: URL(fileURLWithPath: log))
+            h.seekToEndOfFile()
+            p.standardError = h
+            p.standardOutput = h
+        } else {
+            p.standardError = FileHandle.nullDevice
+            p.standardOutput = FileHandle.nullDevice
+        }
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+}
+
 /// Runs a helper command (like scripts/pg-tmp) to completion with posix_spawn/waitpid.
 /// Foundation's Process can miss the exit of a child whose own child (a server) lives on.
 public func runCommand(_ args: [String]) -> Int32 {
