@@ -141,7 +141,10 @@ final class SourceWorker: @unchecked Sendable {
             try waitForWork(seconds)
             return machine.waited()
         case .sleep(let seconds):
-            wake.wait(seconds: seconds)
+            // A signal left from before (a training that finished) must not cut the backoff
+            // short; a stop is also a flag, so one that raced the drain is still seen.
+            wake.drain()
+            if !stopping { wake.wait(seconds: seconds) }
             return machine.waited()
         case .disconnect:
             disconnect()
