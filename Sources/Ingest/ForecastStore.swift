@@ -217,16 +217,6 @@ public final class ForecastStore {
             .joined(separator: ", ") + "}"
     }
 
-    /// Adds to a series' bad-row counters outside a cycle (e.g. when its source cannot be read).
-    public func addBadRows(series: String, _ counts: [RowIssue: Int]) throws {
-        let json = Self.countsJSON(counts)
-        try connection.execute("""
-            INSERT INTO forecast.series_state AS st (source, series, bad_rows) VALUES ($1, $2, $3::jsonb)
-            ON CONFLICT (source, series) DO UPDATE SET bad_rows = forecast.add_counts(st.bad_rows, EXCLUDED.bad_rows),
-                updated_at = now()
-            """, [sourceKey, series, json])
-    }
-
     // MARK: models
 
     public struct StoredModel: Sendable {

@@ -56,13 +56,4 @@ public enum RowIssue: String, CaseIterable, Sendable, Codable {
         case .badSeries: return "rows with a series id too long to store"
         }
     }
-
-    /// The name in a log line: "non numeric value".
-    public var phrase: String { rawValue.replacingOccurrences(of: "_", with: " ") }
-}
-
-private extension String {
-    func replacingOccurrences(of a: String, with b: String) -> String {
-        split(separator: Character(a), omittingEmptySubsequences: false).joined(separator: b)
-    }
 }
