@@ -112,6 +112,12 @@ struct ReplayCommand: ParsableCommand {
             let config = try engineConfig(daemon, source: configured)
             let (rows, label) = try readInput(daemon: daemon, source: configured)
             let outcome = try replay(rows, label: label, config: config, progressLabel: nil)
+            // A table's bad rows, as the stream session named them (a CSV's were listed with
+            // their line numbers when it was read).
+            if csv == nil && !outcome.report.badRows.isEmpty {
+                printError("forecastd: warning: \(label): rows not used: " + outcome.report.badRows.sorted { $0.key < $1.key }
+                    .map { "\($0.key) \($0.value)" }.joined(separator: ", "))
+            }
             try writeOutputs(rows: rows, outcome: outcome, config: config, label: label,
                              output: output, report: report, plot: plot)
             printSummary(outcome.report, label: label)
@@ -191,14 +197,6 @@ struct ReplayCommand: ParsableCommand {
             return t
         }
         let rows = try ReplayInput.table(sourceTable, url: url, series: series, from: try time("from", from), to: try time("to", to))
-        var bad: [String: Int] = [:]
-        for r in rows {
-            if let why = r.row.rejected ?? r.row.value.issue ?? (r.row.time == nil ? .badTime : nil) { bad[why.rawValue, default: 0] += 1 }
-        }
-        if !bad.isEmpty {
-            printError("forecastd: warning: \(sourceTable.table.display): rows not used: " + bad.sorted { $0.key < $1.key }
-                .map { "\($0.key) \($0.value)" }.joined(separator: ", "))
-        }
         return (rows, sourceTable.table.display)
     }
 

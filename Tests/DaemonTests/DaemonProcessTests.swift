@@ -185,14 +185,7 @@ final class DaemonProcessTests: XCTestCase {
     }
 
     func testDroppedOrRenamedSourceIsReportedWhileOtherSourcesGoOn() throws {
-        let second = """
-            [[source]]
-            table = "public.other"
-            series_column = "sensor"
-            time_column = "ts"
-            value_column = "reading"
-
-            """ + DaemonHarness.smallModel
+        let second = DaemonHarness.secondSource("public.other")
         let h = try DaemonHarness()
         try h.admin.execute("CREATE TABLE public.other (sensor text, ts timestamptz, reading text)")
         try h.writeConfig(second)

@@ -113,14 +113,7 @@ final class NothingLostTests: XCTestCase {
     }
 
     func testAMissingSecondSourceDoesNotHoldBackReadyOrTheFirst() throws {
-        let second = """
-            [[source]]
-            table = "public.later"
-            series_column = "sensor"
-            time_column = "ts"
-            value_column = "reading"
-
-            """ + DaemonHarness.smallModel
+        let second = DaemonHarness.secondSource("public.later")
         let h = try DaemonHarness(notifySocket: true)
         try h.writeConfig(second)
         let m = try ForecastdProcess.run(["migrate", "--config", h.configPath], environment: ["FORECASTD_DATABASE_URL": ""])

@@ -41,6 +41,18 @@ public final class DaemonHarness {
         min_history = 20
         """
 
+    /// Extra configuration: a second `[[source]]` with the harness table's columns, and the small model.
+    public static func secondSource(_ table: String) -> String {
+        """
+        [[source]]
+        table = "\(table)"
+        series_column = "sensor"
+        time_column = "ts"
+        value_column = "reading"
+
+        """ + smallModel
+    }
+
     public init(name: String = #function, extraConfig: String = DaemonHarness.smallModel, notifySocket: Bool = false,
                 table: String = "public.readings") throws {
         url = try TestDatabase.fresh(name)
