@@ -32,6 +32,7 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
 ///     payloadLength  u64      bytes of payload that follow
 ///     payload:
 ///       cell u8, inputSize u32, layerCount u32, hiddenSizes u32 * layerCount, dropout f32
+///       (format 2 only) outputSize u32, seasonalSkip u8
 ///       parameterCount u64, parameters f32 * parameterCount
 ///       adam: lr f32, beta1 f32, beta2 f32, eps f32, step u64, stateCount u64 (0 or
 ///             parameterCount), m f32 * stateCount, v f32 * stateCount
@@ -39,9 +40,10 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
 ///     crc32          u32      CRC-32 of every byte before it (magic .. payload)
 ///
 /// The version is checked before the checksum so an old/new file gets a version error, not a
-/// "corrupted" one.
+/// "corrupted" one. Format 1 is written for next-step models (so their checkpoints stay what
+/// they were), format 2 for multi-step heads and seasonal skips; both are read.
 public struct Checkpoint: Sendable, Equatable {
-    public static let formatVersion: UInt32 = 1
+    public static let formatVersion: UInt32 = 2
     static let magic: [UInt8] = Array("FCSTDCKP".utf8)
     static let headerSize = 8 + 4 + 8
     /// Largest input or hidden size a checkpoint may declare.
@@ -76,6 +78,10 @@ public struct Checkpoint: Sendable, Equatable {
         p.u32(UInt32(config.hiddenSizes.count))
         for h in config.hiddenSizes { p.u32(UInt32(h)) }
         p.f32(config.dropout)
+        if !config.isNextStepOnly {
+            p.u32(UInt32(config.outputSize))
+            p.u8(config.seasonalSkip ? 1 : 0)
+        }
         p.u64(UInt64(parameters.count))
         p.floats(parameters)
         p.f32(adam.learningRate); p.f32(adam.beta1); p.f32(adam.beta2); p.f32(adam.epsilon)
@@ -90,7 +96,7 @@ public struct Checkpoint: Sendable, Equatable {
         var out = ByteWriter()
         out.bytes.reserveCapacity(Self.headerSize + p.bytes.count + 4)
         out.bytes += Self.magic
-        out.u32(Self.formatVersion)
+        out.u32(config.isNextStepOnly ? 1 : Self.formatVersion)
         out.u64(UInt64(p.bytes.count))
         out.bytes += p.bytes
         out.u32(CRC32.checksum(out.bytes))
@@ -112,7 +118,7 @@ public struct Checkpoint: Sendable, Equatable {
         guard Array(bytes[0..<8]) == Self.magic else { throw CheckpointError.badMagic }
         var header = ByteReader(bytes, from: 8, to: bytes.count)
         let version = try header.u32()
-        guard version == Self.formatVersion else {
+        guard version == 1 || version == Self.formatVersion else {
             throw CheckpointError.unsupportedVersion(found: version, supported: Self.formatVersion)
         }
         let payloadLength = try header.u64()
@@ -140,7 +146,17 @@ public struct Checkpoint: Sendable, Equatable {
         guard inputSize >= 1, inputSize <= Self.maxSize, hidden.allSatisfy({ $0 >= 1 && $0 <= Self.maxSize }) else {
             throw CheckpointError.malformed("sizes input \(inputSize), hidden \(hidden) (at most \(Self.maxSize) each)")
         }
-        let config = ModelConfig(cell: cell, inputSize: inputSize, hiddenSizes: hidden, dropout: try r.f32())
+        var config = ModelConfig(cell: cell, inputSize: inputSize, hiddenSizes: hidden, dropout: try r.f32())
+        if version >= 2 {
+            let outputs = Int(try r.u32())
+            guard outputs >= 1, outputs <= Self.maxSize else { throw CheckpointError.malformed("output size \(outputs)") }
+            config.outputSize = outputs
+            switch try r.u8() {
+            case 0: config.seasonalSkip = false
+            case 1: config.seasonalSkip = true
+            case let b: throw CheckpointError.malformed("seasonal skip flag \(b)")
+            }
+        }
         do { try config.validate() } catch { throw CheckpointError.malformed("\(error)") }
         let expected = ParameterLayout(config: config).count
         let pCount = try r.u64()

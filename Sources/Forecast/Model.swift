@@ -1,6 +1,7 @@
 import Foundation
 
-/// A stacked LSTM/GRU with a Linear(H_last, 1) head on the last time step.
+/// A stacked LSTM/GRU with a Linear(H_last, outputSize) head on the last time step (and an
+/// optional per-output seasonal skip, see `ModelConfig`).
 /// All parameters live in one flat buffer laid out by `ParameterLayout` (PyTorch order).
 /// Value type: copying a Model copies its weights (copy-on-write).
 public struct Model: Sendable {
@@ -15,7 +16,9 @@ public struct Model: Sendable {
 
     /// PyTorch initialisation: every weight and bias of a layer with hidden size H is
     /// uniform(-1/sqrt(H), 1/sqrt(H)); the head is nn.Linear's: uniform(-1/sqrt(fan_in), ...)
-    /// for both weight and bias (fan_in = H_last). Draws are taken in layout order.
+    /// for both weight and bias (fan_in = H_last). Draws are taken in layout order. The seasonal
+    /// skip starts at 0 (no draws), so a model starts as the plain LSTM and learns how much of
+    /// the season to use.
     public init(config: ModelConfig, seed: UInt64) throws {
         try config.validate()
         self.config = config
@@ -29,7 +32,7 @@ public struct Model: Sendable {
         }
         let fanIn = config.hiddenSizes.last!
         let bound = 1 / Float(fanIn).squareRoot()
-        for i in layout.fcWeight...layout.fcBias { p[i] = rng.nextUniform(bound: bound) }
+        for i in layout.fcWeight..<(layout.fcBias + layout.outputs) { p[i] = rng.nextUniform(bound: bound) }
         self.parameters = p
     }
 
@@ -62,17 +65,18 @@ public struct Model: Sendable {
         parameters.replaceSubrange(e.offset..<(e.offset + e.count), with: values)
     }
 
-    /// Inference on `batch` windows, flat [batch][seqLength][inputSize]. Returns [batch]
-    /// predictions. Reuses a cached workspace; concurrent callers on the same model value
-    /// fall back to a private one instead of waiting.
-    public func predict(_ windows: [Float], batch: Int, seqLength: Int) -> [Float] {
-        cache.withPredictor(model: self) { $0.predict(windows, batch: batch, seqLength: seqLength) }
+    /// Inference on `batch` windows, flat [batch][seqLength][inputSize] (with a seasonal skip,
+    /// `seasonal` is [batch][outputSize]). Returns [batch][outputSize] predictions. Reuses a
+    /// cached workspace; concurrent callers on the same model value fall back to a private one
+    /// instead of waiting.
+    public func predict(_ windows: [Float], seasonal: [Float]? = nil, batch: Int, seqLength: Int) -> [Float] {
+        cache.withPredictor(model: self) { $0.predict(windows, seasonal: seasonal, batch: batch, seqLength: seqLength) }
     }
 
     public func predict(_ windows: UnsafeBufferPointer<Float>, batch: Int, seqLength: Int) -> [Float] {
         cache.withPredictor(model: self) { p in
-            var out = [Float](repeating: 0, count: batch)
-            out.withUnsafeMutableBufferPointer { p.predict(windows, batch: batch, seqLength: seqLength, into: $0) }
+            var out = [Float](repeating: 0, count: batch * config.outputSize)
+            out.withUnsafeMutableBufferPointer { p.predict(windows, seasonal: nil, batch: batch, seqLength: seqLength, into: $0) }
             return out
         }
     }

@@ -3,7 +3,8 @@
 ///
 /// Order (and so the initialisation order) mirrors PyTorch's `named_parameters()`:
 /// per layer k: weight_ih_lk [G*H][in], weight_hh_lk [G*H][H], bias_ih_lk [G*H], bias_hh_lk [G*H];
-/// then fc.weight [1][H_last], fc.bias [1].  Both biases are kept, as in PyTorch, so their
+/// then fc.weight [O][H_last], fc.bias [O] (O = outputSize) and, with a seasonal skip,
+/// seasonal.weight [O].  Both biases are kept, as in PyTorch, so their
 /// gradients and Adam state match PyTorch one to one.
 public struct ParameterLayout: Sendable, Equatable {
     public struct Layer: Sendable, Equatable {
@@ -27,6 +28,9 @@ public struct ParameterLayout: Sendable, Equatable {
     public let layers: [Layer]
     public let fcWeight: Int
     public let fcBias: Int
+    /// Offset of seasonal.weight, nil without a seasonal skip.
+    public let seasonalWeight: Int?
+    public let outputs: Int
     public let count: Int
     public let entries: [Entry]
 
@@ -50,11 +54,20 @@ public struct ParameterLayout: Sendable, Equatable {
             layers.append(l)
             input = h
         }
+        let o = config.outputSize
+        outputs = o
         fcWeight = offset
-        entries.append(Entry(name: "fc.weight", offset: offset, shape: [1, input]))
-        fcBias = offset + input
-        entries.append(Entry(name: "fc.bias", offset: fcBias, shape: [1]))
-        count = fcBias + 1
+        entries.append(Entry(name: "fc.weight", offset: offset, shape: [o, input]))
+        fcBias = offset + o * input
+        entries.append(Entry(name: "fc.bias", offset: fcBias, shape: [o]))
+        if config.seasonalSkip {
+            seasonalWeight = fcBias + o
+            entries.append(Entry(name: "seasonal.weight", offset: fcBias + o, shape: [o]))
+            count = fcBias + 2 * o
+        } else {
+            seasonalWeight = nil
+            count = fcBias + o
+        }
         self.layers = layers
         self.entries = entries
     }

@@ -59,26 +59,38 @@ public final class Predictor: @unchecked Sendable {
 
     deinit { nextChunk.deallocate() }
 
-    public func predict(_ windows: [Float], batch: Int, seqLength: Int) -> [Float] {
-        var out = [Float](repeating: 0, count: batch)
+    public func predict(_ windows: [Float], seasonal: [Float]? = nil, batch: Int, seqLength: Int) -> [Float] {
+        var out = [Float](repeating: 0, count: batch * layout.outputs)
         windows.withUnsafeBufferPointer { w in
-            out.withUnsafeMutableBufferPointer { predict(w, batch: batch, seqLength: seqLength, into: $0) }
+            withOptionalBuffer(seasonal) { s in
+                out.withUnsafeMutableBufferPointer { predict(w, seasonal: s, batch: batch, seqLength: seqLength, into: $0) }
+            }
         }
         return out
     }
 
-    /// windows: [batch][seqLength][inputSize]; writes `batch` predictions into `out`.
-    public func predict(_ windows: UnsafeBufferPointer<Float>, batch: Int, seqLength: Int,
-                        into out: UnsafeMutableBufferPointer<Float>) {
-        precondition(windows.count >= batch * seqLength * config.inputSize && out.count >= batch,
+    /// windows: [batch][seqLength][inputSize]; seasonal: [batch][outputs] (with a seasonal
+    /// skip); writes [batch][outputs] predictions into `out`.
+    public func predict(_ windows: UnsafeBufferPointer<Float>, seasonal: UnsafeBufferPointer<Float>? = nil,
+                        batch: Int, seqLength: Int, into out: UnsafeMutableBufferPointer<Float>) {
+        let O = layout.outputs
+        precondition(windows.count >= batch * seqLength * config.inputSize && out.count >= batch * O,
                      "windows/out too small for batch \(batch) x seqLength \(seqLength)")
+        precondition(layout.seasonalWeight == nil || (seasonal?.count ?? 0) >= batch * O,
+                     "a seasonal skip needs batch x outputs seasonal inputs")
         guard batch > 0, seqLength > 0 else { return }
+        let s = layout.seasonalWeight != nil ? seasonal?.baseAddress : nil
         if batch == 1, let single {
-            out[0] = single.predict(windows.baseAddress!, seqLength: seqLength, twoThreads: threads > 1)
+            if config.isNextStepOnly {
+                out[0] = single.predict(windows.baseAddress!, seqLength: seqLength, twoThreads: threads > 1)
+            } else {
+                let top = single.run(windows.baseAddress!, seqLength: seqLength, twoThreads: threads > 1)
+                applyHead(top, laneStride: 1, rows: 1, seasonal: s, into: out.baseAddress!)
+            }
             return
         }
         if config.cell == .lstm {
-            predictLanes(windows.baseAddress!, batch: batch, seqLength: seqLength, into: out.baseAddress!)
+            predictLanes(windows.baseAddress!, seasonal: s, batch: batch, seqLength: seqLength, into: out.baseAddress!)
             return
         }
         let nChunks = (batch + chunk - 1) / chunk
@@ -86,6 +98,7 @@ public final class Predictor: @unchecked Sendable {
         while workspaces.count < nWorkers { workspaces.append(Workspace(config: config, layout: layout)) }
         let w = seqLength * config.inputSize
         let xs = UncheckedPointer(windows.baseAddress!), os = UncheckedMutablePointer(out.baseAddress!)
+        let ss = s.map { UncheckedPointer($0) }
         let workspaces = self.workspaces, chunk = self.chunk
         parameters.withUnsafeBufferPointer { pp in
             let P = UncheckedPointer(pp.baseAddress!)
@@ -94,17 +107,36 @@ public final class Predictor: @unchecked Sendable {
                 // Static round-robin of chunks: no shared counter, same work split every call.
                 for c in stride(from: worker, to: nChunks, by: nWorkers) {
                     let r0 = c * chunk, rows = min(chunk, batch - r0)
-                    ws.forward(P.p, x: xs.p + r0 * w, batch: rows, seqLength: seqLength, dropoutRNG: nil)
-                    copyFloats(os.p + r0, ws.pred.pointer, rows)
+                    ws.forward(P.p, x: xs.p + r0 * w, seasonal: ss.map { $0.p + r0 * O }, batch: rows, seqLength: seqLength, dropoutRNG: nil)
+                    copyFloats(os.p + r0 * O, ws.pred.pointer, rows * O)
                 }
             }
             if nWorkers == 1 { work(0) } else { DispatchQueue.concurrentPerform(iterations: nWorkers, execute: work) }
         }
     }
 
+    /// The head for `rows` hidden states h[j * laneStride + r] (lanes layout; 1 for one window):
+    /// out[r][o] = fc.bias[o] + Σ_j fc.weight[o][j] h[j][r] + seasonal.weight[o] s[r][o].
+    private func applyHead(_ h: UnsafePointer<Float>, laneStride: Int, rows: Int, seasonal s: UnsafePointer<Float>?,
+                           into out: UnsafeMutablePointer<Float>) {
+        let O = layout.outputs, H = layout.layers.last!.hiddenSize
+        parameters.withUnsafeBufferPointer { pp in
+            let P = pp.baseAddress!
+            for r in 0..<rows {
+                for o in 0..<O {
+                    var y = P[layout.fcBias + o]
+                    let w = P + layout.fcWeight + o * H
+                    for j in 0..<H { y += h[j * laneStride + r] * w[j] }
+                    if let sw = layout.seasonalWeight, let s { y += P[sw + o] * s[r * O + o] }
+                    out[r * O + o] = y
+                }
+            }
+        }
+    }
+
     // MARK: batched LSTM
 
-    private func predictLanes(_ x: UnsafePointer<Float>, batch: Int, seqLength T: Int,
+    private func predictLanes(_ x: UnsafePointer<Float>, seasonal: UnsafePointer<Float>?, batch: Int, seqLength T: Int,
                               into out: UnsafeMutablePointer<Float>) {
         let nChunks = (batch + laneChunk - 1) / laneChunk
         let nWorkers = min(threads, nChunks)
@@ -113,16 +145,17 @@ public final class Predictor: @unchecked Sendable {
         for w in 0..<nWorkers { laneWorkers[w].x.reserve(T * config.inputSize * laneChunk) }
         nextChunk.pointee = 0
         let xs = UncheckedPointer(x), os = UncheckedMutablePointer(out)
+        let ss = seasonal.map { UncheckedPointer($0) }
         if nWorkers == 1 {
-            runLaneChunks(worker: 0, x: xs, batch: batch, seqLength: T, nChunks: nChunks, out: os)
+            runLaneChunks(worker: 0, x: xs, seasonal: ss, batch: batch, seqLength: T, nChunks: nChunks, out: os)
         } else {
             DispatchQueue.concurrentPerform(iterations: nWorkers) { w in
-                self.runLaneChunks(worker: w, x: xs, batch: batch, seqLength: T, nChunks: nChunks, out: os)
+                self.runLaneChunks(worker: w, x: xs, seasonal: ss, batch: batch, seqLength: T, nChunks: nChunks, out: os)
             }
         }
     }
 
-    private func runLaneChunks(worker: Int, x: UncheckedPointer, batch: Int, seqLength T: Int,
+    private func runLaneChunks(worker: Int, x: UncheckedPointer, seasonal: UncheckedPointer?, batch: Int, seqLength T: Int,
                                nChunks: Int, out: UncheckedMutablePointer) {
         let wk = laneWorkers[worker]
         let inSize = config.inputSize
@@ -150,7 +183,12 @@ public final class Predictor: @unchecked Sendable {
                 }
             }
             let top = h + (2 * (L - 1) + ((T - 1) & 1)) * stride
-            fk_lanes_head(layout.layers[L - 1].hiddenSize, NB, rows, top, fcW, fcB, out.p + r0)
+            if config.isNextStepOnly {
+                fk_lanes_head(layout.layers[L - 1].hiddenSize, NB, rows, top, fcW, fcB, out.p + r0)
+            } else {
+                let O = layout.outputs
+                applyHead(top, laneStride: NB, rows: rows, seasonal: seasonal.map { $0.p + r0 * O }, into: out.p + r0 * O)
+            }
         }
     }
 }

@@ -98,8 +98,18 @@ final class SingleWindowLSTM: @unchecked Sendable {
         return order
     }
 
-    /// Prediction for one window x [T][inputSize].
+    /// Prediction for one window x [T][inputSize] through a Linear(H_last, 1) head.
     func predict(_ x: UnsafePointer<Float>, seqLength T: Int, twoThreads: Bool) -> Float {
+        let top = run(x, seqLength: T, twoThreads: twoThreads)
+        let H = layers.last!.hiddenSize
+        var s = fcBias
+        for j in 0..<H { s += top[j] * fcWeight[j] }
+        return s
+    }
+
+    /// Runs the stack over one window; returns the top layer's last hidden state (valid until
+    /// the next call), for heads other than the next-step one.
+    func run(_ x: UnsafePointer<Float>, seqLength T: Int, twoThreads: Bool) -> UnsafePointer<Float> {
         let helper = PipelineHelper.shared
         let blocks = (T + Self.blockSteps(T) - 1) / Self.blockSteps(T)
         if twoThreads, layers.count > 1,
@@ -115,10 +125,7 @@ final class SingleWindowLSTM: @unchecked Sendable {
             }
         }
         let H = layers.last!.hiddenSize
-        let top = h[layers.count - 1] + (T - 1) * H
-        var s = fcBias
-        for j in 0..<H { s += top[j] * fcWeight[j] }
-        return s
+        return UnsafePointer(h[layers.count - 1] + (T - 1) * H)
     }
 
     /// Claims and runs ready tasks until the top layer's last block is done. A stale worker

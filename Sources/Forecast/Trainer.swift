@@ -78,17 +78,21 @@ public final class Trainer: @unchecked Sendable {
 
     // MARK: steps
 
-    /// One training step on `batch` windows x: [batch][seqLength][inputSize], y: [batch].
+    /// One training step on `batch` windows x: [batch][seqLength][inputSize], y: [batch][O]
+    /// (and, with a seasonal skip, its inputs `seasonal`: [batch][O]).
     @discardableResult
-    public func step(x: [Float], y: [Float], batch: Int, seqLength: Int) -> StepResult {
+    public func step(x: [Float], y: [Float], seasonal: [Float]? = nil, batch: Int, seqLength: Int) -> StepResult {
         x.withUnsafeBufferPointer { xp in
-            y.withUnsafeBufferPointer { yp in step(x: xp, y: yp, batch: batch, seqLength: seqLength) }
+            y.withUnsafeBufferPointer { yp in
+                withOptionalBuffer(seasonal) { sp in step(x: xp, y: yp, seasonal: sp, batch: batch, seqLength: seqLength) }
+            }
         }
     }
 
     @discardableResult
-    public func step(x: UnsafeBufferPointer<Float>, y: UnsafeBufferPointer<Float>, batch: Int, seqLength: Int) -> StepResult {
-        let loss = computeGradients(x: x, y: y, batch: batch, seqLength: seqLength, training: true, inputGradient: nil)
+    public func step(x: UnsafeBufferPointer<Float>, y: UnsafeBufferPointer<Float>, seasonal: UnsafeBufferPointer<Float>? = nil,
+                     batch: Int, seqLength: Int) -> StepResult {
+        let loss = computeGradients(x: x, y: y, seasonal: seasonal, batch: batch, seqLength: seqLength, training: true, inputGradient: nil)
         let n = layout.count
         let g = shards[0].grads.pointer
         let norm = Float(fk_sum_squares(g, n).squareRoot())
@@ -107,15 +111,17 @@ public final class Trainer: @unchecked Sendable {
 
     /// Loss and unclipped gradients without updating anything (training mode: dropout on).
     /// Also returns dLoss/dx, batch-first like x.
-    public func gradients(x: [Float], y: [Float], batch: Int, seqLength: Int, training: Bool = true)
+    public func gradients(x: [Float], y: [Float], seasonal: [Float]? = nil, batch: Int, seqLength: Int, training: Bool = true)
         -> (loss: Float, gradients: [Float], inputGradient: [Float])
     {
         var gx = [Float](repeating: 0, count: x.count)
         let loss = x.withUnsafeBufferPointer { xp in
             y.withUnsafeBufferPointer { yp in
                 gx.withUnsafeMutableBufferPointer { gp in
-                    computeGradients(x: xp, y: yp, batch: batch, seqLength: seqLength, training: training,
-                                     inputGradient: gp.baseAddress!)
+                    withOptionalBuffer(seasonal) { sp in
+                        computeGradients(x: xp, y: yp, seasonal: sp, batch: batch, seqLength: seqLength, training: training,
+                                         inputGradient: gp.baseAddress!)
+                    }
                 }
             }
         }
@@ -123,12 +129,17 @@ public final class Trainer: @unchecked Sendable {
     }
 
     /// Forward + backward over shards; leaves the summed gradients in shards[0].grads.
-    private func computeGradients(x: UnsafeBufferPointer<Float>, y: UnsafeBufferPointer<Float>, batch: Int,
+    private func computeGradients(x: UnsafeBufferPointer<Float>, y: UnsafeBufferPointer<Float>,
+                                  seasonal: UnsafeBufferPointer<Float>?, batch: Int,
                                   seqLength: Int, training: Bool,
                                   inputGradient: UnsafeMutablePointer<Float>?) -> Float {
         let inSize = config.inputSize
+        let O = layout.outputs
         precondition(batch >= 1 && seqLength >= 1, "empty batch")
-        precondition(x.count == batch * seqLength * inSize && y.count == batch, "x/y do not match batch x seqLength x inputSize")
+        precondition(x.count == batch * seqLength * inSize && y.count == batch * O,
+                     "x/y do not match batch x seqLength x inputSize / batch x outputs")
+        precondition(layout.seasonalWeight == nil || (seasonal?.count ?? 0) == batch * O,
+                     "a seasonal skip needs batch x outputs seasonal inputs")
         stepCounter &+= 1
         let nShards = min(threads, batch)
         let n = layout.count
@@ -137,6 +148,7 @@ public final class Trainer: @unchecked Sendable {
         let huber = huberDelta
         let shards = self.shards
         let xBase = UncheckedPointer(x.baseAddress!), yBase = UncheckedPointer(y.baseAddress!)
+        let sBase = layout.seasonalWeight != nil ? seasonal.map { UncheckedPointer($0.baseAddress!) } : nil
         let gxBase = inputGradient.map { UncheckedMutablePointer($0) }
         parameters.withUnsafeBufferPointer { pp in
             let P = UncheckedPointer(pp.baseAddress!)
@@ -145,13 +157,14 @@ public final class Trainer: @unchecked Sendable {
                 let sh = shards[s], ws = sh.workspace
                 let rows = r1 - r0
                 let rng: SeededGenerator? = training ? SeededGenerator(seed: seed, stream: step &* 1024 &+ UInt64(s)) : nil
-                ws.forward(P.p, x: xBase.p + r0 * seqLength * inSize, batch: rows, seqLength: seqLength, dropoutRNG: rng)
+                ws.forward(P.p, x: xBase.p + r0 * seqLength * inSize, seasonal: sBase.map { $0.p + r0 * O },
+                           batch: rows, seqLength: seqLength, dropoutRNG: rng)
                 var sse = 0.0
-                let scale = 2 / Float(batch)  // d mean((p - y)^2) / dp over the whole batch
-                for b in 0..<rows {
-                    let d = ws.pred.pointer[b] - yBase.p[r0 + b]
+                let scale = 2 / Float(batch * O)  // d mean((p - y)^2) / dp over every output of the batch
+                for i in 0..<(rows * O) {
+                    let d = ws.pred.pointer[i] - yBase.p[r0 * O + i]
                     sse += Double(d) * Double(d)
-                    ws.dPred.pointer[b] = scale * (huber.map { max(-$0, min($0, d)) } ?? d)
+                    ws.dPred.pointer[i] = scale * (huber.map { max(-$0, min($0, d)) } ?? d)
                 }
                 sh.sse = sse
                 zeroFloats(sh.grads.pointer, n)
@@ -174,24 +187,29 @@ public final class Trainer: @unchecked Sendable {
             fk_add(shards[0].grads.pointer, shards[s].grads.pointer, n)
             sse += shards[s].sse
         }
-        return Float(sse / Double(batch))
+        return Float(sse / Double(batch * O))
     }
 
     // MARK: epochs
 
-    /// Shuffled mini-batch epochs over windows x: [count][seqLength][inputSize], y: [count].
-    /// The last partial batch is kept. Returns the mean training loss of each epoch (over
-    /// applied steps, weighted by batch size).
+    /// Shuffled mini-batch epochs over windows x: [count][seqLength][inputSize], y: [count][O]
+    /// (seasonal: [count][O] with a seasonal skip). The last partial batch is kept. Returns the
+    /// mean training loss of each epoch (over applied steps, weighted by batch size).
     @discardableResult
-    public func fit(x: [Float], y: [Float], seqLength: Int, epochs: Int, batchSize: Int) -> [Float] {
-        let count = y.count
+    public func fit(x: [Float], y: [Float], seasonal: [Float]? = nil, seqLength: Int, epochs: Int, batchSize: Int) -> [Float] {
+        let O = layout.outputs
+        let count = y.count / O
+        precondition(y.count == count * O, "y does not hold whole rows of \(O) outputs")
+        let skip = layout.seasonalWeight != nil
+        precondition(!skip || seasonal?.count == y.count, "a seasonal skip needs one seasonal input per target")
         let w = seqLength * config.inputSize
         precondition(x.count == count * w, "x does not hold \(count) windows of \(w)")
         precondition(batchSize >= 1, "batchSize must be >= 1")
         guard count > 0, epochs > 0 else { return [] }
         var order = Array(0..<count)
         var bx = [Float](repeating: 0, count: min(batchSize, count) * w)
-        var by = [Float](repeating: 0, count: min(batchSize, count))
+        var by = [Float](repeating: 0, count: min(batchSize, count) * O)
+        var bs = [Float](repeating: 0, count: skip ? min(batchSize, count) * O : 0)
         var losses: [Float] = []
         for _ in 0..<epochs {
             // Fisher-Yates with our own generator (Array.shuffle's algorithm is not specified).
@@ -211,11 +229,19 @@ public final class Trainer: @unchecked Sendable {
                         }
                     }
                 }
-                for r in 0..<b { by[r] = y[order[start + r]] }
+                for r in 0..<b {
+                    let src = order[start + r] * O
+                    for o in 0..<O { by[r * O + o] = y[src + o] }
+                    if skip { for o in 0..<O { bs[r * O + o] = seasonal![src + o] } }
+                }
                 let res = bx.withUnsafeBufferPointer { xp in
                     by.withUnsafeBufferPointer { yp in
-                        step(x: UnsafeBufferPointer(rebasing: xp[0..<(b * w)]),
-                             y: UnsafeBufferPointer(rebasing: yp[0..<b]), batch: b, seqLength: seqLength)
+                        bs.withUnsafeBufferPointer { sp in
+                            step(x: UnsafeBufferPointer(rebasing: xp[0..<(b * w)]),
+                                 y: UnsafeBufferPointer(rebasing: yp[0..<(b * O)]),
+                                 seasonal: skip ? UnsafeBufferPointer(rebasing: sp[0..<(b * O)]) : nil,
+                                 batch: b, seqLength: seqLength)
+                        }
                     }
                 }
                 if res.applied {
@@ -230,10 +256,16 @@ public final class Trainer: @unchecked Sendable {
     }
 
     /// Test-set MSE of the current parameters (inference mode).
-    public func evaluate(x: [Float], y: [Float], seqLength: Int) -> Float {
-        let pred = model.predict(x, batch: y.count, seqLength: seqLength)
+    public func evaluate(x: [Float], y: [Float], seasonal: [Float]? = nil, seqLength: Int) -> Float {
+        let pred = model.predict(x, seasonal: seasonal, batch: y.count / layout.outputs, seqLength: seqLength)
         return mseLoss(pred, y)
     }
+}
+
+/// Calls `body` with a buffer over `array`, or nil when there is no array.
+func withOptionalBuffer<R>(_ array: [Float]?, _ body: (UnsafeBufferPointer<Float>?) -> R) -> R {
+    guard let array else { return body(nil) }
+    return array.withUnsafeBufferPointer { body($0) }
 }
 
 /// Raw pointers are not Sendable; these carry them into concurrentPerform, where each shard

@@ -26,8 +26,9 @@ final class Workspace: @unchecked Sendable {
     private(set) var dropoutActive = false
 
     let xT = FloatBuffer()        // [T][B][in0]
-    let pred = FloatBuffer()      // [B]
-    let dPred = FloatBuffer()     // [B]
+    let pred = FloatBuffer()      // [B][O]
+    let dPred = FloatBuffer()     // [B][O]
+    let seasonal = FloatBuffer()  // [B][O] the seasonal skip's inputs
 
     // Backward scratch.
     let dZ = FloatBuffer()        // [T][B][G*Hmax] d(pre-activation), input-side for GRU
@@ -76,8 +77,9 @@ final class Workspace: @unchecked Sendable {
             hidden[k].reserve(tb * l.hiddenSize)
         }
         xT.reserve(tb * config.inputSize)
-        pred.reserve(batch)
-        dPred.reserve(batch)
+        pred.reserve(batch * layout.outputs)
+        dPred.reserve(batch * layout.outputs)
+        if layout.seasonalWeight != nil { seasonal.reserve(batch * layout.outputs) }
         dh.reserve(batch * maxHidden)
         carry.reserve(batch * maxHidden)
         rowVec.reserve(maxGateWidth)
@@ -106,11 +108,17 @@ final class Workspace: @unchecked Sendable {
 
     // MARK: forward
 
-    /// x: [B][T][inputSize] batch-first. Writes `pred` [B]. `dropoutRNG` non-nil = training
-    /// mode (dropout applied if the config has any).
-    func forward(_ P: UnsafePointer<Float>, x: UnsafePointer<Float>, batch B: Int, seqLength T: Int,
-                 dropoutRNG: SeededGenerator?) {
+    /// x: [B][T][inputSize] batch-first; `s` [B][O] the seasonal skip's inputs (required with a
+    /// skip, ignored without). Writes `pred` [B][O]. `dropoutRNG` non-nil = training mode
+    /// (dropout applied if the config has any).
+    func forward(_ P: UnsafePointer<Float>, x: UnsafePointer<Float>, seasonal s: UnsafePointer<Float>? = nil,
+                 batch B: Int, seqLength T: Int, dropoutRNG: SeededGenerator?) {
         prepare(batch: B, seqLength: T)
+        let O = layout.outputs
+        if layout.seasonalWeight != nil {
+            precondition(s != nil, "a seasonal skip needs its inputs")
+            copyFloats(seasonal.pointer, s!, B * O)
+        }
         let inSize = config.inputSize
         // batch-first -> time-major
         for b in 0..<B {
@@ -143,9 +151,13 @@ final class Workspace: @unchecked Sendable {
         let H = layout.layers[last].hiddenSize
         let hl = hidden[last].pointer + (T - 1) * B * H
         for b in 0..<B {
-            var s = P[layout.fcBias]
-            for j in 0..<H { s += hl[b * H + j] * P[layout.fcWeight + j] }
-            pred.pointer[b] = s
+            for o in 0..<O {
+                var y = P[layout.fcBias + o]
+                let w = layout.fcWeight + o * H
+                for j in 0..<H { y += hl[b * H + j] * P[w + j] }
+                if let sw = layout.seasonalWeight { y += P[sw + o] * seasonal.pointer[b * O + o] }
+                pred.pointer[b * O + o] = y
+            }
         }
     }
 
@@ -203,7 +215,7 @@ final class Workspace: @unchecked Sendable {
 
     // MARK: backward
 
-    /// Accumulates dLoss/dparams into `grads` given `dPred` [B] (already holding dLoss/dpred).
+    /// Accumulates dLoss/dparams into `grads` given `dPred` [B][O] (already holding dLoss/dpred).
     /// If `inputGradient` is non-nil it receives dLoss/dx, batch-first [B][T][inputSize].
     func backward(_ P: UnsafePointer<Float>, grads: UnsafeMutablePointer<Float>,
                   inputGradient: UnsafeMutablePointer<Float>?) {
@@ -216,12 +228,17 @@ final class Workspace: @unchecked Sendable {
         zeroFloats(above, T * B * HL)
         let hl = hidden[L - 1].pointer + (T - 1) * B * HL
         let dTop = above + (T - 1) * B * HL
+        let O = layout.outputs
         for b in 0..<B {
-            let d = dPred.pointer[b]
-            grads[layout.fcBias] += d
-            for j in 0..<HL {
-                dTop[b * HL + j] = d * P[layout.fcWeight + j]
-                grads[layout.fcWeight + j] += d * hl[b * HL + j]
+            for o in 0..<O {
+                let d = dPred.pointer[b * O + o]
+                grads[layout.fcBias + o] += d
+                let w = layout.fcWeight + o * HL
+                for j in 0..<HL {
+                    dTop[b * HL + j] += d * P[w + j]
+                    grads[w + j] += d * hl[b * HL + j]
+                }
+                if let sw = layout.seasonalWeight { grads[sw + o] += d * seasonal.pointer[b * O + o] }
             }
         }
         for k in stride(from: L - 1, through: 0, by: -1) {

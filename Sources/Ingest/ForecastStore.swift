@@ -160,6 +160,7 @@ public final class ForecastStore {
                     ON CONFLICT (source, series, ts) DO NOTHING
                     """, [sourceKey])
             }
+            if !batch.paths.isEmpty { try writePaths(batch.paths) }
             if !batch.sourceBadRows.isEmpty { try addSourceBadRows(batch.sourceBadRows) }
             let updates = batch.series
             if !updates.isEmpty {
@@ -189,6 +190,54 @@ public final class ForecastStore {
                         updated_at = now()
                     """, [sourceKey])
             }
+        }
+    }
+
+    /// Issued paths, one row each (arrays by step). ON CONFLICT DO NOTHING, like predictions.
+    private func writePaths(_ paths: [StreamBatch.NewForecast]) throws {
+        func array(_ xs: [Double]) -> String { "{" + xs.map { String($0) }.joined(separator: ",") + "}" }
+        var rows: [String] = []
+        rows.reserveCapacity(paths.count)
+        for p in paths {
+            let f = p.forecast
+            guard let issued = f.issuedAt, let first = f.path.first, first.time > issued else { continue }
+            rows.append(CopyText.encode([p.series, String(issued), String(first.time - issued), String(f.modelVersion),
+                                         array(f.path.map(\.value)), array(f.path.map(\.lower)), array(f.path.map(\.upper))]))
+        }
+        guard !rows.isEmpty else { return }
+        try connection.execute("""
+            CREATE TEMP TABLE IF NOT EXISTS forecastd_path_stage (
+                series text, issued float8, step_seconds float8, model_version bigint,
+                predicted float8[], lower float8[], upper float8[]) ON COMMIT DELETE ROWS
+            """)
+        try connection.copyIn("COPY forecastd_path_stage FROM STDIN", rows: rows)
+        try connection.execute("""
+            INSERT INTO forecast.paths (source, series, issued_at, step_seconds, model_version, predicted, lower, upper)
+            SELECT $1, series, to_timestamp(issued), step_seconds, model_version, predicted, lower, upper
+            FROM forecastd_path_stage
+            ON CONFLICT (source, series, issued_at) DO NOTHING
+            """, [sourceKey])
+    }
+
+    /// Drops paths issued more than `keepSeconds` before the newest path of their series (data
+    /// time, so a backfill of old data keeps its recent paths), in bounded batches so no
+    /// transaction holds many locks. Returns the rows deleted.
+    @discardableResult
+    public func prunePaths(keepSeconds: Double, batchRows: Int = 10_000) throws -> Int {
+        var total = 0
+        while true {
+            let n = try connection.execute("""
+                WITH newest AS (
+                    SELECT series, max(issued_at) AS m FROM forecast.paths WHERE source = $1 GROUP BY series
+                ), doomed AS (
+                    SELECT p.ctid FROM forecast.paths p JOIN newest n USING (series)
+                    WHERE p.source = $1 AND p.issued_at < n.m - make_interval(secs => $2::float8)
+                    LIMIT $3::int
+                ), d AS (DELETE FROM forecast.paths WHERE ctid IN (SELECT ctid FROM doomed) RETURNING 1)
+                SELECT count(*) FROM d
+                """, [sourceKey, String(keepSeconds), String(batchRows)]).scalar.flatMap { Int($0) } ?? 0
+            total += n
+            if n < batchRows { return total }
         }
     }
 

@@ -10,6 +10,8 @@ struct SourceConfig: Equatable {
     var valueColumn: String
     /// Overrides the model's transform for this source (prices: "log-return").
     var transform: TargetTransform?
+    /// Overrides the model's horizon for this source.
+    var horizon: Int?
 }
 
 /// Everything `forecastd run` reads from /etc/forecastd/forecastd.toml.
@@ -28,6 +30,8 @@ struct DaemonConfig: Equatable {
     var maxFutureSkew = 3600.0
     /// Checkpoints kept per model in forecast.models.
     var checkpointsKept = 5
+    /// Days of issued paths kept per series (behind its newest path), forecast.paths.
+    var pathsKeepDays = 7.0
     /// Seconds between checkpoints of per-series state (also saved after every accepted retrain
     /// and at shutdown).
     var checkpointInterval = 300.0
@@ -113,6 +117,7 @@ struct DaemonConfig: Equatable {
             for s in config.sources {
                 var e = config.engine
                 if let t = s.transform { e.transform = t }
+                if let h = s.horizon { e.horizon = h }
                 try e.validate()
             }
         } catch {
@@ -125,6 +130,7 @@ struct DaemonConfig: Equatable {
     func engine(for source: SourceConfig) -> EngineConfig {
         var e = engine
         if let t = source.transform { e.transform = t }
+        if let h = source.horizon { e.horizon = h }
         return e
     }
 }
@@ -225,6 +231,13 @@ private struct KeyReader {
         return v
     }
 
+    mutating func horizon() throws -> Int? {
+        guard let v = value("horizon") else { return nil }
+        guard case .integer(let n) = v.kind else { throw bad("horizon", "must be an integer, not \(v.typeName)") }
+        guard n >= 1 else { throw bad("horizon", "must be at least 1 (got \(n))") }
+        return Int(n)
+    }
+
     mutating func source() throws -> SourceConfig {
         func required(_ key: String) throws -> String {
             guard let s = try string(key) else {
@@ -238,7 +251,7 @@ private struct KeyReader {
         do { name = try SQLName(parsing: tableName) } catch { throw bad("table", "\(error)") }
         return SourceConfig(table: name, seriesColumn: try required("series_column"), timeColumn: try required("time_column"),
                             valueColumn: try required("value_column"),
-                            transform: try choice("transform", TargetTransform.self))
+                            transform: try choice("transform", TargetTransform.self), horizon: try horizon())
     }
 
     func rejectUnknown() throws {

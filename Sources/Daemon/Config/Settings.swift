@@ -104,9 +104,9 @@ extension DaemonConfig {
 /// replay flags, `check-config`, the report's `settings` and `forecast.backtest_runs.settings`
 /// are all derived from this table.
 enum Settings {
-    static let all: [Setting] = database + ingest + checkpoints + logging + model + training + interval + anomaly
+    static let all: [Setting] = database + ingest + checkpoints + retention + logging + model + training + interval + anomaly
 
-    static let tables = ["database", "ingest", "checkpoints", "logging", "model", "training", "interval", "anomaly"]
+    static let tables = ["database", "ingest", "checkpoints", "retention", "logging", "model", "training", "interval", "anomaly"]
 
     static func named(_ path: String) -> Setting? { byPath[path] }
     static func flag(_ name: String) -> Setting? { byFlag[name] }
@@ -219,6 +219,17 @@ enum Settings {
                 }, unset: ""),
     ]
 
+    static let retention: [Setting] = [
+        Setting(path: "retention.paths_days", flag: nil, kind: .number,
+                help: "Days of forecast paths (horizon > 1) kept per series, counted back from its newest path; older ones are deleted in bounded batches at each checkpoint.",
+                live: true, get: { .number($0.pathsKeepDays) },
+                set: { (c, v) throws(SettingError) in
+                    let d = try number(v)
+                    guard d > 0 else { throw SettingError(message: "must be more than 0 days") }
+                    c.pathsKeepDays = d
+                }, unset: ""),
+    ]
+
     static let logging: [Setting] = [
         Setting(path: "logging.level", flag: nil, kind: names(LogLevel.self), help: "Lowest priority written to the journal.",
                 live: true, get: { .string($0.logLevel.rawValue) },
@@ -272,6 +283,13 @@ enum Settings {
         engine("model.scope", names(EngineConfig.ModelScope.self), "shared: one model per source for all its series; series: a model per series.",
                get: { .string($0.scope.rawValue) },
                set: { (e, v) throws(SettingError) in e.scope = try choice(v, EngineConfig.ModelScope.self) }),
+        engine("model.horizon", .int, "Steps forecast at once (a direct multi-step head): every forecast also issues a path of this many steps, stored in forecast.paths. 1: next step only.",
+               get: { .int($0.horizon) }, set: { (e, v) throws(SettingError) in e.horizon = try int(v, min: 1) }),
+        engine("model.seasonal", names(EngineConfig.SeasonalContext.self), "auto: find each series' season (a day or a week of its steps) in its data and give the model the values one season before its targets; off: none.",
+               get: { .string($0.seasonal.rawValue) },
+               set: { (e, v) throws(SettingError) in e.seasonal = try choice(v, EngineConfig.SeasonalContext.self) }),
+        engine("model.non_negative", .bool, "A series that has never gone below zero (counts, rates, percentages) gets no negative forecast or bound.",
+               get: { .bool($0.nonNegative) }, set: { (e, v) throws(SettingError) in e.nonNegative = try bool(v) }),
         engine("model.blend_memory", .int, "Move forecasts toward the last value where that has had the smaller recent error, remembering about this many points (0: off, as RP-1).",
                get: { $0.blendMemory.map { .int($0) } },
                set: { (e, v) throws(SettingError) in let n = try int(v, min: 0); e.blendMemory = n > 0 ? n : nil }),

@@ -390,6 +390,10 @@ final class SourceWorker: @unchecked Sendable {
                                 previousHoldoutLoss: r?.currentHoldoutLoss, checkpoint: g.checkpoint,
                                 engineState: SnapshotCodec.encode(g), keep: settings.checkpointsKept)
         }
+        if session.config.horizon > 1 {
+            let n = try store.prunePaths(keepSeconds: settings.pathsKeepDays * 86_400)
+            if n > 0 { logger.debug("pruned \(n) forecast paths older than \(settings.pathsKeepDays) days") }
+        }
         lastCheckpoint = Date()
     }
 

@@ -8,6 +8,8 @@ struct LiveSettings: Sendable, Equatable {
     var commitWait: Double = 60
     /// Rows further ahead of the clock than this are bad_time (ingest.max_future_skew).
     var maxFutureSkew: Double = 3600
+    /// Days of forecast paths kept per series (retention.paths_days).
+    var pathsKeepDays: Double = 7
 }
 
 /// What a source's ingest loop does next, decided without any I/O (in the style of

@@ -19,7 +19,19 @@ public struct EngineConfig: Sendable, Equatable {
         case shared
     }
 
+    /// Whether the model gets the values one season before its targets (see `Seasonality`).
+    public enum SeasonalContext: String, Sendable, CaseIterable {
+        /// Detect each series' season from its data; a series without one gets none.
+        case auto
+        case off
+    }
+
     public var cell: CellKind = .lstm
+    /// Steps forecast at once (a direct multi-output head); 1 = next step only.
+    public var horizon = 1
+    public var seasonal: SeasonalContext = .auto
+    /// A series that has never gone below zero gets no negative forecast or bound.
+    public var nonNegative = true
     public var hiddenSizes: [Int] = [64, 64]
     public var dropout: Float = 0
     public var seqLength = 48
@@ -89,20 +101,31 @@ public struct EngineConfig: Sendable, Equatable {
         c.excludeAnomaliesFromTraining = false
         c.huberDelta = nil
         c.blendMemory = nil
+        c.seasonal = .off
+        c.nonNegative = false
         return c
     }
 
     public var modelConfig: ModelConfig {
-        ModelConfig(cell: cell, inputSize: 1, hiddenSizes: hiddenSizes, dropout: dropout)
+        ModelConfig(cell: cell, inputSize: 1, hiddenSizes: hiddenSizes, dropout: dropout,
+                    outputSize: horizon, seasonalSkip: seasonal != .off)
     }
 
     /// Checks every setting; the message names the setting (as the config file and flags spell it).
     public func validate() throws {
         func bad(_ name: String, _ why: String) -> ForecastError { .invalidSetting("\(name): \(why)") }
         if seqLength < 1 { throw bad("seq_length", "must be at least 1 (got \(seqLength))") }
+        if horizon < 1 || horizon > 10_000 { throw bad("horizon", "must be in 1...10000 (got \(horizon))") }
+        if horizon > 1 && transform != .level {
+            throw bad("horizon", "a horizon of \(horizon) needs transform = \"level\" (got \"\(transform.rawValue)\")")
+        }
+        // A warm-up shorter than seq_length + horizon simply waits until the first window has all
+        // its targets.
         if warmup <= seqLength { throw bad("warmup", "must be greater than seq_length (\(seqLength)), got \(warmup)") }
         if retrainEvery < 1 { throw bad("retrain_every", "must be at least 1 (got \(retrainEvery))") }
-        if history <= seqLength { throw bad("history", "must be greater than seq_length (\(seqLength)), got \(history)") }
+        if history <= seqLength + horizon - 1 {
+            throw bad("history", "must be greater than seq_length + horizon - 1 (\(seqLength + horizon - 1)), got \(history)")
+        }
         if initialEpochs < 1 { throw bad("initial_epochs", "must be at least 1 (got \(initialEpochs))") }
         if epochs < 0 { throw bad("epochs", "must not be negative (got \(epochs))") }
         if batchSize < 1 { throw bad("batch_size", "must be at least 1 (got \(batchSize))") }

@@ -22,13 +22,36 @@ public struct Forecast: Sendable, Equatable {
     public var lower: Double
     public var upper: Double
     public var modelVersion: Int
+    /// With a horizon H > 1: the forecasts for steps 1...H issued together (step 1 is this
+    /// forecast itself); empty for a next-step model.
+    public var path: [PathPoint] = []
+    /// With a path: the time of the last observation it was made from.
+    public var issuedAt: Double?
 
-    public init(time: Double, value: Double, lower: Double, upper: Double, modelVersion: Int) {
+    public init(time: Double, value: Double, lower: Double, upper: Double, modelVersion: Int, path: [PathPoint] = []) {
         self.time = time
         self.value = value
         self.lower = lower
         self.upper = upper
         self.modelVersion = modelVersion
+        self.path = path
+    }
+}
+
+/// One step of an issued path: the forecast for `step` steps after the last observation used.
+public struct PathPoint: Sendable, Equatable {
+    public var step: Int
+    public var time: Double
+    public var value: Double
+    public var lower: Double
+    public var upper: Double
+
+    public init(step: Int, time: Double, value: Double, lower: Double, upper: Double) {
+        self.step = step
+        self.time = time
+        self.value = value
+        self.lower = lower
+        self.upper = upper
     }
 }
 

@@ -18,6 +18,13 @@ struct SeriesState: Sendable {
     var anomaly: AnomalyScorer
     var blend = PersistenceBlend()
     var observations = 0
+    /// The season in points (nil: none found); `periodChecked` once it has been looked for.
+    var period: Int?
+    var periodChecked = false
+    /// The smallest value seen: a series that never went below zero gets no negative forecast.
+    private(set) var minimum = Double.infinity
+    /// Residuals of steps 2...H and the paths they are measured against (horizon > 1 only).
+    var horizon: HorizonResiduals?
 
     init(key: String, groupIndex: Int, keep: Int, config: EngineConfig) {
         self.key = key
@@ -25,10 +32,12 @@ struct SeriesState: Sendable {
         self.keep = keep
         residuals = ResidualWindow(capacity: config.residualWindow)
         anomaly = AnomalyScorer(config: config.anomaly)
+        if config.horizon > 1 { horizon = HorizonResiduals(horizon: config.horizon, capacity: config.residualWindow) }
     }
 
     mutating func append(_ value: Double, time: Double) {
         raw.append(value)
+        if value < minimum { minimum = value }
         flagged.append(false)
         if let lastTime {
             steps.append(time - lastTime)
@@ -92,6 +101,8 @@ struct SeriesState: Sendable {
     }
 
     var lastRaw: Double? { raw.last }
+    /// Raw values kept (for the seasonal inputs of a forecast), oldest first.
+    var rawCount: Int { raw.count }
     /// The kept raw values that were not flagged, oldest first.
     var rawValues: [Double] { raw.indices.filter { !flagged[$0] }.map { raw[$0] } }
 }
@@ -153,5 +164,54 @@ extension Scaler {
             s = count > 0 ? moves / Double(count) : 0
         }
         self.init(kind: .zScore, mean: m, std: s > 0 && s.isFinite ? s : 1)
+    }
+}
+
+/// Per-step residuals of a horizon model. A path issued after observation n forecasts
+/// observation n+h as its step h; when that observation arrives, its error in units of the
+/// series' spread joins step h's window. Each step's interval comes from its own window, so
+/// step 24's interval is as wide as step 24's errors have been.
+struct HorizonResiduals: Sendable {
+    let horizon: Int
+    /// Windows for steps 2...H (step 1 is the series' own residual window).
+    private(set) var windows: [ResidualWindow]
+    /// The last H issued paths (model-space forecasts, steps 1...H), by issue index mod H.
+    private var paths: [[Double]]
+    private var issuedAt: [Int]
+
+    init(horizon: Int, capacity: Int) {
+        self.horizon = horizon
+        windows = (0..<(horizon - 1)).map { _ in ResidualWindow(capacity: capacity) }
+        paths = Array(repeating: [], count: horizon)
+        issuedAt = Array(repeating: -1, count: horizon)
+    }
+
+    /// A path issued after observation `index` (model-space values for steps 1...H).
+    mutating func issued(_ path: [Double], after index: Int) {
+        paths[index % horizon] = path
+        issuedAt[index % horizon] = index
+    }
+
+    /// Observation `index` arrived with model-space value `u`: scores it against the paths that
+    /// forecast it two or more steps ahead. `record` false (a flagged point) only consumes them.
+    mutating func observed(_ u: Double, index: Int, std: Double, record: Bool) {
+        guard record, std > 0 else { return }
+        for h in 2...max(2, horizon) where h <= horizon {
+            let n = index - h
+            guard n >= 0, issuedAt[n % horizon] == n else { continue }
+            windows[h - 2].add((u - paths[n % horizon][h - 1]) / std)
+        }
+    }
+
+    /// Step h's window (h >= 2).
+    func window(step h: Int) -> ResidualWindow { windows[h - 2] }
+
+    mutating func rescale(by factor: Double) {
+        for i in windows.indices { windows[i].rescale(by: factor) }
+    }
+
+    /// Forgets the issued paths (they were made before a restart or for another model).
+    mutating func forgetPaths() {
+        for i in issuedAt.indices { issuedAt[i] = -1 }
     }
 }

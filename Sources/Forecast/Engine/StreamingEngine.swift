@@ -147,6 +147,8 @@ public final class StreamingEngine {
                 out.anomalyScore = score
                 out.isAnomaly = isAnomaly
                 flagged = isAnomaly
+                // Steps 2...H of earlier paths are scored against the same value.
+                st.horizon?.observed(uActual, index: st.observations, std: scaler.std, record: !isAnomaly)
                 // An anomaly's residual would widen every interval after it; keep it out.
                 if !isAnomaly {
                     st.residuals.add(r)
@@ -202,22 +204,24 @@ public final class StreamingEngine {
     }
 
     private func makeJob(group g: Int, epochs: Int) -> TrainingJob? {
-        let L = config.seqLength
-        // Windows without a flagged point, per series. Counted first and encoded afterwards, so
-        // that only the windows kept under the cap are ever materialised (with thousands of
-        // series and full histories, encoding all of them would take gigabytes).
+        let L = config.seqLength, H = config.horizon
+        // Windows without a flagged point (inputs or targets), per series. Counted first and
+        // encoded afterwards, so that only the windows kept under the cap are ever materialised
+        // (with thousands of series and full histories, encoding all of them would take gigabytes).
         func usableWindows(_ u: [Double], _ flags: [Bool]) -> [Int] {
+            let n = max(0, u.count - L - H + 1)
             // Prefix count of flagged points, to drop windows that contain an anomaly.
             var flaggedBefore = [Int](repeating: 0, count: u.count + 1)
             for i in 0..<u.count { flaggedBefore[i + 1] = flaggedBefore[i] + (flags[i] ? 1 : 0) }
-            guard config.excludeAnomaliesFromTraining else { return Array(0..<(u.count - L)) }
-            return (0..<(u.count - L)).filter { flaggedBefore[$0 + L + 1] == flaggedBefore[$0] }
+            guard config.excludeAnomaliesFromTraining else { return Array(0..<n) }
+            return (0..<n).filter { flaggedBefore[$0 + L + H] == flaggedBefore[$0] }
         }
         var counted: [(s: Int, windows: Int)] = []
         var total = 0
         for s in groups[g].series {
+            detectPeriod(s)
             let (u, flags) = series[s].modelSpace(last: config.history, transform: config.transform)
-            guard u.count > L else { continue }
+            guard u.count >= L + H else { continue }
             let n = usableWindows(u, flags).count
             total += n
             counted.append((s, n))
@@ -225,7 +229,9 @@ public final class StreamingEngine {
         guard total > 0 else { return nil }
         // Keep the newest windows of every series in proportion when over the cap.
         let cap = config.maxTrainWindows ?? Int.max
-        var tx: [Float] = [], ty: [Float] = [], hx: [Float] = [], hy: [Float] = []
+        var tx: [Float] = [], ty: [Float] = [], ts: [Float] = [], hx: [Float] = [], hy: [Float] = [], hs: [Float] = []
+        let skip = config.seasonal != .off
+        var seasonalInputs = [Float](repeating: 0, count: H)
         var scalers: [(Int, Scaler)] = []
         scalers.reserveCapacity(counted.count)
         var window = [Float](repeating: 0, count: L)
@@ -239,15 +245,18 @@ public final class StreamingEngine {
             let first = count - n
             let holdout = groups[g].model == nil ? 0 : Int((Double(n) * config.holdoutFraction).rounded(.down))
             let split = count - holdout
+            let period = series[s].period
             for (k, i) in usableWindows(u, flags).enumerated() where k >= first {
                 let ref = codec.encode(u, end: i + L, scaler: scaler, into: &window, at: 0)
-                let target = codec.target(u[i + L], reference: ref, scaler: scaler)
+                if skip { seasonalContext(u, last: i + L - 1, period: period, reference: ref, scaler: scaler, into: &seasonalInputs) }
                 if k < split {
                     tx.append(contentsOf: window)
-                    ty.append(target)
+                    for h in 0..<H { ty.append(codec.target(u[i + L + h], reference: ref, scaler: scaler)) }
+                    if skip { ts.append(contentsOf: seasonalInputs) }
                 } else {
                     hx.append(contentsOf: window)
-                    hy.append(target)
+                    for h in 0..<H { hy.append(codec.target(u[i + L + h], reference: ref, scaler: scaler)) }
+                    if skip { hs.append(contentsOf: seasonalInputs) }
                 }
             }
         }
@@ -262,10 +271,29 @@ public final class StreamingEngine {
         // Distinct, reproducible shuffles per training.
         let seed = config.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(g) &* 1_000_003 &+ UInt64(grp.trainings)
         let job = TrainingJob(groupIndex: g, version: max(grp.version, grp.versionFloor) + 1, epochs: epochs, settings: config,
-                              start: start, current: grp.model, adam: grp.adam, x: tx, y: ty, hx: hx, hy: hy,
+                              start: start, current: grp.model, adam: grp.adam, x: tx, y: ty, s: ts, hx: hx, hy: hy, hs: hs,
                               scalers: scalers, seed: seed)
         job.origin = ObjectIdentifier(self)
         return job
+    }
+
+    /// Looks for the series' season once (when it is first trained on or forecast).
+    private func detectPeriod(_ s: Int) {
+        guard config.seasonal == .auto, !series[s].periodChecked else { return }
+        series[s].periodChecked = true
+        series[s].period = Seasonality.detectPeriod(series[s].rawValues, step: series[s].typicalStep,
+                                                    minimumPoints: config.seqLength)
+    }
+
+    /// The seasonal skip's inputs for a window whose last value is u[last]: per step h, the value
+    /// one season before its target, normalised like the window; the last value (persistence)
+    /// where the series has no season or the history does not reach back far enough.
+    private func seasonalContext(_ u: [Double], last: Int, period: Int?, reference: Double, scaler: Scaler,
+                                 into out: inout [Float]) {
+        for h in 1...config.horizon {
+            let i = Seasonality.laggedIndex(last: last, step: h, period: period) ?? last
+            out[h - 1] = Float((u[i] - reference) / scaler.std)
+        }
     }
 
     /// Whether `job` was made by this engine (only then can its outcome be installed here).
@@ -297,7 +325,10 @@ public final class StreamingEngine {
                 // Residuals are kept in units of the scaler's spread: re-express the window in
                 // the new units, or a refit spread would widen or narrow every interval (and
                 // shift every anomaly score) at once although no forecast error changed.
-                if let old = series[s].scaler { series[s].residuals.rescale(by: old.std / scaler.std) }
+                if let old = series[s].scaler {
+                    series[s].residuals.rescale(by: old.std / scaler.std)
+                    series[s].horizon?.rescale(by: old.std / scaler.std)
+                }
                 series[s].scaler = scaler
             }
         case .worseOnHoldout:
@@ -316,7 +347,8 @@ public final class StreamingEngine {
         guard !list.isEmpty else { return [:] }
         let t0 = DispatchTime.now().uptimeNanoseconds
         defer { predictSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
-        let L = config.seqLength
+        let L = config.seqLength, H = config.horizon
+        let skip = config.seasonal != .off
         var byGroup: [Int: [Int]] = [:]
         var groupOrder: [Int] = []
         for s in list where groups[series[s].groupIndex].model != nil {
@@ -329,10 +361,14 @@ public final class StreamingEngine {
             guard let predictor = groups[g].predictor else { continue }
             var members: [(s: Int, ref: Double, scaler: Scaler)] = []
             var windows = [Float](repeating: 0, count: byGroup[g]!.count * L)
+            var seasonalInputs = [Float](repeating: 0, count: skip ? byGroup[g]!.count * H : 0)
+            var context = [Float](repeating: 0, count: H)
             var u: [Double] = []
             u.reserveCapacity(L + 1)
             for s in byGroup[g]! {
-                series[s].modelValues(last: L + 1, transform: config.transform, into: &u)
+                if skip { detectPeriod(s) }
+                let period = skip ? series[s].period : nil
+                series[s].modelValues(last: max(L, period ?? 0) + 1, transform: config.transform, into: &u)
                 guard u.count >= L else { continue }
                 if series[s].scaler == nil {
                     // A series new to a trained shared model: normalise with its own history.
@@ -342,21 +378,28 @@ public final class StreamingEngine {
                 }
                 let scaler = series[s].scaler!
                 let ref = codec.encode(u, end: u.count, scaler: scaler, into: &windows, at: members.count * L)
+                if skip {
+                    seasonalContext(u, last: u.count - 1, period: period, reference: ref, scaler: scaler, into: &context)
+                    for h in 0..<H { seasonalInputs[members.count * H + h] = context[h] }
+                }
                 members.append((s, ref, scaler))
             }
             guard !members.isEmpty else { continue }
-            var y = [Float](repeating: 0, count: members.count)
+            var y = [Float](repeating: 0, count: members.count * H)
             windows.withUnsafeBufferPointer { w in
-                y.withUnsafeMutableBufferPointer { yp in
-                    predictor.predict(UnsafeBufferPointer(rebasing: w[0..<(members.count * L)]),
-                                      batch: members.count, seqLength: L, into: yp)
+                seasonalInputs.withUnsafeBufferPointer { sp in
+                    y.withUnsafeMutableBufferPointer { yp in
+                        predictor.predict(UnsafeBufferPointer(rebasing: w[0..<(members.count * L)]),
+                                          seasonal: skip ? UnsafeBufferPointer(rebasing: sp[0..<(members.count * H)]) : nil,
+                                          batch: members.count, seqLength: L, into: yp)
+                    }
                 }
             }
             for (k, m) in members.enumerated() {
                 // Read in place: a copy of the series state would retain (and later copy) its windows.
                 guard let previous = series[m.s].lastRaw, let time = series[m.s].lastTime else { continue }
                 let t = config.transform
-                let uModel = codec.decode(y[k], reference: m.ref, scaler: m.scaler)
+                let uModel = codec.decode(y[k * H], reference: m.ref, scaler: m.scaler)
                 var uHat = uModel
                 var blendInputs: (model: Double, persistence: Double)?
                 if config.blendMemory != nil, let uPersist = t.forward(previous, previous: previous) {
@@ -367,12 +410,35 @@ public final class StreamingEngine {
                 let (qLow, qHigh) = series[m.s].residuals.count >= 20
                     ? (series[m.s].residuals.quantile(zLow)!, series[m.s].residuals.quantile(zHigh)!)
                     : (-1.96 * 1.5, 1.96 * 1.5)
-                let f = Forecast(time: time + series[m.s].typicalStep,
-                                 value: t.inverse(uHat, previous: previous),
-                                 lower: t.inverse(uHat + qLow * std, previous: previous),
-                                 upper: t.inverse(uHat + qHigh * std, previous: previous),
+                // Counts, rates and percentages never go below zero: neither do their forecasts.
+                let floor = config.nonNegative && series[m.s].minimum >= 0 ? 0.0 : -Double.infinity
+                let step = series[m.s].typicalStep
+                var f = Forecast(time: time + step,
+                                 value: max(floor, t.inverse(uHat, previous: previous)),
+                                 lower: max(floor, t.inverse(uHat + qLow * std, previous: previous)),
+                                 upper: max(floor, t.inverse(uHat + qHigh * std, previous: previous)),
                                  modelVersion: groups[g].version)
                 guard f.value.isFinite else { continue }
+                if H > 1, series[m.s].horizon != nil {
+                    // Steps 2...H straight from the head (level space: the transform is checked),
+                    // each with its own residual quantiles.
+                    var path = [PathPoint(step: 1, time: f.time, value: f.value, lower: f.lower, upper: f.upper)]
+                    var uPath = [uHat]
+                    path.reserveCapacity(H)
+                    uPath.reserveCapacity(H)
+                    for h in 2...H {
+                        let uh = codec.decode(y[k * H + h - 1], reference: m.ref, scaler: m.scaler)
+                        let w = series[m.s].horizon!.window(step: h)
+                        let spread = 1.96 * 1.5 * Double(h).squareRoot()
+                        let (lo, hi) = w.count >= 20 ? (w.quantile(zLow)!, w.quantile(zHigh)!) : (-spread, spread)
+                        path.append(PathPoint(step: h, time: time + Double(h) * step, value: max(floor, uh),
+                                              lower: max(floor, uh + lo * std), upper: max(floor, uh + hi * std)))
+                        uPath.append(uh)
+                    }
+                    f.path = path
+                    f.issuedAt = time
+                    series[m.s].horizon!.issued(uPath, after: series[m.s].observations - 1)
+                }
                 series[m.s].pending = f
                 pendingInternals[m.s] = PendingInternals(uHat: uHat, previousRaw: previous, blendInputs: blendInputs)
                 out[m.s] = f

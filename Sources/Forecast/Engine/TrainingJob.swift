@@ -14,7 +14,9 @@ public final class TrainingJob: @unchecked Sendable {
     let start: Model
     let current: Model?
     let adam: Adam
-    let x: [Float], y: [Float], hx: [Float], hy: [Float]
+    /// Windows [n][L], targets [n][horizon] and, with a seasonal skip, the skip's inputs
+    /// [n][horizon] (empty without); `h…` the held-back windows.
+    let x: [Float], y: [Float], s: [Float], hx: [Float], hy: [Float], hs: [Float]
     let scalers: [(series: Int, scaler: Scaler)]
     let seed: UInt64
     /// The engine that made the job: an outcome is installed only there (a daemon that reloads
@@ -22,7 +24,8 @@ public final class TrainingJob: @unchecked Sendable {
     var origin: ObjectIdentifier?
 
     init(groupIndex: Int, version: Int, epochs: Int, settings: EngineConfig, start: Model, current: Model?,
-         adam: Adam, x: [Float], y: [Float], hx: [Float], hy: [Float], scalers: [(series: Int, scaler: Scaler)], seed: UInt64) {
+         adam: Adam, x: [Float], y: [Float], s: [Float] = [], hx: [Float], hy: [Float], hs: [Float] = [],
+         scalers: [(series: Int, scaler: Scaler)], seed: UInt64) {
         self.groupIndex = groupIndex
         self.version = version
         self.epochs = epochs
@@ -30,11 +33,12 @@ public final class TrainingJob: @unchecked Sendable {
         self.start = start
         self.current = current
         self.adam = adam
-        self.x = x; self.y = y; self.hx = hx; self.hy = hy
+        self.x = x; self.y = y; self.s = s; self.hx = hx; self.hy = hy; self.hs = hs
         self.scalers = scalers
         self.seed = seed
-        windows = y.count
-        holdoutWindows = hy.count
+        let outputs = start.config.outputSize
+        windows = y.count / outputs
+        holdoutWindows = hy.count / outputs
     }
 
     /// Trains and judges the result. Never throws: divergence is an outcome, not an error.
@@ -44,7 +48,8 @@ public final class TrainingJob: @unchecked Sendable {
         let trainer = Trainer(model: start, optimizer: adam, maxGradNorm: settings.clipNorm,
                               threads: settings.threads, seed: seed)
         trainer.huberDelta = settings.huberDelta
-        let losses = trainer.fit(x: x, y: y, seqLength: L, epochs: epochs, batchSize: settings.batchSize)
+        let skip = start.config.seasonalSkip
+        let losses = trainer.fit(x: x, y: y, seasonal: skip ? s : nil, seqLength: L, epochs: epochs, batchSize: settings.batchSize)
         let trainLoss = losses.last.map(Double.init)
         var verdict = TrainingOutcome.Verdict.accepted
         if trainer.skippedSteps > 0 || !(trainLoss?.isFinite ?? false) {
@@ -56,9 +61,10 @@ public final class TrainingJob: @unchecked Sendable {
         var holdout: Double?
         var currentHoldout: Double?
         if case .accepted = verdict, !hy.isEmpty {
-            holdout = Double(mseLoss(candidate.predict(hx, batch: hy.count, seqLength: L), hy))
+            let hsIn = skip ? hs : nil
+            holdout = Double(mseLoss(candidate.predict(hx, seasonal: hsIn, batch: holdoutWindows, seqLength: L), hy))
             if let current {
-                currentHoldout = Double(mseLoss(current.predict(hx, batch: hy.count, seqLength: L), hy))
+                currentHoldout = Double(mseLoss(current.predict(hx, seasonal: hsIn, batch: holdoutWindows, seqLength: L), hy))
             }
             if !(holdout?.isFinite ?? false) {
                 verdict = .diverged("non-finite holdout loss")

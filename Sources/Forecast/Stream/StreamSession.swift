@@ -145,7 +145,10 @@ public final class StreamSession {
                                            anomalyScore: s.anomalyScore, isAnomaly: s.isAnomaly))
             }
             previousActual[o.series] = value
-            if let n = s.next { tracker.next[o.series] = n }
+            if let n = s.next {
+                tracker.next[o.series] = n
+                if !n.path.isEmpty { out.paths.append(.init(series: o.series, forecast: n)) }
+            }
         }
         out.series = tracker.updates(modelVersion: engine.modelVersion(for:))
         for u in out.series { if let w = u.watermark { watermarks[u.series] = max(watermarks[u.series] ?? w, w) } }
@@ -171,6 +174,7 @@ public final class StreamSession {
     private func forecastMissing() -> StreamBatch {
         var batch = StreamBatch()
         batch.forecasts = engine.forecastMissing().map { .init(series: $0.series, forecast: $0.forecast) }
+        batch.paths = batch.forecasts.filter { !$0.forecast.path.isEmpty }
         return batch
     }
 
@@ -273,6 +277,9 @@ public struct StreamBatch: Sendable {
     public var completed: [Completed] = []
     /// At most one per series: its newest.
     public var forecasts: [NewForecast] = []
+    /// Every forecast of the batch that issued a path (horizon > 1), in order: a catch-up batch
+    /// issues one per row, and every one is stored.
+    public var paths: [NewForecast] = []
     public var rejections: [Rejection] = []
     public var series: [SeriesUpdate] = []
     /// Rows that belong to no series (`null_series`, `bad_series`), counted against the source.
@@ -282,5 +289,5 @@ public struct StreamBatch: Sendable {
 
     public init() {}
 
-    public var isEmpty: Bool { completed.isEmpty && forecasts.isEmpty && series.isEmpty && sourceBadRows.isEmpty }
+    public var isEmpty: Bool { completed.isEmpty && forecasts.isEmpty && paths.isEmpty && series.isEmpty && sourceBadRows.isEmpty }
 }
