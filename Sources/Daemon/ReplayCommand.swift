@@ -61,6 +61,10 @@ struct ReplayCommand: ParsableCommand {
     @Option(help: ArgumentHelp("Write accuracy metrics and timings as JSON.", valueName: "file.json")) var report: String?
     @Option(help: ArgumentHelp("Draw actual vs predicted, the interval band and anomalies as SVG.", valueName: "file.svg")) var plot: String?
     @Option(help: "Series to plot (default: the first).") var plotSeries: String?
+    @Option(help: ArgumentHelp("With --horizon H > 1: write every issued path step: series,issued_at,timestamp,step,predicted,lower,upper,actual.", valueName: "file.csv"))
+    var outputPaths: String?
+    @Option(help: ArgumentHelp("With --horizon H > 1 and --plot: draw the fan of the path issued at (or last before) this time over the actuals, instead of the whole series (default: the last path).", valueName: "time"))
+    var plotPathAt: String?
     @Option(help: "With --csv-dir: files replayed at once (default: the number of cores).") var jobs: Int?
     @Flag(help: "No progress output.") var quiet = false
 
@@ -81,6 +85,12 @@ struct ReplayCommand: ParsableCommand {
         }
         if source != nil && config == nil { throw ValidationError("--source goes with --config") }
         if csvDir != nil && outputDir == nil { throw ValidationError("--csv-dir needs --output-dir") }
+        if csvDir != nil && (outputPaths != nil || plotPathAt != nil) {
+            throw ValidationError("--output-paths and --plot-path-at go with a single input (--csv, --table or --config)")
+        }
+        if plotPathAt != nil && TimestampParser.parse(plotPathAt!) == nil {
+            throw ValidationError("--plot-path-at: cannot read \"\(plotPathAt!)\" as a time")
+        }
         if csvDir == nil && outputDir != nil { throw ValidationError("--output-dir goes with --csv-dir") }
         if (csv != nil || csvDir != nil) && (series != nil || from != nil || to != nil) {
             throw ValidationError("--series, --from and --to go with a table")
@@ -111,6 +121,9 @@ struct ReplayCommand: ParsableCommand {
             }
             let config = try engineConfig(daemon, source: configured)
             let (rows, label) = try readInput(daemon: daemon, source: configured)
+            if config.horizon == 1 && (outputPaths != nil || plotPathAt != nil) {
+                throw ValidationError("--output-paths and --plot-path-at need --horizon greater than 1")
+            }
             let outcome = try replay(rows, label: label, config: config, progressLabel: nil)
             // A table's bad rows, as the stream session named them (a CSV's were listed with
             // their line numbers when it was read).
@@ -205,13 +218,17 @@ struct ReplayCommand: ParsableCommand {
     private func replay(_ rows: [ReplayRow], label: String, config: EngineConfig, progressLabel: String?) throws -> ReplayRunner.Outcome {
         let bar = quiet ? nil : ProgressBar(total: rows.count, unit: "points", label: progressLabel)
         defer { bar?.finish() }
-        return try ReplayRunner(config: config).run(rows) { bar?.update(completed: $0) }
+        let keepPaths = config.horizon > 1 && (outputPaths != nil || plot != nil)
+        return try ReplayRunner(config: config).run(rows, keepPaths: keepPaths) { bar?.update(completed: $0) }
     }
 
     private func writeOutputs(rows: [ReplayRow], outcome: ReplayRunner.Outcome, config: EngineConfig, label: String,
                               output: String?, report: String?, plot: String?) throws {
         if let output {
             try write(ReplayOutput.csv(rows: rows, results: outcome.results), to: output)
+        }
+        if let outputPaths {
+            try write(ReplayOutput.pathsCSV(outcome.paths), to: outputPaths)
         }
         var reportJSON = outcome.report.fields
         reportJSON["source"] = .string(label)
@@ -232,25 +249,44 @@ struct ReplayCommand: ParsableCommand {
             try write(JSONValue.object(reportJSON).render() + "\n", to: report)
         }
         if let plot {
-            try write(renderPlot(rows: rows, results: outcome.results, label: label), to: plot)
+            try write(renderPlot(rows: rows, results: outcome.results, paths: outcome.paths, label: label), to: plot)
         }
     }
 
-    private func renderPlot(rows: [ReplayRow], results: [ReplayResult], label: String) -> String {
+    private func renderPlot(rows: [ReplayRow], results: [ReplayResult], paths: [HorizonAccuracy.Row], label: String) -> String {
         let name = plotSeries ?? rows.first(where: { $0.row.rejected == nil && $0.row.time != nil })?.series ?? ""
+        // With paths: the fan of one issued path (at --plot-path-at, else the last), over the
+        // actuals of three horizons before it and of the horizon it covers.
+        let own = paths.filter { $0.series == name }
+        var fan: PlotFan?
+        var window: ClosedRange<Double>?
+        if !own.isEmpty {
+            let wanted = plotPathAt.flatMap(TimestampParser.parse) ?? .infinity
+            let issued = own.map(\.issuedAt).filter { $0 <= wanted }.max() ?? own.map(\.issuedAt).min()!
+            let steps = own.filter { $0.issuedAt == issued }.sorted { $0.step < $1.step }
+            if let last = steps.last {
+                fan = PlotFan(issuedAt: issued, times: steps.map(\.time), predicted: steps.map(\.predicted),
+                              lower: steps.map(\.lower), upper: steps.map(\.upper))
+                window = (issued - 3 * (last.time - issued))...last.time
+            }
+        }
         var times: [Double] = [], actual: [Double?] = [], predicted: [Double?] = [], lower: [Double?] = [],
             upper: [Double?] = [], flags: [Bool] = []
         for (r, res) in zip(rows, results) where r.series == name && r.time.isFinite {
+            if let window, !window.contains(r.time) { continue }
             times.append(r.time)
             actual.append(r.value)
-            predicted.append(res.predicted)
-            lower.append(res.lower)
-            upper.append(res.upper)
+            predicted.append(fan == nil ? res.predicted : nil)
+            lower.append(fan == nil ? res.lower : nil)
+            upper.append(fan == nil ? res.upper : nil)
             flags.append(res.isAnomaly)
         }
-        let title = rows.contains { $0.series != name } ? "\(label) — \(name)" : label
-        return SVGPlot(title: title, valueLabel: valueColumn).render(
-            PlotData(times: times, actual: actual, predicted: predicted, lower: lower, upper: upper, isAnomaly: flags))
+        var title = rows.contains { $0.series != name } ? "\(label) — \(name)" : label
+        if let fan { title += " — path issued \(TimestampParser.format(fan.issuedAt))" }
+        var data = PlotData(times: times, actual: actual, predicted: fan == nil ? predicted : nil,
+                            lower: fan == nil ? lower : nil, upper: fan == nil ? upper : nil, isAnomaly: flags)
+        data.fan = fan
+        return SVGPlot(title: title, valueLabel: valueColumn).render(data)
     }
 
     private func write(_ text: String, to path: String) throws {

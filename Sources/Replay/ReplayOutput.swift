@@ -1,3 +1,4 @@
+import Forecast
 import Foundation
 
 /// The per-row output CSV: `series,timestamp,actual,predicted,lower,upper,anomaly_score,is_anomaly`,
@@ -25,5 +26,18 @@ public enum ReplayOutput {
     static func field(_ s: String) -> String {
         guard s.contains(where: { $0 == "," || $0 == "\"" || $0 == "\n" || $0 == "\r" }) else { return s }
         return "\"" + s.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
+    public static let pathsHeader = "series,issued_at,timestamp,step,predicted,lower,upper,actual"
+
+    /// One row per issued path step (`--output-paths`), times in UTC ISO 8601.
+    public static func pathsCSV(_ rows: [HorizonAccuracy.Row]) -> String {
+        var out = pathsHeader + "\n"
+        out.reserveCapacity(rows.count * 90)
+        for r in rows {
+            out += field(r.series) + "," + TimestampParser.format(r.issuedAt) + "," + TimestampParser.format(r.time) + "," + String(r.step) + ","
+            out += number(r.predicted) + "," + number(r.lower) + "," + number(r.upper) + "," + number(r.actual) + "\n"
+        }
+        return out
     }
 }

@@ -14,11 +14,13 @@ public struct ReplayRunner {
         public var results: [ReplayResult]
         public var report: ReplayReport
         public var retrains: [RetrainRecord]
+        /// Every issued path step with its actual (horizon > 1 and `keepPaths` only).
+        public var paths: [HorizonAccuracy.Row] = []
     }
 
     /// Rows are fed in input order in chunks; the engine's rounds make a chunk equal to
     /// one-by-one arrival, so the chunk size only affects how often progress is shown.
-    public func run(_ rows: [ReplayRow], progress: ((Int) -> Void)? = nil) throws -> Outcome {
+    public func run(_ rows: [ReplayRow], keepPaths: Bool = false, progress: ((Int) -> Void)? = nil) throws -> Outcome {
         let started = DispatchTime.now().uptimeNanoseconds
         let session = try StreamSession(config: config, training: .inline)
         var results: [ReplayResult] = []
@@ -28,6 +30,7 @@ public struct ReplayRunner {
         var bad: [RowIssue: Int] = [:]
         var anomalies = 0
         var retrains: [RetrainRecord] = []
+        var horizon = config.horizon > 1 ? HorizonAccuracy(horizon: config.horizon, keepRows: keepPaths) : nil
         let chunk = 256
         var start = 0
         while start < rows.count {
@@ -43,6 +46,7 @@ public struct ReplayRunner {
                 if c.isAnomaly { anomalies += 1 }
             }
             for r in batch.rejections { bad[r.issue, default: 0] += 1 }
+            horizon?.add(batch)
             retrains += batch.retrains
             start = end
             progress?(end)
@@ -55,8 +59,9 @@ public struct ReplayRunner {
             trainSeconds: session.engine.trainSeconds, predictSeconds: session.engine.predictSeconds,
             badRows: Dictionary(uniqueKeysWithValues: bad.map { ($0.key.rawValue, $0.value) }), retrains: retrains.count,
             rejectedRetrains: retrains.filter { !$0.accepted }.count,
-            perSeries: perSeries.mapValues(\.metrics))
-        return Outcome(results: results, report: report, retrains: retrains)
+            perSeries: perSeries.mapValues(\.metrics),
+            horizons: horizon?.steps.map(\.metrics) ?? [])
+        return Outcome(results: results, report: report, retrains: retrains, paths: horizon?.finish() ?? [])
     }
 }
 
@@ -79,10 +84,12 @@ public struct ReplayReport: Sendable, Equatable {
     public var rejectedRetrains: Int
     /// The same metrics per series: what forecast.accuracy shows for each series.
     public var perSeries: [String: AccuracyMetrics] = [:]
+    /// With a horizon: the accuracy of steps 1...H of the issued paths.
+    public var horizons: [AccuracyMetrics] = []
 
     /// JSON object fields (nil metrics become null).
     public var fields: [String: JSONValue] {
-        [
+        var f: [String: JSONValue] = [
             "mae": .number(mae), "rmse": .number(rmse), "mase": .number(mase), "smape": .number(smape),
             "interval_coverage": .number(intervalCoverage), "anomalies": .int(anomalies), "points": .int(points),
             "predicted_points": .int(predictedPoints), "seconds": .number(seconds),
@@ -94,6 +101,13 @@ public struct ReplayReport: Sendable, Equatable {
                          "smape": .number(m.smape), "interval_coverage": .number(m.coverage)])
             }),
         ]
+        if !horizons.isEmpty {
+            f["horizons"] = .array(horizons.enumerated().map { k, m in
+                .object(["step": .int(k + 1), "points": .int(m.count), "mae": .number(m.mae), "rmse": .number(m.rmse),
+                         "mase": .number(m.mase), "coverage": .number(m.coverage)])
+            })
+        }
+        return f
     }
 }
 

@@ -8,6 +8,8 @@ public struct PlotData: Sendable {
     public var lower: [Double?]?
     public var upper: [Double?]?
     public var isAnomaly: [Bool]?
+    /// One issued path drawn as a fan (its forecast and interval per step) over the actuals.
+    public var fan: PlotFan?
 
     public init(times: [Double], actual: [Double?], predicted: [Double?]? = nil,
                 lower: [Double?]? = nil, upper: [Double?]? = nil, isAnomaly: [Bool]? = nil) {
@@ -17,6 +19,23 @@ public struct PlotData: Sendable {
         self.lower = lower
         self.upper = upper
         self.isAnomaly = isAnomaly
+    }
+}
+
+/// The steps of one issued forecast path.
+public struct PlotFan: Sendable {
+    public var issuedAt: Double
+    public var times: [Double]
+    public var predicted: [Double]
+    public var lower: [Double]
+    public var upper: [Double]
+
+    public init(issuedAt: Double, times: [Double], predicted: [Double], lower: [Double], upper: [Double]) {
+        self.issuedAt = issuedAt
+        self.times = times
+        self.predicted = predicted
+        self.lower = lower
+        self.upper = upper
     }
 }
 
@@ -42,8 +61,14 @@ public struct SVGPlot: Sendable {
     private static let actualColor = "#1f77b4"
     private static let predictedColor = "#ff7f0e"
     private static let anomalyColor = "#d62728"
+    private static let fanColor = "#2ca02c"
 
     public func render(_ data: PlotData) -> String {
+        // A fan is drawn over the whole time range: its steps join the axis as values and times.
+        var data = data
+        if let fan = data.fan {
+            data = Self.withFan(data, fan)
+        }
         let n = data.times.count
         let frame = PlotFrame(width: Double(width), height: Double(height), hasValueLabel: valueLabel != nil)
         let actual = Self.column(data.actual, n)
@@ -57,7 +82,7 @@ public struct SVGPlot: Sendable {
         svg.raw("<rect width=\"100%\" height=\"100%\" fill=\"white\"/>\n")
         svg.text(title, x: frame.left, y: 24, attributes: "font-size=\"16\" font-weight=\"bold\"")
 
-        guard let tRange = Self.timeRange(data.times), let vRange = Self.valueRange(actual: actual, predicted: predicted, lower: lower, upper: upper) else {
+        guard let tRange = Self.timeRange(data.times), let vRange = Self.valueRange(actual: actual + Self.fanValues(data.fan), predicted: predicted, lower: lower, upper: upper) else {
             svg.raw("<rect x=\"\(px(frame.left))\" y=\"\(px(frame.top))\" width=\"\(px(frame.plotWidth))\" height=\"\(px(frame.plotHeight))\" fill=\"none\" stroke=\"#999\"/>\n")
             svg.text("no data", x: frame.left + frame.plotWidth / 2, y: frame.top + frame.plotHeight / 2,
                      attributes: "font-size=\"14\" fill=\"#666\" text-anchor=\"middle\"")
@@ -91,6 +116,18 @@ public struct SVGPlot: Sendable {
             }
             if !d.isEmpty { svg.raw("<path d=\"\(d)\" fill=\"\(Self.predictedColor)\" fill-opacity=\"0.2\" stroke=\"none\"/>\n") }
         }
+        if let fan = data.fan {
+            let lo = fan.lower.map(Optional.some), hi = fan.upper.map(Optional.some)
+            var d = ""
+            for band in Self.bands(lower: lo, upper: hi, times: fan.times, scale: scale) {
+                d += "M" + band.upper.map { "\(px($0.0)),\(px($0.1))" }.joined(separator: " ")
+                d += " L" + band.lower.reversed().map { "\(px($0.0)),\(px($0.1))" }.joined(separator: " ") + "Z"
+            }
+            if !d.isEmpty { svg.raw("<path d=\"\(d)\" fill=\"\(Self.fanColor)\" fill-opacity=\"0.22\" stroke=\"none\"/>\n") }
+            svg.polyline(Self.runs(fan.predicted.map(Optional.some), times: fan.times, scale: scale), color: Self.fanColor, width: 1.8)
+            let x = scale.x(fan.issuedAt)
+            svg.raw("<path d=\"M\(px(x)),\(px(frame.top))V\(px(frame.bottom))\" stroke=\"#888\" stroke-dasharray=\"4 3\" stroke-width=\"1\"/>\n")
+        }
         // Actual last, on top: where the two lines coincide (dense data, good forecasts) the data
         // itself should stay visible, with the forecast showing around it.
         if let predicted { svg.polyline(points(predicted), color: Self.predictedColor, width: 1.6) }
@@ -112,7 +149,7 @@ public struct SVGPlot: Sendable {
         svg.raw("<rect x=\"\(px(frame.left))\" y=\"\(px(frame.top))\" width=\"\(px(frame.plotWidth))\" height=\"\(px(frame.plotHeight))\" fill=\"none\" stroke=\"#444\" stroke-width=\"1\"/>\n")
 
         drawLegend(&svg, frame: frame, predicted: predicted != nil, band: hasBand,
-                   anomalies: anomalies?.contains(true) ?? false)
+                   anomalies: anomalies?.contains(true) ?? false, fan: data.fan != nil)
         if reduce { svg.raw("<!-- \(n) points drawn as a min/max envelope over \(columns) pixel columns -->\n") }
         return svg.finish()
     }
@@ -154,12 +191,16 @@ public struct SVGPlot: Sendable {
         svg.text("UTC", x: frame.right, y: frame.bottom + 46, attributes: "font-size=\"10\" text-anchor=\"end\" fill=\"#888\"")
     }
 
-    private func drawLegend(_ svg: inout SVGWriter, frame: PlotFrame, predicted: Bool, band: Bool, anomalies: Bool) {
+    private func drawLegend(_ svg: inout SVGWriter, frame: PlotFrame, predicted: Bool, band: Bool, anomalies: Bool, fan: Bool = false) {
         enum Swatch { case line(String), area(String), dot(String) }
         var entries: [(Swatch, String)] = [(.line(Self.actualColor), "actual")]
         if predicted { entries.append((.line(Self.predictedColor), "predicted")) }
         if band { entries.append((.area(Self.predictedColor), "prediction interval")) }
         if anomalies { entries.append((.dot(Self.anomalyColor), "anomaly")) }
+        if fan {
+            entries.append((.line(Self.fanColor), "path forecast"))
+            entries.append((.area(Self.fanColor), "path interval"))
+        }
 
         // Text width estimated at 6.2 px per character of 12 px sans-serif: no font metrics here.
         let widths = entries.map { 28 + Double($0.1.count) * 6.2 + 14 }
@@ -181,6 +222,33 @@ public struct SVGPlot: Sendable {
     }
 
     // MARK: Data to pixels
+
+    private static func fanValues(_ fan: PlotFan?) -> [Double?] {
+        guard let fan else { return [] }
+        return (fan.predicted + fan.lower + fan.upper).filter(\.isFinite).map(Optional.some)
+    }
+
+    /// The data with the fan's times merged in (actuals missing there), so the axes and the value
+    /// range cover both.
+    private static func withFan(_ data: PlotData, _ fan: PlotFan) -> PlotData {
+        var byTime: [Double: Int] = [:]
+        for (i, t) in data.times.enumerated() { byTime[t] = i }
+        var times = data.times, actual = data.actual, lower = data.lower ?? Array(repeating: nil, count: times.count),
+            upper = data.upper ?? Array(repeating: nil, count: times.count)
+        var flags = data.isAnomaly ?? Array(repeating: false, count: times.count)
+        for t in fan.times where byTime[t] == nil {
+            times.append(t); actual.append(nil); lower.append(nil); upper.append(nil); flags.append(false)
+        }
+        let order = times.indices.sorted { times[$0] < times[$1] }
+        var out = PlotData(times: order.map { times[$0] }, actual: order.map { actual[$0] },
+                           predicted: data.predicted.map { p in order.map { $0 < p.count ? p[$0] : nil } },
+                           lower: data.lower == nil ? nil : order.map { lower[$0] },
+                           upper: data.upper == nil ? nil : order.map { upper[$0] },
+                           isAnomaly: order.map { flags[$0] })
+        // The value range should hold the fan: its bounds enter as a band of the axis only.
+        out.fan = fan
+        return out
+    }
 
     private static func column(_ values: [Double?], _ n: Int) -> [Double?] {
         (0..<n).map { i in

@@ -219,7 +219,7 @@ public final class StreamingEngine {
         var counted: [(s: Int, windows: Int)] = []
         var total = 0
         for s in groups[g].series {
-            detectPeriod(s)
+            detectPeriod(s, again: true)
             let (u, flags) = series[s].modelSpace(last: config.history, transform: config.transform)
             guard u.count >= L + H else { continue }
             let n = usableWindows(u, flags).count
@@ -262,12 +262,13 @@ public final class StreamingEngine {
         }
         guard !ty.isEmpty else { return nil }
         let grp = groups[g]
-        let start: Model
+        var start: Model
         if let m = grp.model {
             start = m
         } else {
             start = try! Model(config: config.modelConfig, seed: config.seed &+ UInt64(g))
         }
+        if skip { Self.startSeasonalSkip(&start, seasonal: ts, targets: ty, horizon: H) }
         // Distinct, reproducible shuffles per training.
         let seed = config.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(g) &* 1_000_003 &+ UInt64(grp.trainings)
         let job = TrainingJob(groupIndex: g, version: max(grp.version, grp.versionFloor) + 1, epochs: epochs, settings: config,
@@ -277,9 +278,29 @@ public final class StreamingEngine {
         return job
     }
 
-    /// Looks for the series' season once (when it is first trained on or forecast).
-    private func detectPeriod(_ s: Int) {
-        guard config.seasonal == .auto, !series[s].periodChecked else { return }
+    /// A seasonal skip that has never been used (all zero: no season was found before) starts
+    /// at each step's least-squares weight of the target on its seasonal input, over the
+    /// training windows: 1 for a pattern that repeats exactly, less the more the season is
+    /// blurred by noise. Left at zero it would take thousands of Adam steps to get there.
+    static func startSeasonalSkip(_ model: inout Model, seasonal s: [Float], targets y: [Float], horizon H: Int) {
+        guard let sw = model.layout.seasonalWeight, s.count == y.count, !s.isEmpty,
+              model.parameters[sw..<(sw + H)].allSatisfy({ $0 == 0 }) else { return }
+        var sy = [Double](repeating: 0, count: H), ss = [Double](repeating: 0, count: H)
+        for i in 0..<s.count {
+            let h = i % H
+            sy[h] += Double(s[i]) * Double(y[i])
+            ss[h] += Double(s[i]) * Double(s[i])
+        }
+        guard ss.contains(where: { $0 > 0 }) else { return }
+        for h in 0..<H where ss[h] > 0 {
+            model.parameters[sw + h] = Float(min(1, max(0, sy[h] / ss[h])))
+        }
+    }
+
+    /// Looks for the series' season: at every training (its history grows until two seasons
+    /// fit), and before the first forecast of a series that has not been trained on.
+    private func detectPeriod(_ s: Int, again: Bool = false) {
+        guard config.seasonal == .auto, again || !series[s].periodChecked else { return }
         series[s].periodChecked = true
         series[s].period = Seasonality.detectPeriod(series[s].rawValues, step: series[s].typicalStep,
                                                     minimumPoints: config.seqLength)
