@@ -25,3 +25,19 @@ public func createSequencesFlat(_ data: [Float], seqLength: Int) throws -> (x: [
     }
     return (x, y)
 }
+
+/// Windows for a direct H-step forecast: x[i] = data[i ..< i+L], y[i] = data[i+L ..< i+L+H],
+/// for i in 0 ... n-L-H. Empty when n < L + H.
+public func createSequences(_ data: [Float], seqLength: Int, horizon: Int) throws -> (x: [[Float]], y: [[Float]]) {
+    guard seqLength >= 1 else { throw ForecastError.invalidSequenceLength(seqLength) }
+    guard horizon >= 1 else { throw ForecastError.invalidConfig("horizon must be at least 1, got \(horizon)") }
+    let count = max(0, data.count - seqLength - horizon + 1)
+    var x: [[Float]] = [], y: [[Float]] = []
+    x.reserveCapacity(count)
+    y.reserveCapacity(count)
+    for i in 0..<count {
+        x.append(Array(data[i..<(i + seqLength)]))
+        y.append(Array(data[(i + seqLength)..<(i + seqLength + horizon)]))
+    }
+    return (x, y)
+}

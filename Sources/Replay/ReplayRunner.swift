@@ -60,7 +60,8 @@ public struct ReplayRunner {
             badRows: Dictionary(uniqueKeysWithValues: bad.map { ($0.key.rawValue, $0.value) }), retrains: retrains.count,
             rejectedRetrains: retrains.filter { !$0.accepted }.count,
             perSeries: perSeries.mapValues(\.metrics),
-            horizons: horizon?.steps.map(\.metrics) ?? [])
+            horizons: horizon?.steps.map(\.metrics) ?? [],
+            baselines: horizon?.baselines.map { [$0.model.metrics, $0.persistence.metrics, $0.seasonalNaive.metrics] } ?? [])
         return Outcome(results: results, report: report, retrains: retrains, paths: horizon?.finish() ?? [])
     }
 }
@@ -86,6 +87,8 @@ public struct ReplayReport: Sendable, Equatable {
     public var perSeries: [String: AccuracyMetrics] = [:]
     /// With a horizon: the accuracy of steps 1...H of the issued paths.
     public var horizons: [AccuracyMetrics] = []
+    /// Per step: the model, persistence and the seasonal naive over the same targets.
+    public var baselines: [[AccuracyMetrics]] = []
 
     /// JSON object fields (nil metrics become null).
     public var fields: [String: JSONValue] {
@@ -103,8 +106,14 @@ public struct ReplayReport: Sendable, Equatable {
         ]
         if !horizons.isEmpty {
             f["horizons"] = .array(horizons.enumerated().map { k, m in
-                .object(["step": .int(k + 1), "points": .int(m.count), "mae": .number(m.mae), "rmse": .number(m.rmse),
-                         "mase": .number(m.mase), "coverage": .number(m.coverage)])
+                var o: [String: JSONValue] = ["step": .int(k + 1), "points": .int(m.count), "mae": .number(m.mae), "rmse": .number(m.rmse),
+                                              "mase": .number(m.mase), "coverage": .number(m.coverage)]
+                if k < baselines.count {
+                    let b = baselines[k]
+                    o["same_targets"] = .object(["points": .int(b[0].count), "mase": .number(b[0].mase),
+                                                 "persistence_mase": .number(b[1].mase), "seasonal_naive_mase": .number(b[2].mase)])
+                }
+                return .object(o)
             })
         }
         return f

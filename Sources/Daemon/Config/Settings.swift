@@ -285,7 +285,7 @@ enum Settings {
                set: { (e, v) throws(SettingError) in e.scope = try choice(v, EngineConfig.ModelScope.self) }),
         engine("model.horizon", .int, "Steps forecast at once (a direct multi-step head): every forecast also issues a path of this many steps, stored in forecast.paths. 1: next step only.",
                get: { .int($0.horizon) }, set: { (e, v) throws(SettingError) in e.horizon = try int(v, min: 1) }),
-        engine("model.seasonal", names(EngineConfig.SeasonalContext.self), "auto: find each series' season (a day or a week of its steps) in its data and give the model the values one season before its targets; off: none.",
+        engine("model.seasonal", names(EngineConfig.SeasonalContext.self), "on: find each series' season (a day or a week of its steps) in its data and give the model the values one season before its targets; auto: on when horizon > 1 (one step ahead the last value usually knows more); off: never.",
                get: { .string($0.seasonal.rawValue) },
                set: { (e, v) throws(SettingError) in e.seasonal = try choice(v, EngineConfig.SeasonalContext.self) }),
         engine("model.non_negative", .bool, "A series that has never gone below zero (counts, rates, percentages) gets no negative forecast or bound.",

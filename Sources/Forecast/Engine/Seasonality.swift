@@ -15,7 +15,7 @@ public enum Seasonality {
     /// The detected period in points, or nil. `values` oldest first; `step` in seconds.
     /// A period needs two full seasons of history (and at least `minimumPoints` differences)
     /// to be tested.
-    public static func detectPeriod(_ values: [Double], step: Double, minimumPoints: Int = 0) -> Int? {
+    public static func detectPeriod(_ values: [Double], step: Double, minimumPoints: Int = 0, horizon: Int = 1) -> Int? {
         guard step > 0, step.isFinite, values.count > 2 else { return nil }
         var d = [Double](repeating: 0, count: values.count - 1)
         for i in 1..<values.count { d[i - 1] = values[i] - values[i - 1] }
@@ -34,9 +34,29 @@ public enum Seasonality {
             for i in p..<n { s += (d[i] - mean) * (d[i - p] - mean) }
             let r = s / variance
             let bound = 1.96 / Double(n - p).squareRoot()
-            if r > bound, r > (best?.r ?? -.infinity) { best = (p, r) }
+            if r > bound, r > (best?.r ?? -.infinity), beatsPersistence(values, period: p, horizon: horizon) { best = (p, r) }
         }
         return best?.period
+    }
+
+    /// Whether, over the history, the value one season before each target forecasts steps
+    /// 1...horizon with a smaller mean absolute error than the last value does. A season that
+    /// repeats but is buried in noise at this horizon (a noisy CPU series at one step ahead)
+    /// would only add a distraction to the model's inputs; at a day ahead the same season
+    /// usually wins.
+    static func beatsPersistence(_ x: [Double], period p: Int, horizon: Int) -> Bool {
+        let stride = max(1, horizon / 12)
+        var seasonal = 0.0, persistence = 0.0
+        for h in Swift.stride(from: 1, through: horizon, by: stride) {
+            let seasons = (h + p - 1) / p
+            let lag = seasons * p
+            guard lag < x.count else { continue }
+            for t in lag..<x.count {
+                seasonal += abs(x[t] - x[t - lag])
+                persistence += abs(x[t] - x[t - h])
+            }
+        }
+        return seasonal < persistence
     }
 
     /// Index (into a buffer whose last observed value is at `last`) of the value one season

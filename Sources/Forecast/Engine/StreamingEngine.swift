@@ -208,13 +208,16 @@ public final class StreamingEngine {
         // Windows without a flagged point (inputs or targets), per series. Counted first and
         // encoded afterwards, so that only the windows kept under the cap are ever materialised
         // (with thousands of series and full histories, encoding all of them would take gigabytes).
-        func usableWindows(_ u: [Double], _ flags: [Bool]) -> [Int] {
+        // With a season, a window whose targets reach back before the history's start would see
+        // a stand-in instead of its seasonal values, unlike every forecast: those are left out.
+        func usableWindows(_ u: [Double], _ flags: [Bool], period: Int?) -> [Int] {
             let n = max(0, u.count - L - H + 1)
+            let first = min(n, max(0, (period ?? 0) - L))
             // Prefix count of flagged points, to drop windows that contain an anomaly.
             var flaggedBefore = [Int](repeating: 0, count: u.count + 1)
             for i in 0..<u.count { flaggedBefore[i + 1] = flaggedBefore[i] + (flags[i] ? 1 : 0) }
-            guard config.excludeAnomaliesFromTraining else { return Array(0..<n) }
-            return (0..<n).filter { flaggedBefore[$0 + L + H] == flaggedBefore[$0] }
+            guard config.excludeAnomaliesFromTraining else { return Array(first..<n) }
+            return (first..<n).filter { flaggedBefore[$0 + L + H] == flaggedBefore[$0] }
         }
         var counted: [(s: Int, windows: Int)] = []
         var total = 0
@@ -222,7 +225,7 @@ public final class StreamingEngine {
             detectPeriod(s, again: true)
             let (u, flags) = series[s].modelSpace(last: config.history, transform: config.transform)
             guard u.count >= L + H else { continue }
-            let n = usableWindows(u, flags).count
+            let n = usableWindows(u, flags, period: series[s].period).count
             total += n
             counted.append((s, n))
         }
@@ -230,7 +233,7 @@ public final class StreamingEngine {
         // Keep the newest windows of every series in proportion when over the cap.
         let cap = config.maxTrainWindows ?? Int.max
         var tx: [Float] = [], ty: [Float] = [], ts: [Float] = [], hx: [Float] = [], hy: [Float] = [], hs: [Float] = []
-        let skip = config.seasonal != .off
+        let skip = config.usesSeason
         var seasonalInputs = [Float](repeating: 0, count: H)
         var scalers: [(Int, Scaler)] = []
         scalers.reserveCapacity(counted.count)
@@ -246,7 +249,7 @@ public final class StreamingEngine {
             let holdout = groups[g].model == nil ? 0 : Int((Double(n) * config.holdoutFraction).rounded(.down))
             let split = count - holdout
             let period = series[s].period
-            for (k, i) in usableWindows(u, flags).enumerated() where k >= first {
+            for (k, i) in usableWindows(u, flags, period: period).enumerated() where k >= first {
                 let ref = codec.encode(u, end: i + L, scaler: scaler, into: &window, at: 0)
                 if skip { seasonalContext(u, last: i + L - 1, period: period, reference: ref, scaler: scaler, into: &seasonalInputs) }
                 if k < split {
@@ -268,7 +271,7 @@ public final class StreamingEngine {
         } else {
             start = try! Model(config: config.modelConfig, seed: config.seed &+ UInt64(g))
         }
-        if skip { Self.startSeasonalSkip(&start, seasonal: ts, targets: ty, horizon: H) }
+        if skip { Self.startSeasonalSkip(&start, windows: tx, seasonal: ts, targets: ty, horizon: H, seqLength: L) }
         // Distinct, reproducible shuffles per training.
         let seed = config.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(g) &* 1_000_003 &+ UInt64(grp.trainings)
         let job = TrainingJob(groupIndex: g, version: max(grp.version, grp.versionFloor) + 1, epochs: epochs, settings: config,
@@ -279,31 +282,64 @@ public final class StreamingEngine {
     }
 
     /// A seasonal skip that has never been used (all zero: no season was found before) starts
-    /// at each step's least-squares weight of the target on its seasonal input, over the
-    /// training windows: 1 for a pattern that repeats exactly, less the more the season is
-    /// blurred by noise. Left at zero it would take thousands of Adam steps to get there.
-    static func startSeasonalSkip(_ model: inout Model, seasonal s: [Float], targets y: [Float], horizon H: Int) {
-        guard let sw = model.layout.seasonalWeight, s.count == y.count, !s.isEmpty,
+    /// at the weight the season earns beyond what the window itself says: per step, the
+    /// least-squares coefficient of the target on its seasonal input, fitted together with the
+    /// window's last value and mean (the persistence and the level a window-only model already
+    /// has). A pattern that repeats exactly gets 1; a series whose "season" is only mean
+    /// reversion, which the window's mean explains as well, gets about 0. Left at zero, the skip
+    /// would take thousands of Adam steps to reach its weight.
+    static func startSeasonalSkip(_ model: inout Model, windows x: [Float], seasonal s: [Float], targets y: [Float],
+                                  horizon H: Int, seqLength L: Int) {
+        guard let sw = model.layout.seasonalWeight, s.count == y.count, !s.isEmpty, x.count == (y.count / H) * L,
               model.parameters[sw..<(sw + H)].allSatisfy({ $0 == 0 }) else { return }
-        var sy = [Double](repeating: 0, count: H), ss = [Double](repeating: 0, count: H)
-        for i in 0..<s.count {
-            let h = i % H
-            sy[h] += Double(s[i]) * Double(y[i])
-            ss[h] += Double(s[i]) * Double(s[i])
+        // Normal equations of y ≈ a·s + b·last + c·mean, per step.
+        var A = [[Double]](repeating: [Double](repeating: 0, count: 9), count: H)
+        var r = [[Double]](repeating: [Double](repeating: 0, count: 3), count: H)
+        for w in 0..<(y.count / H) {
+            var mean = 0.0
+            for k in 0..<L { mean += Double(x[w * L + k]) }
+            mean /= Double(L)
+            let last = Double(x[w * L + L - 1])
+            for h in 0..<H {
+                let v = [Double(s[w * H + h]), last, mean], t = Double(y[w * H + h])
+                for a in 0..<3 {
+                    r[h][a] += v[a] * t
+                    for b in 0..<3 { A[h][a * 3 + b] += v[a] * v[b] }
+                }
+            }
         }
-        guard ss.contains(where: { $0 > 0 }) else { return }
-        for h in 0..<H where ss[h] > 0 {
-            model.parameters[sw + h] = Float(min(1, max(0, sy[h] / ss[h])))
+        for h in 0..<H where A[h][0] > 0 {
+            // A little ridge keeps the solve defined when last or mean is constant (last-value
+            // windows end at 0).
+            for a in 0..<3 { A[h][a * 3 + a] += 1e-6 * max(1, A[h][0]) }
+            guard let coef = solve3(A[h], r[h]) else { continue }
+            model.parameters[sw + h] = Float(min(1, max(0, coef[0])))
         }
+    }
+
+    /// Solves the 3×3 system m·x = b (row-major m) by Cramer's rule; nil when singular.
+    private static func solve3(_ m: [Double], _ b: [Double]) -> [Double]? {
+        func det(_ a: [Double]) -> Double {
+            a[0] * (a[4] * a[8] - a[5] * a[7]) - a[1] * (a[3] * a[8] - a[5] * a[6]) + a[2] * (a[3] * a[7] - a[4] * a[6])
+        }
+        let d = det(m)
+        guard abs(d) > 1e-12, d.isFinite else { return nil }
+        var out = [Double](repeating: 0, count: 3)
+        for c in 0..<3 {
+            var mc = m
+            for row in 0..<3 { mc[row * 3 + c] = b[row] }
+            out[c] = det(mc) / d
+        }
+        return out
     }
 
     /// Looks for the series' season: at every training (its history grows until two seasons
     /// fit), and before the first forecast of a series that has not been trained on.
     private func detectPeriod(_ s: Int, again: Bool = false) {
-        guard config.seasonal == .auto, again || !series[s].periodChecked else { return }
+        guard config.usesSeason, again || !series[s].periodChecked else { return }
         series[s].periodChecked = true
         series[s].period = Seasonality.detectPeriod(series[s].rawValues, step: series[s].typicalStep,
-                                                    minimumPoints: config.seqLength)
+                                                    minimumPoints: config.seqLength, horizon: config.horizon)
     }
 
     /// The seasonal skip's inputs for a window whose last value is u[last]: per step h, the value
@@ -369,7 +405,7 @@ public final class StreamingEngine {
         let t0 = DispatchTime.now().uptimeNanoseconds
         defer { predictSeconds += Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9 }
         let L = config.seqLength, H = config.horizon
-        let skip = config.seasonal != .off
+        let skip = config.usesSeason
         var byGroup: [Int: [Int]] = [:]
         var groupOrder: [Int] = []
         for s in list where groups[series[s].groupIndex].model != nil {
@@ -449,9 +485,8 @@ public final class StreamingEngine {
                     uPath.reserveCapacity(H)
                     for h in 2...H {
                         let uh = codec.decode(y[k * H + h - 1], reference: m.ref, scaler: m.scaler)
-                        let w = series[m.s].horizon!.window(step: h)
                         let spread = 1.96 * 1.5 * Double(h).squareRoot()
-                        let (lo, hi) = w.count >= 20 ? (w.quantile(zLow)!, w.quantile(zHigh)!) : (-spread, spread)
+                        let (lo, hi) = series[m.s].horizon!.bounds(step: h) ?? (-spread, spread)
                         path.append(PathPoint(step: h, time: time + Double(h) * step, value: max(floor, uh),
                                               lower: max(floor, uh + lo * std), upper: max(floor, uh + hi * std)))
                         uPath.append(uh)

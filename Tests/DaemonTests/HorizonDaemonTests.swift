@@ -1,0 +1,82 @@
+import Foundation
+import Ingest
+import TestSupport
+import XCTest
+
+/// `[model] horizon`: the daemon stores every issued path once, forecast.path shows the newest
+/// per series, forecast.accuracy_by_step agrees with replay's per-step report, and replay writes
+/// the paths and their fan.
+final class HorizonDaemonTests: XCTestCase {
+    func testPathsInSQLAgreeWithReplayStepByStep() throws {
+        let config = DaemonHarness.smallModel
+            .replacingOccurrences(of: "[model]\n", with: "[model]\nhorizon = 4\n")
+            .replacingOccurrences(of: "[training]\n", with: "[training]\nmode = \"inline\"\n")
+        let h = try DaemonHarness(extraConfig: config)
+        try h.insert(DaemonHarness.rows(sensors: 2, steps: 0..<150))
+        try h.start()
+        h.waitFor("SELECT sum(observations) FROM forecast.series_state") { $0 == "300" }
+        XCTAssertEqual(h.stop(), 0)
+
+        // One path per forecast made, each of 4 steps; the newest per series in forecast.path.
+        let forecasts = try h.count("SELECT count(*) FROM forecast.predictions")
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.paths"), forecasts, "a path with every forecast, stored once")
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.paths WHERE cardinality(predicted) <> 4"), 0)
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.path"), 8)
+        XCTAssertEqual(try h.count("SELECT count(DISTINCT (series, issued_at)) FROM forecast.path"), 2)
+        XCTAssertEqual(try h.count("""
+            SELECT count(*) FROM forecast.path p JOIN forecast.predictions n
+              ON n.source = p.source AND n.series = p.series AND n.ts = p.ts AND n.actual IS NULL
+            WHERE p.step = 1 AND n.predicted = p.predicted
+            """), 2, "step 1 of the newest path is the pending next-step forecast")
+        // Steps come in order: issued_at + step * the series' step (60 s in the harness).
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.path WHERE ts <> issued_at + step * interval '60 seconds'"), 0)
+
+        let report = h.directory.appendingPathComponent("r.json").path
+        let paths = h.directory.appendingPathComponent("paths.csv").path
+        let plot = h.directory.appendingPathComponent("fan.svg").path
+        let r = try ForecastdProcess.run(["replay", "--config", h.configPath, "--quiet", "--report", report,
+                                          "--output-paths", paths, "--plot", plot],
+                                         environment: ["FORECASTD_DATABASE_URL": ""])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as! [String: Any]
+        let steps = try XCTUnwrap(json["horizons"] as? [[String: Any]])
+        XCTAssertEqual(steps.map { $0["step"] as? Int }, [1, 2, 3, 4])
+        // The same steps, the same actuals, the same errors: SQL over both series per step.
+        let sql = try h.admin.execute("""
+            SELECT step, count(*), avg(abs(actual - predicted)) FROM forecast.path_steps
+            WHERE actual IS NOT NULL GROUP BY step ORDER BY step
+            """).rows
+        XCTAssertEqual(sql.count, 4)
+        for (row, step) in zip(sql, steps) {
+            XCTAssertEqual(Int(row[1]!), step["points"] as? Int, "step \(row[0]!)")
+            XCTAssertEqual(Double(row[2]!)!, step["mae"] as! Double, accuracy: 1e-9)
+        }
+        let byStep = try h.admin.execute("SELECT step, sum(points) FROM forecast.accuracy_by_step_over('100 years') GROUP BY step ORDER BY step").rows
+        XCTAssertEqual(byStep.map { Int($0[1]!) }, steps.map { $0["points"] as? Int })
+
+        let csv = try String(contentsOfFile: paths, encoding: .utf8).split(separator: "\n")
+        XCTAssertEqual(csv.first, "series,issued_at,timestamp,step,predicted,lower,upper,actual")
+        XCTAssertEqual(csv.count - 1, forecasts * 4, "every step of every path")
+        let svg = try String(contentsOfFile: plot, encoding: .utf8)
+        XCTAssertTrue(svg.contains("path forecast") && svg.contains("path issued"), "the plot shows a fan")
+    }
+
+    func testRetentionDropsOldPathsAndKeepsTheNewest() throws {
+        let config = DaemonHarness.smallModel.replacingOccurrences(of: "[model]\n", with: "[model]\nhorizon = 3\n")
+            .replacingOccurrences(of: "[training]\n", with: "[training]\nmode = \"inline\"\n")
+            + "\n[retention]\npaths_days = 0.02\n"
+        let h = try DaemonHarness(extraConfig: config)
+        // 60-second steps: 0.02 days is 28.8 minutes of paths, ~29 per series.
+        try h.insert(DaemonHarness.rows(sensors: 1, steps: 0..<200))
+        try h.start()
+        h.waitFor("SELECT sum(observations) FROM forecast.series_state") { $0 == "200" }
+        h.waitFor("SELECT count(*) FROM forecast.paths") { Int($0 ?? "") ?? 999 <= 30 }
+        XCTAssertEqual(h.stop(), 0)
+        XCTAssertEqual(try h.count("""
+            SELECT count(*) FROM forecast.paths
+            WHERE issued_at < (SELECT max(issued_at) FROM forecast.paths) - interval '28.8 minutes'
+            """), 0)
+        XCTAssertGreaterThan(try h.count("SELECT count(*) FROM forecast.paths"), 20)
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.path"), 3)
+    }
+}
