@@ -14,7 +14,7 @@ public enum CheckpointError: Error, Equatable, CustomStringConvertible {
         switch self {
         case .truncated(let n, let a): return "checkpoint truncated: need \(n) bytes, have \(a)"
         case .badMagic: return "not a forecastd checkpoint (bad magic)"
-        case .unsupportedVersion(let f, let s): return "checkpoint format version \(f) is not supported (this build reads \(s))"
+        case .unsupportedVersion(let f, let s): return "checkpoint format version \(f) is not supported (this build reads 1 to \(s))"
         case .checksumMismatch(let s, let c): return "checkpoint corrupted: CRC32 stored \(String(s, radix: 16)), computed \(String(c, radix: 16))"
         case .trailingBytes(let n): return "checkpoint has \(n) unexpected trailing bytes"
         case .malformed(let why): return "checkpoint malformed: \(why)"

@@ -322,9 +322,9 @@ final class CheckpointTests: XCTestCase {
     func testWrongVersionAndMagic() throws {
         var bytes = try trainedCheckpoint().encoded()
         var v = bytes
-        v[8] = 2
+        v[8] = 3
         XCTAssertThrowsError(try Checkpoint(decoding: v)) {
-            XCTAssertEqual($0 as? CheckpointError, .unsupportedVersion(found: 2, supported: 1))
+            XCTAssertEqual($0 as? CheckpointError, .unsupportedVersion(found: 3, supported: 2))
         }
         bytes[0] = UInt8(ascii: "X")
         XCTAssertThrowsError(try Checkpoint(decoding: bytes)) {
