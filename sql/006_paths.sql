@@ -3,6 +3,8 @@
 -- forecast whatever H is; views unnest it and complete each step with the actual from
 -- forecast.predictions, which is written in the same transaction as the path's later steps
 -- arrive: the actual of a path step is the actual of the prediction row at that time.
+-- Steps are stored as real (float4): the model computes in float32, and a path row is then
+-- about half the bytes to parse, log and keep.
 
 CREATE TABLE forecast.paths (
     source        text NOT NULL,
@@ -12,9 +14,9 @@ CREATE TABLE forecast.paths (
     issued_at     timestamptz NOT NULL,
     step_seconds  double precision NOT NULL CHECK (step_seconds > 0),
     model_version bigint NOT NULL,
-    predicted     double precision[] NOT NULL,
-    lower         double precision[] NOT NULL,
-    upper         double precision[] NOT NULL,
+    predicted     real[] NOT NULL,
+    lower         real[] NOT NULL,
+    upper         real[] NOT NULL,
     created_at    timestamptz NOT NULL DEFAULT now(),
     PRIMARY KEY (source, series, issued_at),
     CHECK (cardinality(predicted) = cardinality(lower) AND cardinality(predicted) = cardinality(upper))

@@ -36,6 +36,11 @@ public final class Trainer: @unchecked Sendable {
     /// Huber loss with this delta instead of MSE (nil = MSE): errors beyond delta pull linearly,
     /// so a few spikes in a noisy series do not drag the fit towards them. Reported losses stay MSE.
     public var huberDelta: Float?
+    /// Per-output loss weights of a multi-step head (nil = all 1). Far steps' targets spread
+    /// wider, so with equal weights their errors dominate the loss and the near steps (the
+    /// next-step forecast among them) get little of the model; weighting each step by the
+    /// inverse of its targets' mean square gives every step an equal share.
+    public var outputWeights: [Float]?
     public let threads: Int
     /// Steps whose loss or gradients were non-finite: counted, never applied.
     public private(set) var skippedSteps = 0
@@ -146,6 +151,10 @@ public final class Trainer: @unchecked Sendable {
         let step = stepCounter
         let seed = self.seed
         let huber = huberDelta
+        let weights = outputWeights.map { w -> [Float] in
+            precondition(w.count == O, "one weight per output")
+            return w
+        }
         let shards = self.shards
         let xBase = UncheckedPointer(x.baseAddress!), yBase = UncheckedPointer(y.baseAddress!)
         let sBase = layout.seasonalWeight != nil ? seasonal.map { UncheckedPointer($0.baseAddress!) } : nil
@@ -163,8 +172,9 @@ public final class Trainer: @unchecked Sendable {
                 let scale = 2 / Float(batch * O)  // d mean((p - y)^2) / dp over every output of the batch
                 for i in 0..<(rows * O) {
                     let d = ws.pred.pointer[i] - yBase.p[r0 * O + i]
-                    sse += Double(d) * Double(d)
-                    ws.dPred.pointer[i] = scale * (huber.map { max(-$0, min($0, d)) } ?? d)
+                    let w = weights?[i % O] ?? 1
+                    sse += Double(w) * Double(d) * Double(d)
+                    ws.dPred.pointer[i] = w * scale * (huber.map { max(-$0, min($0, d)) } ?? d)
                 }
                 sh.sse = sse
                 zeroFloats(sh.grads.pointer, n)

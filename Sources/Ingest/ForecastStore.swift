@@ -195,20 +195,28 @@ public final class ForecastStore {
 
     /// Issued paths, one row each (arrays by step). ON CONFLICT DO NOTHING, like predictions.
     private func writePaths(_ paths: [StreamBatch.NewForecast]) throws {
-        func array(_ xs: [Double]) -> String { "{" + xs.map { String($0) }.joined(separator: ",") + "}" }
+        func array(_ xs: [PathPoint], _ value: (PathPoint) -> Double) -> String {
+            var out = "{"
+            out.reserveCapacity(xs.count * 20 + 2)
+            for (i, x) in xs.enumerated() {
+                if i > 0 { out += "," }
+                out += Float(value(x)).description
+            }
+            return out + "}"
+        }
         var rows: [String] = []
         rows.reserveCapacity(paths.count)
         for p in paths {
             let f = p.forecast
             guard let issued = f.issuedAt, let first = f.path.first, first.time > issued else { continue }
             rows.append(CopyText.encode([p.series, String(issued), String(first.time - issued), String(f.modelVersion),
-                                         array(f.path.map(\.value)), array(f.path.map(\.lower)), array(f.path.map(\.upper))]))
+                                         array(f.path, \.value), array(f.path, \.lower), array(f.path, \.upper)]))
         }
         guard !rows.isEmpty else { return }
         try connection.execute("""
             CREATE TEMP TABLE IF NOT EXISTS forecastd_path_stage (
                 series text, issued float8, step_seconds float8, model_version bigint,
-                predicted float8[], lower float8[], upper float8[]) ON COMMIT DELETE ROWS
+                predicted float4[], lower float4[], upper float4[]) ON COMMIT DELETE ROWS
             """)
         try connection.copyIn("COPY forecastd_path_stage FROM STDIN", rows: rows)
         try connection.execute("""

@@ -278,6 +278,7 @@ public final class StreamingEngine {
                               start: start, current: grp.model, adam: grp.adam, x: tx, y: ty, s: ts, hx: hx, hy: hy, hs: hs,
                               scalers: scalers, seed: seed)
         job.origin = ObjectIdentifier(self)
+        if H > 1 { job.outputWeights = Self.stepWeights(ty, horizon: H) }
         return job
     }
 
@@ -331,6 +332,20 @@ public final class StreamingEngine {
             out[c] = det(mc) / d
         }
         return out
+    }
+
+    /// 1 / mean square of each step's training targets, scaled to average 1: every step of the
+    /// head then carries the same share of the loss (set from the series' own targets).
+    static func stepWeights(_ y: [Float], horizon H: Int) -> [Float] {
+        var ms = [Double](repeating: 0, count: H)
+        for i in y.indices { ms[i % H] += Double(y[i]) * Double(y[i]) }
+        let n = Double(y.count / H)
+        let inv = ms.map { $0 > 0 && n > 0 ? n / $0 : 0 }
+        let positive = inv.filter { $0 > 0 }
+        guard !positive.isEmpty else { return Array(repeating: 1, count: H) }
+        let mean = positive.reduce(0, +) / Double(positive.count)
+        // A step whose targets are all zero (a constant series) keeps weight 1.
+        return inv.map { Float($0 > 0 ? $0 / mean : 1) }
     }
 
     /// Looks for the series' season: at every training (its history grows until two seasons

@@ -19,6 +19,8 @@ public final class TrainingJob: @unchecked Sendable {
     let x: [Float], y: [Float], s: [Float], hx: [Float], hy: [Float], hs: [Float]
     let scalers: [(series: Int, scaler: Scaler)]
     let seed: UInt64
+    /// Loss weight per step of a multi-step head (see `Trainer.outputWeights`); nil for one step.
+    var outputWeights: [Float]?
     /// The engine that made the job: an outcome is installed only there (a daemon that reloads
     /// its models drops what the old engine still had in training).
     var origin: ObjectIdentifier?
@@ -48,6 +50,7 @@ public final class TrainingJob: @unchecked Sendable {
         let trainer = Trainer(model: start, optimizer: adam, maxGradNorm: settings.clipNorm,
                               threads: settings.threads, seed: seed)
         trainer.huberDelta = settings.huberDelta
+        trainer.outputWeights = outputWeights
         let skip = start.config.seasonalSkip
         let losses = trainer.fit(x: x, y: y, seasonal: skip ? s : nil, seqLength: L, epochs: epochs, batchSize: settings.batchSize)
         let trainLoss = losses.last.map(Double.init)

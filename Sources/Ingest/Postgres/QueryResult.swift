@@ -41,11 +41,19 @@ public struct QueryResult: Sendable {
 
 /// Encoding for COPY's text format: tab-separated, \N for NULL, backslash escapes.
 public enum CopyText {
+    /// One row of COPY text format: fields joined by tabs, NULL as \N, and backslash, tab,
+    /// newline and carriage return escaped. Fields without any of those (numbers, arrays of
+    /// numbers, most names) are copied as they are: this runs for every row a cycle writes.
     public static func encode(_ fields: [String?]) -> String {
-        fields.map { field -> String in
-            guard let field else { return "\\N" }
-            var out = ""
-            out.reserveCapacity(field.utf8.count)
+        var out = ""
+        out.reserveCapacity(fields.reduce(0) { $0 + ($1?.utf8.count ?? 2) + 1 })
+        for (i, field) in fields.enumerated() {
+            if i > 0 { out += "\t" }
+            guard let field else { out += "\\N"; continue }
+            guard field.utf8.contains(where: { $0 == 0x5C || $0 == 0x09 || $0 == 0x0A || $0 == 0x0D }) else {
+                out += field
+                continue
+            }
             for ch in field.unicodeScalars {
                 switch ch {
                 case "\\": out += "\\\\"
@@ -55,7 +63,7 @@ public enum CopyText {
                 default: out.unicodeScalars.append(ch)
                 }
             }
-            return out
-        }.joined(separator: "\t")
+        }
+        return out
     }
 }
