@@ -11,6 +11,8 @@ Model     nn.LSTM(1, hidden [64], layers [2]) + Linear(hidden, H) on the last st
           autocorrelation above 1.96/sqrt(n), and the season beating persistence at steps 1..H)
           and the skip starts at forecastd's least-squares weight (startSeasonalSkip).
 Windows   X[i] = x[i:i+L], Y[i] = x[i+L:i+L+H] (create_sequences with a horizon).
+Loss      MSE with forecastd's per-step weights: 1 / mean square of each step's training
+          targets, scaled to average 1.
 Protocol  RP-1: train at t = W on x[0:W] (E0 epochs), fine-tune every R points on the last
           `history` points (E epochs), one Adam for the whole run, MSE, clip_grad_norm_ 1.0.
           After each point x[t-1] (t in [W, N)) the path for x[t .. t+H-1] is issued.
@@ -122,6 +124,12 @@ class Replayer:
                     A = V.T @ V + 1e-6 * max(1.0, float((S[:, k] ** 2).sum())) * np.eye(3)
                     coef = np.linalg.solve(A, V.T @ Y[:, k])
                     self.model.seasonal[k] = float(min(1.0, max(0.0, coef[0])))
+        # forecastd's per-step loss weights (StreamingEngine.stepWeights): 1 / mean square of
+        # each step's targets, scaled to average 1.
+        ms = (Y ** 2).mean(axis=0)
+        inv = np.where(ms > 0, 1 / np.where(ms > 0, ms, 1), 0)
+        w = np.where(inv > 0, inv / inv[inv > 0].mean(), 1) if (inv > 0).any() else np.ones(H)
+        Wt = torch.from_numpy(w.astype(np.float32))
         Xt = torch.from_numpy(X.astype(np.float32)).unsqueeze(-1)
         Yt = torch.from_numpy(Y.astype(np.float32))
         St = torch.from_numpy(S.astype(np.float32))
@@ -131,7 +139,7 @@ class Replayer:
             for b in range(0, n, a.batch):
                 idx = perm[b:b + a.batch]
                 self.opt.zero_grad(set_to_none=True)
-                loss = nn.functional.mse_loss(self.model(Xt[idx], St[idx]), Yt[idx])
+                loss = (Wt * (self.model(Xt[idx], St[idx]) - Yt[idx]) ** 2).mean()
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), max_norm=a.clip)
                 self.opt.step()
