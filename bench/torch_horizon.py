@@ -12,7 +12,7 @@ Model     nn.LSTM(1, hidden [64], layers [2]) + Linear(hidden, H) on the last st
           and the skip starts at forecastd's least-squares weight (startSeasonalSkip).
 Windows   X[i] = x[i:i+L], Y[i] = x[i+L:i+L+H] (create_sequences with a horizon).
 Loss      MSE with forecastd's per-step weights: 1 / mean square of each step's training
-          targets, scaled to average 1.
+          targets, scaled to average 1, then half of the loss to step 1 and half to the others.
 Protocol  RP-1: train at t = W on x[0:W] (E0 epochs), fine-tune every R points on the last
           `history` points (E epochs), one Adam for the whole run, MSE, clip_grad_norm_ 1.0.
           After each point x[t-1] (t in [W, N)) the path for x[t .. t+H-1] is issued.
@@ -129,6 +129,8 @@ class Replayer:
         ms = (Y ** 2).mean(axis=0)
         inv = np.where(ms > 0, 1 / np.where(ms > 0, ms, 1), 0)
         w = np.where(inv > 0, inv / inv[inv > 0].mean(), 1) if (inv > 0).any() else np.ones(H)
+        if H > 1:  # half of the loss to step 1, half to the others
+            w = w * np.where(np.arange(H) == 0, H / 2, H / (2 * (H - 1)))
         Wt = torch.from_numpy(w.astype(np.float32))
         Xt = torch.from_numpy(X.astype(np.float32)).unsqueeze(-1)
         Yt = torch.from_numpy(Y.astype(np.float32))

@@ -159,6 +159,21 @@ final class HorizonTests: XCTestCase {
         XCTAssertGreaterThan(width[5], width[0], "step 6's interval is wider than step 1's")
     }
 
+    /// Steps weighted by the inverse of their targets' mean square, then half the loss to step 1.
+    func testStepWeightsGiveHalfTheLossToTheNextStep() {
+        // Two windows, 3 steps: mean squares 1, 4, 16.
+        let y: [Float] = [1, 2, 4, -1, -2, -4]
+        let w = StreamingEngine.stepWeights(y, horizon: 3)
+        let ms: [Float] = [1, 4, 16]
+        let shares = (0..<3).map { w[$0] * ms[$0] }
+        let total = shares.reduce(0, +)
+        XCTAssertEqual(shares[0] / total, 0.5, accuracy: 1e-6)
+        XCTAssertEqual(shares[1] / total, 0.25, accuracy: 1e-6)
+        XCTAssertEqual(shares[2] / total, 0.25, accuracy: 1e-6)
+        XCTAssertEqual(StreamingEngine.stepWeights([0, 0, 0], horizon: 3).count, 3, "a constant series keeps finite weights")
+        XCTAssertTrue(StreamingEngine.stepWeights([0, 0, 0], horizon: 3).allSatisfy(\.isFinite))
+    }
+
     func testHorizonNeedsTheLevelTransformAndHistory() {
         var c = EngineConfig()
         c.horizon = 4
