@@ -45,6 +45,48 @@ final class EngineSnapshotTests: XCTestCase {
         XCTAssertEqual(a.map { $0.forecast?.value }, b.map { $0.forecast?.value })
     }
 
+    /// A horizon model's per-step intervals go on after a restart instead of starting from the
+    /// wide stand-in: the same step windows and levels, so the same path bounds from the first
+    /// path made after it.
+    func testRestoredHorizonModelKeepsItsPerStepIntervals() throws {
+        var c = config()
+        c.horizon = 4
+        let original = try StreamingEngine(config: c)
+        _ = original.process(data(190))
+        let snap = original.snapshot()
+        XCTAssertTrue(snap[0].series.allSatisfy { $0.stepResiduals.count == 3 && $0.stepResiduals.allSatisfy { $0.count >= 20 } })
+        // Stored as float32, like every residual of the state.
+        let decoded = try snap.map(SnapshotCodec.encode).map(SnapshotCodec.decode)
+        let restored = try StreamingEngine(config: c)
+        try restored.restore(decoded)
+        restored.prime(data(190).suffix(2 * 130))
+        for (r, o) in zip(restored.snapshot()[0].series, snap[0].series) {
+            XCTAssertEqual(r.stepResiduals.count, o.stepResiduals.count)
+            for (x, y) in zip(r.stepResiduals.joined(), o.stepResiduals.joined()) { XCTAssertEqual(x, y, accuracy: 1e-5 * max(1, abs(y))) }
+            for (x, y) in zip(r.stepAlpha, o.stepAlpha) { XCTAssertEqual(x, y, accuracy: 1e-6) }
+        }
+        // The next paths: the same intervals up to the one error of the open paths (those are not
+        // kept), far from the stand-in a fresh series would get.
+        let next = data(1, from: 190)
+        let a = original.process(next), b = restored.process(next)
+        let fresh = try StreamingEngine(config: c)
+        try fresh.restore(decoded.map { g in
+            var g = g
+            g.series = g.series.map { var s = $0; s.stepResiduals = []; s.stepAlpha = []; return s }
+            return g
+        })
+        fresh.prime(data(190).suffix(2 * 130))
+        let f = fresh.process(next)
+        for ((x, y), z) in zip(zip(a, b), f) {
+            let pa = try XCTUnwrap(x.next?.path), pb = try XCTUnwrap(y.next?.path), pf = try XCTUnwrap(z.next?.path)
+            for h in 1..<4 {
+                let wa = pa[h].upper - pa[h].lower, wb = pb[h].upper - pb[h].lower, wf = pf[h].upper - pf[h].lower
+                XCTAssertEqual(wb, wa, accuracy: 0.05 * wa, "step \(h + 1)")
+                XCTAssertLessThan(abs(wb - wa), abs(wf - wa) / 2, "without the kept errors the interval is the stand-in")
+            }
+        }
+    }
+
     func testCorruptOrTruncatedStateThrows() throws {
         let engine = try StreamingEngine(config: config())
         _ = engine.process(data(100))
@@ -71,10 +113,11 @@ final class EngineSnapshotTests: XCTestCase {
                                                          anomaly: anomaly)],
                                  lastRetrain: nil)
         let v4 = SnapshotCodec.encode(snap)
-        let shortFields = 8 + 8 + 8 + 8 + 8
+        // Version 4's short-shift fields and version 5's (empty) step residuals and levels.
+        let shortFields = 8 + 8 + 8 + 8 + 8 + 8 + 8
         var v3 = Array(v4[..<(v4.count - 4 - shortFields)])
         let versionAt = SnapshotCodec.magic.count
-        XCTAssertEqual(v3[versionAt], 4)
+        XCTAssertEqual(v3[versionAt], 5)
         v3[versionAt] = 3
         let crc = CRC32.checksum(v3)
         for k in 0..<4 { v3.append(UInt8(truncatingIfNeeded: crc >> (8 * UInt32(k)))) }

@@ -24,6 +24,10 @@ public struct SeriesSnapshot: Sendable, Codable, Equatable {
     public var anomaly: AnomalyScorer.State
     /// Nil in states written before the blend existed (version 2): the blend starts afresh.
     public var blend: PersistenceBlend? = nil
+    /// A horizon model's residuals of steps 2...H and their adapted miscoverage levels (empty for
+    /// a next-step model, and in states before version 5: the per-step intervals start afresh).
+    public var stepResiduals: [[Double]] = []
+    public var stepAlpha: [Double] = []
 }
 
 
@@ -38,7 +42,9 @@ extension StreamingEngine {
                 series: g.series.map { s in
                     let st = seriesForSnapshot(s)
                     return SeriesSnapshot(key: st.key, scalerMean: st.scaler?.mean, scalerStd: st.scaler?.std,
-                                          residuals: st.residuals.values, anomaly: st.anomaly.state, blend: st.blend)
+                                          residuals: st.residuals.values, anomaly: st.anomaly.state, blend: st.blend,
+                                          stepResiduals: st.horizon?.windows.map(\.values) ?? [],
+                                          stepAlpha: st.horizon?.alpha ?? [])
                 },
                 lastRetrain: g.retrains.last)
         }
@@ -69,7 +75,8 @@ public enum SnapshotCodec {
     /// 3 adds each series' persistence blend, 4 the short level-shift check and both checks'
     /// windows; version 2 and 3 states still decode (the short check then starts afresh and
     /// the day check takes the window the settings and the series' step give).
-    static let version: UInt32 = 4
+    /// 5 adds a horizon model's per-step residuals and levels.
+    static let version: UInt32 = 5
 
     public static func encode(_ g: GroupSnapshot) -> [UInt8] {
         var w = Writer()
@@ -96,6 +103,9 @@ public enum SnapshotCodec {
             w.i64(a.shift.window); w.i64(a.shortShift.window)
             w.floats(a.shortShift.values); w.floats(a.shortShift.history)
             w.i64(a.shortShift.sinceFlag == Int.max ? -1 : a.shortShift.sinceFlag)
+            w.i64(s.stepResiduals.count)
+            for r in s.stepResiduals { w.floats(r) }
+            w.floats(s.stepAlpha)
         }
         w.u32(CRC32.checksum(w.bytes))
         return w.bytes
@@ -141,6 +151,13 @@ public enum SnapshotCodec {
                 shortShift = .init(window: window, values: values, history: history, red: bits & 4 != 0,
                                    sinceFlag: since < 0 ? Int.max : since)
             }
+            var stepResiduals: [[Double]] = [], stepAlpha: [Double] = []
+            if stored >= 5 {
+                let steps = try r.i64()
+                guard steps >= 0 && steps <= 10_000 else { throw bad("bad step count") }
+                for _ in 0..<steps { stepResiduals.append(try r.floats()) }
+                stepAlpha = try r.floats()
+            }
             let anomaly = AnomalyScorer.State(recent: rec, history: hist, sinceFlag: since < 0 ? Int.max : since,
                                               previousRed: bits & 1 != 0, valueMin: vMin, valueMax: vMax,
                                               valueCount: max(0, vCount),
@@ -148,7 +165,7 @@ public enum SnapshotCodec {
                                                            sinceFlag: sinceShift < 0 ? Int.max : sinceShift),
                                               shortShift: shortShift)
             series.append(SeriesSnapshot(key: k, scalerMean: m.isNaN ? nil : m, scalerStd: sd.isNaN ? nil : sd, residuals: res,
-                                         anomaly: anomaly, blend: blend))
+                                         anomaly: anomaly, blend: blend, stepResiduals: stepResiduals, stepAlpha: stepAlpha))
         }
         return GroupSnapshot(key: key, version: v, trainings: t, points: p, lastTrainPoints: l, checkpoint: cp,
                              series: series, lastRetrain: retrain)

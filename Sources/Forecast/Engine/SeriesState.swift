@@ -232,4 +232,15 @@ struct HorizonResiduals: Sendable {
     mutating func rescale(by factor: Double) {
         for i in windows.indices { windows[i].rescale(by: factor) }
     }
+
+    /// Puts back what a snapshot kept; ignored when it was made for another horizon.
+    mutating func restore(residuals: [[Double]], alpha: [Double]) {
+        guard residuals.count == windows.count, alpha.count == windows.count else { return }
+        for (i, r) in residuals.enumerated() {
+            var w = ResidualWindow(capacity: windows[i].capacity)
+            for x in r { w.add(x) }
+            windows[i] = w
+        }
+        self.alpha = alpha.map { $0.isFinite ? min(1, max(0, $0)) : targetAlpha }
+    }
 }

@@ -557,6 +557,7 @@ public final class StreamingEngine {
                 series[s].residuals = w
                 series[s].anomaly = AnomalyScorer(config: config.anomaly, state: ss.anomaly)
                 series[s].blend = ss.blend ?? PersistenceBlend()
+                series[s].horizon?.restore(residuals: ss.stepResiduals, alpha: ss.stepAlpha)
             }
             guard let first = snap.series.first, let g = seriesIndex[first.key].map({ series[$0].groupIndex }) else { continue }
             if let model, let adam { groups[g].install(model, adam: adam, version: snap.version, predictThreads: config.predictThreads) }
