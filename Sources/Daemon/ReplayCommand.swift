@@ -54,7 +54,7 @@ struct ReplayCommand: ParsableCommand {
     @Option(help: "With a table: only rows at or after this time (e.g. 2024-01-01).") var from: String?
     @Option(help: "With a table: only rows at or before this time.") var to: String?
 
-    @Option(help: ArgumentHelp("Write one row per input row: series,timestamp,actual,predicted,lower,upper,anomaly_score,is_anomaly.", valueName: "file.csv"))
+    @Option(help: ArgumentHelp("Write one row per input row: series,timestamp,actual,predicted,lower,upper,anomaly_score,is_anomaly,reason.", valueName: "file.csv"))
     var output: String?
     @Flag(help: "Store the run in forecast.backtest_runs and forecast.backtest_predictions (needs a database URL).")
     var writeTable = false

@@ -126,7 +126,7 @@ public final class ForecastStore {
             try connection.execute("""
                 CREATE TEMP TABLE IF NOT EXISTS forecastd_stage (
                     series text, t float8, predicted float8, lower float8, upper float8, model_version bigint,
-                    actual float8, previous_actual float8, anomaly_score float8, is_anomaly boolean) ON COMMIT DELETE ROWS
+                    actual float8, previous_actual float8, anomaly_score float8, is_anomaly boolean, reason text) ON COMMIT DELETE ROWS
                 """)
             func n(_ v: Double?) -> String? { v.map { String($0) } }
             var rows: [String] = []
@@ -135,12 +135,12 @@ public final class ForecastStore {
                 let f = c.forecast
                 rows.append(CopyText.encode([c.series, String(c.time), String(f.value), String(f.lower), String(f.upper),
                                              String(f.modelVersion), String(c.actual), n(c.previousActual),
-                                             String(c.anomalyScore), c.isAnomaly ? "t" : "f"]))
+                                             String(c.anomalyScore), c.isAnomaly ? "t" : "f", c.reason?.rawValue]))
             }
             for p in batch.forecasts {
                 let f = p.forecast
                 rows.append(CopyText.encode([p.series, String(f.time), String(f.value), String(f.lower), String(f.upper),
-                                             String(f.modelVersion), nil, nil, nil, nil]))
+                                             String(f.modelVersion), nil, nil, nil, nil, nil]))
             }
             if !rows.isEmpty {
                 try connection.copyIn("COPY forecastd_stage FROM STDIN", rows: rows)
@@ -153,9 +153,9 @@ public final class ForecastStore {
                 try connection.execute("""
                     INSERT INTO forecast.predictions
                         (source, series, ts, predicted, lower, upper, model_version, actual, previous_actual,
-                         anomaly_score, is_anomaly, observed_at)
+                         anomaly_score, is_anomaly, reason, observed_at)
                     SELECT $1, series, to_timestamp(t), predicted, lower, upper, model_version, actual, previous_actual,
-                           anomaly_score, is_anomaly, CASE WHEN actual IS NULL THEN NULL ELSE now() END
+                           anomaly_score, is_anomaly, reason, CASE WHEN actual IS NULL THEN NULL ELSE now() END
                     FROM forecastd_stage
                     ON CONFLICT (source, series, ts) DO NOTHING
                     """, [sourceKey])

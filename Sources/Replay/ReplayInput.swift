@@ -53,11 +53,12 @@ public enum BacktestTable {
                 let (r, res) = pair
                 func n(_ v: Double?) -> String? { v.flatMap { $0.isFinite ? String($0) : nil } }
                 return CopyText.encode([String(id), String(i + 1), r.series, r.timeText, n(r.value), n(res.predicted),
-                                        n(res.lower), n(res.upper), String(res.anomalyScore), res.isAnomaly ? "t" : "f"])
+                                        n(res.lower), n(res.upper), String(res.anomalyScore), res.isAnomaly ? "t" : "f",
+                                        res.reason?.rawValue])
             }
             try conn.copyIn("""
                 COPY forecast.backtest_predictions (run_id, row_number, series, ts, actual, predicted, lower, upper,
-                    anomaly_score, is_anomaly) FROM STDIN
+                    anomaly_score, is_anomaly, reason) FROM STDIN
                 """, rows: lines)
             return id
         }

@@ -1,11 +1,11 @@
 import Forecast
 import Foundation
 
-/// The per-row output CSV: `series,timestamp,actual,predicted,lower,upper,anomaly_score,is_anomaly`,
+/// The per-row output CSV: `series,timestamp,actual,predicted,lower,upper,anomaly_score,is_anomaly,reason`,
 /// one row per input row in input order. Numbers use Swift's shortest round-trip form, so the
 /// same run always writes the same bytes.
 public enum ReplayOutput {
-    public static let header = "series,timestamp,actual,predicted,lower,upper,anomaly_score,is_anomaly"
+    public static let header = "series,timestamp,actual,predicted,lower,upper,anomaly_score,is_anomaly,reason"
 
     public static func csv(rows: [ReplayRow], results: [ReplayResult]) -> String {
         var out = header + "\n"
@@ -13,7 +13,7 @@ public enum ReplayOutput {
         for (r, res) in zip(rows, results) {
             out += field(r.series) + "," + field(r.timeText) + "," + number(r.value) + ","
             out += number(res.predicted) + "," + number(res.lower) + "," + number(res.upper) + ","
-            out += number(res.anomalyScore) + "," + (res.isAnomaly ? "1" : "0") + "\n"
+            out += number(res.anomalyScore) + "," + (res.isAnomaly ? "1" : "0") + "," + (res.reason?.rawValue ?? "") + "\n"
         }
         return out
     }

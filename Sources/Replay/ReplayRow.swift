@@ -25,6 +25,8 @@ public struct ReplayResult: Sendable, Equatable {
     public var upper: Double?
     public var anomalyScore: Double
     public var isAnomaly: Bool
+    /// For a flagged row: the check that fired.
+    public var reason: AnomalyReason? = nil
     /// Why the row taught the model nothing, if it did not.
     public var issue: RowIssue?
 }

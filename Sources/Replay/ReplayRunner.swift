@@ -38,7 +38,7 @@ public struct ReplayRunner {
             let batch = session.process(rows[start..<end].map(\.row))
             for r in batch.rows {
                 results.append(ReplayResult(predicted: r.forecast?.value, lower: r.forecast?.lower, upper: r.forecast?.upper,
-                                            anomalyScore: r.anomalyScore, isAnomaly: r.isAnomaly, issue: r.issue))
+                                            anomalyScore: r.anomalyScore, isAnomaly: r.isAnomaly, reason: r.reason, issue: r.issue))
             }
             for c in batch.completed {
                 accuracy.add(c)

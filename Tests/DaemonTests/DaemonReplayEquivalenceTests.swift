@@ -11,7 +11,8 @@ final class DaemonReplayEquivalenceTests: XCTestCase {
         let r = try h.admin.execute("""
             SELECT count(*) FILTER (WHERE p.predicted IS DISTINCT FROM b.predicted OR p.lower IS DISTINCT FROM b.lower
                                        OR p.upper IS DISTINCT FROM b.upper OR p.anomaly_score IS DISTINCT FROM b.anomaly_score
-                                       OR p.is_anomaly IS DISTINCT FROM b.is_anomaly OR p.actual IS DISTINCT FROM b.actual),
+                                       OR p.is_anomaly IS DISTINCT FROM b.is_anomaly OR p.actual IS DISTINCT FROM b.actual
+                                       OR p.reason IS DISTINCT FROM b.reason),
                    count(*)
             FROM forecast.predictions p
             JOIN forecast.backtest_predictions b ON b.run_id = $1 AND b.series = p.series AND b.ts::timestamptz = p.ts

@@ -257,6 +257,9 @@ final class NothingLostTests: XCTestCase {
         waitAccounted(h, rows: 150)
         XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.predictions WHERE is_anomaly"), 1,
                        "still one flag: the cooldown went on across the kill -9")
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.anomalies WHERE reason = 'out_of_range'"), 1,
+                       "the flag says which check fired")
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.predictions WHERE reason IS NOT NULL AND NOT is_anomaly"), 0)
         XCTAssertGreaterThan(try h.count("SELECT count(*) FROM forecast.predictions WHERE ts = to_timestamp(\(t0 + 145 * 3600)) AND anomaly_score >= 0.3"), 0,
                              "the second spike is seen (and scored), only not paged")
         XCTAssertEqual(try unaccounted(h), [])

@@ -49,10 +49,10 @@ final class ReplayCommandTests: XCTestCase {
             XCTAssertEqual(r.status, 0, r.stderr)
             outputs.append(try String(contentsOfFile: out, encoding: .utf8))
             let lines = outputs[run].split(separator: "\n")
-            XCTAssertEqual(lines.first, "series,timestamp,actual,predicted,lower,upper,anomaly_score,is_anomaly")
+            XCTAssertEqual(lines.first, "series,timestamp,actual,predicted,lower,upper,anomaly_score,is_anomaly,reason")
             XCTAssertEqual(lines.count, 601, "one row per input row")
-            XCTAssertTrue(lines[1].hasSuffix(",,,,0.0,0"), "before the first prediction: \(lines[1])")
-            XCTAssertFalse(lines[600].contains(",,"), "predicted at the end: \(lines[600])")
+            XCTAssertTrue(lines[1].hasSuffix(",,,,0.0,0,"), "before the first prediction: \(lines[1])")
+            XCTAssertFalse(lines[600].dropLast().contains(",,"), "predicted at the end: \(lines[600])")
             let json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: report))) as! [String: Any]
             for key in ["mae", "rmse", "mase", "smape", "interval_coverage", "anomalies", "points", "predicted_points",
                         "seconds", "train_seconds", "predict_seconds"] {

@@ -16,6 +16,31 @@ final class AnomalyScorerTests: XCTestCase {
         return residuals.indices.map { i in s.score(residual: residuals[i], scale: 1, value: values?[i]) }
     }
 
+    /// The reasons of the flagged points, in order.
+    func reasons(_ residuals: [Double], values: [Double]? = nil) -> [AnomalyReason?] {
+        var s = AnomalyScorer(config: AnomalyConfig())
+        var out: [AnomalyReason?] = []
+        for i in residuals.indices where s.score(residual: residuals[i], scale: 1, value: values?[i]).flagged {
+            out.append(s.lastReason)
+        }
+        return out
+    }
+
+    /// Each flag names the check that fired, for the `reason` column.
+    func testEveryFlagNamesTheCheckThatFired() {
+        var burst = gaussian(1500)
+        for i in 1000..<1060 { burst[i] += 6 }
+        XCTAssertEqual(reasons(burst), [.residuals])
+        let day = daily(days: 12, missingPeakDay: 9)
+        XCTAssertEqual(reasons(gaussian(day.count), values: day), [.levelShiftDay])
+        let hump = steady(days: 10, humpDay: 8)
+        XCTAssertEqual(reasons(gaussian(hump.count), values: hump), [.levelShiftHours])
+        let values = gaussian(600, seed: 5).map { 100 + $0 } + [140] + gaussian(100, seed: 6).map { 100 + $0 }
+        var residuals = gaussian(values.count)
+        residuals[600] = 5
+        XCTAssertEqual(reasons(residuals, values: values), [.outOfRange])
+    }
+
     func testDefaultsAreValidAndBadSettingsAreNamed() throws {
         XCTAssertNoThrow(try AnomalyConfig().validate())
         let bad: [(String, (inout AnomalyConfig) -> Void)] = [

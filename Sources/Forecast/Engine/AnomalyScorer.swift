@@ -113,8 +113,23 @@ public struct AnomalyConfig: Sendable, Equatable {
 ///   points (and the `shortWindow` points after a flag) stay out of the long-run history, and
 ///   flagged values stay out of the value range, so an incident does not teach the detector
 ///   that incidents are normal.
+/// Which check decided a point's score: the `reason` of a flagged point in forecast.predictions
+/// and in replay's output.
+public enum AnomalyReason: String, Sendable, CaseIterable {
+    /// The recent forecast errors are unusual against the series' own error history.
+    case residuals
+    /// The last day's level differs from the day before.
+    case levelShiftDay = "level_shift_day"
+    /// The last quarter day's level differs from the one before.
+    case levelShiftHours = "level_shift_hours"
+    /// The value is well outside every value seen so far, and the forecast did not expect it.
+    case outOfRange = "out_of_range"
+}
+
 public struct AnomalyScorer: Sendable {
     let config: AnomalyConfig
+    /// The check that gave the last scored point its score (nil when every check scored 0).
+    public private(set) var lastReason: AnomalyReason?
     private var recent: RollingStats       // last shortWindow raw scores
     private var history: RollingStats      // long-run raw scores of points not flagged
     private var sinceFlag = Int.max
@@ -204,6 +219,7 @@ public struct AnomalyScorer: Sendable {
         if sinceFlag < Int.max { sinceFlag += 1 }
         var score = 0.0
         var red = false
+        lastReason = nil
         if history.count >= config.minHistory {
             let mean = history.mean
             // A floor on the spread: a flat, perfectly predicted stretch must not turn the first
@@ -213,6 +229,7 @@ public struct AnomalyScorer: Sendable {
             let zMean = (shortMean - mean) / std
             let tail = 0.5 * erfc(zMean / 2.0.squareRoot())   // P(Z > zMean)
             score = min(1, max(0, -log10(max(tail, 1e-10)) / 10))
+            if score > 0 { lastReason = .residuals }
             red = score >= config.threshold
             if red && previousRed { score = min(score, Self.yellowScore) }
         }
@@ -220,20 +237,24 @@ public struct AnomalyScorer: Sendable {
         var shiftDiff: Double?, shortShiftDiff: Double?
         if let v = value, v.isFinite {
             let level = max(abs(valueMin), abs(valueMax), valueMax - valueMin)
-            func check(_ detector: inout LevelShiftDetector?) -> Double? {
+            func check(_ detector: inout LevelShiftDetector?, _ reason: AnomalyReason) -> Double? {
                 guard detector != nil else { return nil }
                 let (d, shiftScore) = detector!.push(v, level: level, threshold: config.threshold, minHistory: max(config.minHistory, detector!.window))
-                if let s = shiftScore { score = max(score, s) }
+                if let s = shiftScore, s > score {
+                    score = s
+                    lastReason = reason
+                }
                 return d
             }
-            shiftDiff = check(&shift)
-            shortShiftDiff = check(&shortShift)
+            shiftDiff = check(&shift, .levelShiftDay)
+            shortShiftDiff = check(&shortShift, .levelShiftHours)
         }
         if let v = value, v.isFinite, config.rangeTolerance > 0 {
             if valueCount >= rangeMinValues && z >= config.rangeMinResidual {
                 let tol = config.rangeTolerance * (valueMax - valueMin)
                 if valueMax > valueMin && (v > valueMax + tol || v < valueMin - tol) {
                     score = 1
+                    lastReason = .outOfRange
                     previousRed = true
                 }
             }

@@ -64,6 +64,8 @@ public struct ScoredObservation: Sendable, Equatable {
     /// In [0, 1]; 0 until the series has enough residual history.
     public var anomalyScore: Double
     public var isAnomaly: Bool
+    /// For a flagged point: the check that fired.
+    public var reason: AnomalyReason? = nil
     /// The forecast for the following step, made after this point was seen.
     public var next: Forecast?
     /// Why the row taught the model nothing, if it did not.

@@ -146,6 +146,7 @@ public final class StreamingEngine {
                 let (score, isAnomaly) = st.anomaly.score(residual: r - center, scale: scale, value: value)
                 out.anomalyScore = score
                 out.isAnomaly = isAnomaly
+                if isAnomaly { out.reason = st.anomaly.lastReason }
                 flagged = isAnomaly
                 // Steps 2...H of earlier paths are scored against the same value.
                 st.horizon?.observed(uActual, index: st.observations, std: scaler.std, record: !isAnomaly)

@@ -141,8 +141,9 @@ public final class StreamSession {
                 out.rows[i].forecast = f
                 out.rows[i].anomalyScore = s.anomalyScore
                 out.rows[i].isAnomaly = s.isAnomaly
+                out.rows[i].reason = s.reason
                 out.completed.append(.init(series: o.series, time: o.time, forecast: f, actual: value, previousActual: previousActual[o.series],
-                                           anomalyScore: s.anomalyScore, isAnomaly: s.isAnomaly))
+                                           anomalyScore: s.anomalyScore, isAnomaly: s.isAnomaly, reason: s.reason))
             }
             previousActual[o.series] = value
             if let n = s.next {
@@ -230,6 +231,8 @@ public struct StreamBatch: Sendable {
         public var forecast: Forecast?
         public var anomalyScore = 0.0
         public var isAnomaly = false
+        /// For a flagged row: the check that fired.
+        public var reason: AnomalyReason?
         public init() {}
     }
 
@@ -245,6 +248,8 @@ public struct StreamBatch: Sendable {
         public var previousActual: Double?
         public var anomalyScore: Double
         public var isAnomaly: Bool
+        /// For a flagged prediction: the check that fired.
+        public var reason: AnomalyReason? = nil
     }
 
     /// A forecast for a series' next step, waiting for its actual.
