@@ -156,7 +156,7 @@ struct CheckConfigCommand: ParsableCommand {
             print("\(config): OK")
             print("database: \(target)")
             for s in c.sources {
-                print("source \(s.table.display): series \(s.seriesColumn), time \(s.timeColumn), value \(s.valueColumn), transform \((s.transform ?? c.engine.transform).rawValue)")
+                print("source \(s.table.display): series \(s.seriesColumn), time \(s.timeColumn), value \(s.valueColumn), transform \((s.transform ?? c.engine.transform).rawValue), horizon \(s.horizon ?? c.engine.horizon)")
             }
             // Every setting with the value it takes, from the one settings table.
             for line in Settings.listing(c) { print(line) }

@@ -26,6 +26,18 @@ final class ConfigAndDeployTests: XCTestCase {
         XCTAssertTrue(r.stdout.contains("anomaly.shift_window = a day at each series' step"), r.stdout)
         XCTAssertTrue(r.stdout.contains("anomaly.short_shift_window = a quarter of the day window"), r.stdout)
         XCTAssertTrue(r.stdout.contains("ingest.poll_interval = 5.0    # reload applies it"), r.stdout)
+        // A source's own horizon, and a horizon the transform cannot serve, named.
+        let perSource = try configFile("\(source)\nhorizon = 24\n")
+        let p = try ForecastdProcess.run(["check-config", "--config", perSource])
+        XCTAssertEqual(p.status, 0, p.stderr)
+        XCTAssertTrue(p.stdout.contains("transform level, horizon 24"), p.stdout)
+        let differenced = try configFile("\(source)\nhorizon = 24\ntransform = \"difference\"\n")
+        let d = try ForecastdProcess.run(["check-config", "--config", differenced])
+        XCTAssertNotEqual(d.status, 0)
+        XCTAssertTrue(d.stderr.contains("horizon: a horizon of 24 needs transform = \"level\""), d.stderr)
+        let zero = try configFile("\(source)\nhorizon = 0\n")
+        let z = try ForecastdProcess.run(["check-config", "--config", zero])
+        XCTAssertTrue(z.stderr.contains("source.horizon: must be at least 1"), z.stderr)
         // Set windows are shown as set.
         let fixed = try configFile("\(source)\n[anomaly]\nshift_window = 96\nshort_shift_window = 0\n")
         let f = try ForecastdProcess.run(["check-config", "--config", fixed])
