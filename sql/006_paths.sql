@@ -71,5 +71,5 @@ $$;
 CREATE VIEW forecast.accuracy_by_step AS
 SELECT * FROM forecast.accuracy_by_step_over(interval '7 days');
 
--- Paths whose every step is in the past are pruned by the daemon after [retention] paths_days.
-CREATE INDEX paths_created ON forecast.paths (created_at);
+-- The daemon deletes paths issued more than [retention] paths_days before their series' newest
+-- observation: one primary-key range per series, so no other index is needed.

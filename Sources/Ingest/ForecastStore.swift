@@ -227,19 +227,24 @@ public final class ForecastStore {
             """, [sourceKey])
     }
 
-    /// Drops paths issued more than `keepSeconds` before the newest path of their series (data
+    /// Drops paths issued more than `keepSeconds` before their series' newest observation (data
     /// time, so a backfill of old data keeps its recent paths), in bounded batches so no
-    /// transaction holds many locks. Returns the rows deleted.
+    /// transaction holds many locks. Each series is one range probe of the primary key, never a
+    /// scan of the whole table. Returns the rows deleted.
     @discardableResult
     public func prunePaths(keepSeconds: Double, batchRows: Int = 10_000) throws -> Int {
         var total = 0
         while true {
             let n = try connection.execute("""
-                WITH newest AS (
-                    SELECT series, max(issued_at) AS m FROM forecast.paths WHERE source = $1 GROUP BY series
-                ), doomed AS (
-                    SELECT p.ctid FROM forecast.paths p JOIN newest n USING (series)
-                    WHERE p.source = $1 AND p.issued_at < n.m - make_interval(secs => $2::float8)
+                WITH doomed AS (
+                    SELECT old.ctid
+                    FROM forecast.series_state st
+                    CROSS JOIN LATERAL (
+                        SELECT p.ctid FROM forecast.paths p
+                        WHERE p.source = st.source AND p.series = st.series
+                          AND p.issued_at < st.last_observed_at - make_interval(secs => $2::float8)
+                        LIMIT $3::int) old
+                    WHERE st.source = $1 AND st.last_observed_at IS NOT NULL
                     LIMIT $3::int
                 ), d AS (DELETE FROM forecast.paths WHERE ctid IN (SELECT ctid FROM doomed) RETURNING 1)
                 SELECT count(*) FROM d

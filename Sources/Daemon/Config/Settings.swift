@@ -221,7 +221,7 @@ enum Settings {
 
     static let retention: [Setting] = [
         Setting(path: "retention.paths_days", flag: nil, kind: .number,
-                help: "Days of forecast paths (horizon > 1) kept per series, counted back from its newest path; older ones are deleted in bounded batches at each checkpoint.",
+                help: "Days of forecast paths (horizon > 1) kept per series, counted back from its newest observation; older ones are deleted in bounded batches at each checkpoint.",
                 live: true, get: { .number($0.pathsKeepDays) },
                 set: { (c, v) throws(SettingError) in
                     let d = try number(v)
