@@ -151,10 +151,8 @@ public final class Trainer: @unchecked Sendable {
         let step = stepCounter
         let seed = self.seed
         let huber = huberDelta
-        let weights = outputWeights.map { w -> [Float] in
-            precondition(w.count == O, "one weight per output")
-            return w
-        }
+        let weights = outputWeights
+        precondition(weights == nil || weights!.count == O, "one weight per output")
         let shards = self.shards
         let xBase = UncheckedPointer(x.baseAddress!), yBase = UncheckedPointer(y.baseAddress!)
         let sBase = layout.seasonalWeight != nil ? seasonal.map { UncheckedPointer($0.baseAddress!) } : nil

@@ -110,14 +110,11 @@ final class HorizonTests: XCTestCase {
     /// at the series' step, intervals widen with the step and cover about what they promise, and
     /// a series that never went below zero gets no negative bound.
     func testEnginePathsPerStepIntervalsAndNonNegativeBounds() throws {
-        var c = EngineConfig()
-        c.hiddenSizes = [8]
-        c.seqLength = 12
+        var c = EngineConfig.smallForTests
         c.warmup = 300
         c.retrainEvery = 400
         c.history = 800
-        c.initialEpochs = 3
-        c.epochs = 1
+        c.residualWindow = EngineConfig().residualWindow
         c.horizon = 6
         let engine = try StreamingEngine(config: c)
         var rng = SeededGenerator(seed: 11)

@@ -30,7 +30,7 @@ struct DaemonConfig: Equatable {
     var maxFutureSkew = 3600.0
     /// Checkpoints kept per model in forecast.models.
     var checkpointsKept = 5
-    /// Days of issued paths kept per series (behind its newest path), forecast.paths.
+    /// Days of issued paths kept per series (behind its newest observation), forecast.paths.
     var pathsKeepDays = 7.0
     /// Seconds between checkpoints of per-series state (also saved after every accepted retrain
     /// and at shutdown).

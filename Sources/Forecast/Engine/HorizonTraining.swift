@@ -15,13 +15,15 @@ extension StreamingEngine {
         // Normal equations of y ≈ a·s + b·last + c·mean, per step.
         var A = [[Double]](repeating: [Double](repeating: 0, count: 9), count: H)
         var r = [[Double]](repeating: [Double](repeating: 0, count: 3), count: H)
+        var v = [0.0, 0.0, 0.0]  // (seasonal input, last, mean) of one target, reused
         for w in 0..<(y.count / H) {
             var mean = 0.0
             for k in 0..<L { mean += Double(x[w * L + k]) }
             mean /= Double(L)
             let last = Double(x[w * L + L - 1])
             for h in 0..<H {
-                let v = [Double(s[w * H + h]), last, mean], t = Double(y[w * H + h])
+                v[0] = Double(s[w * H + h]); v[1] = last; v[2] = mean
+                let t = Double(y[w * H + h])
                 for a in 0..<3 {
                     r[h][a] += v[a] * t
                     for b in 0..<3 { A[h][a * 3 + b] += v[a] * v[b] }
