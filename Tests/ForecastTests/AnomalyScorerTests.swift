@@ -17,8 +17,8 @@ final class AnomalyScorerTests: XCTestCase {
     }
 
     /// The reasons of the flagged points, in order.
-    func reasons(_ residuals: [Double], values: [Double]? = nil) -> [AnomalyReason?] {
-        var s = AnomalyScorer(config: AnomalyConfig())
+    func reasons(_ residuals: [Double], values: [Double]? = nil, config: AnomalyConfig = AnomalyConfig()) -> [AnomalyReason?] {
+        var s = AnomalyScorer(config: config)
         var out: [AnomalyReason?] = []
         for i in residuals.indices where s.score(residual: residuals[i], scale: 1, value: values?[i]).flagged {
             out.append(s.lastReason)
@@ -32,7 +32,10 @@ final class AnomalyScorerTests: XCTestCase {
         for i in 1000..<1060 { burst[i] += 6 }
         XCTAssertEqual(reasons(burst), [.residuals])
         let day = daily(days: 12, missingPeakDay: 9)
-        XCTAssertEqual(reasons(gaussian(day.count), values: day), [.levelShiftDay])
+        // The day without its peak is unlike the days before it; without that check, its
+        // lower level is what gives it away.
+        XCTAssertEqual(reasons(gaussian(day.count), values: day), [.unlikeSeason])
+        XCTAssertEqual(reasons(gaussian(day.count), values: day, config: Self.noContext), [.levelShiftDay])
         let hump = steady(days: 10, humpDay: 8)
         XCTAssertEqual(reasons(gaussian(hump.count), values: hump), [.levelShiftHours])
         let values = gaussian(600, seed: 5).map { 100 + $0 } + [140] + gaussian(100, seed: 6).map { 100 + $0 }
@@ -58,6 +61,13 @@ final class AnomalyScorerTests: XCTestCase {
         }
     }
 
+    /// The defaults without the contextual check, for tests of the level-shift checks.
+    static let noContext: AnomalyConfig = {
+        var c = AnomalyConfig()
+        c.contextSeasons = 0
+        return c
+    }()
+
     /// A daily pattern (288 points a day) with noise; `missingPeakDay` loses its peak.
     func daily(days: Int, missingPeakDay: Int? = nil) -> [Double] {
         let noise = gaussian(days * 288, seed: 21)
@@ -71,16 +81,25 @@ final class AnomalyScorerTests: XCTestCase {
     func testPatternChangeTheForecastFollowsIsFlaggedByTheLevelShiftCheck() {
         // The model follows the series: residuals stay ordinary throughout.
         let values = daily(days: 12, missingPeakDay: 9)
-        let out = run(gaussian(values.count), values: values)
+        let out = run(gaussian(values.count), values: values, config: Self.noContext)
         let flags = out.indices.filter { out[$0].flagged }
         XCTAssertEqual(flags.count, 1, "flags at \(flags)")
         XCTAssertTrue((9 * 288 + 108..<10 * 288).contains(flags.first ?? -1), "flags at \(flags)")
         // Without the missing peak: no flag; with the check off: the change goes unseen.
-        let normal = run(gaussian(values.count), values: daily(days: 12))
+        let normal = run(gaussian(values.count), values: daily(days: 12), config: Self.noContext)
         XCTAssertEqual(normal.filter(\.flagged).count, 0)
-        var off = AnomalyConfig()
+        var off = Self.noContext
         off.shiftWindow = 0
         XCTAssertEqual(run(gaussian(values.count), values: values, config: off).filter(\.flagged).count, 0)
+        // The contextual check sees the day too, and no sooner than its peak goes missing.
+        var contextOnly = AnomalyConfig()
+        contextOnly.shiftWindow = 0
+        contextOnly.shortShiftWindow = 0
+        let seen = run(gaussian(values.count), values: values, config: contextOnly)
+        let seenAt = seen.indices.filter { seen[$0].flagged }
+        XCTAssertEqual(seenAt.count, 1, "flags at \(seenAt)")
+        XCTAssertTrue((9 * 288 + 108..<10 * 288).contains(seenAt.first ?? -1), "flags at \(seenAt)")
+        XCTAssertEqual(run(gaussian(values.count), values: daily(days: 12), config: contextOnly).filter(\.flagged).count, 0)
     }
 
     /// A steady noisy level; `humpDay` carries a hump of +4 noise deviations for 40 points

@@ -113,11 +113,12 @@ final class EngineSnapshotTests: XCTestCase {
                                                          anomaly: anomaly)],
                                  lastRetrain: nil)
         let v4 = SnapshotCodec.encode(snap)
-        // Version 4's short-shift fields and version 5's (empty) step residuals and levels.
-        let shortFields = 8 + 8 + 8 + 8 + 8 + 8 + 8
+        // Version 4's short-shift fields, version 5's (empty) step residuals and levels and
+        // version 6's (empty) contextual check.
+        let shortFields = 8 + 8 + 8 + 8 + 8 + 8 + 8 + 6 * 8
         var v3 = Array(v4[..<(v4.count - 4 - shortFields)])
         let versionAt = SnapshotCodec.magic.count
-        XCTAssertEqual(v3[versionAt], 5)
+        XCTAssertEqual(v3[versionAt], 6)
         v3[versionAt] = 3
         let crc = CRC32.checksum(v3)
         for k in 0..<4 { v3.append(UInt8(truncatingIfNeeded: crc >> (8 * UInt32(k)))) }

@@ -377,6 +377,8 @@ enum Settings {
                 get: { $0.shortShiftWindow.map { .int($0) } }, set: { (a, v) throws(SettingError) in a.shortShiftWindow = try int(v) }),
         anomaly("shift_trim", .number, "Share of each level-shift window left out at either end before averaging.",
                 get: { .number($0.shiftTrim) }, set: { (a, v) throws(SettingError) in a.shiftTrim = try number(v) }),
+        anomaly("context_seasons", .int, "Contextual check: the last quarter day against the same hours of this many earlier days or weeks (the season is found in each series' data; 0: off).",
+                get: { .int($0.contextSeasons) }, set: { (a, v) throws(SettingError) in a.contextSeasons = try int(v) }),
     ]
 
     // MARK: derived views

@@ -49,6 +49,11 @@ public struct AnomalyConfig: Sendable, Equatable {
     /// the short window does see counts as normal. nil (the default): a quarter of the day
     /// window (six hours; 72 points of 5-minute data); 0 turns it off.
     public var shortShiftWindow: Int?
+    /// Contextual check: the last quarter of a day against the same hours of this many seasons
+    /// before (their median), where a season is a day or a week found in the series' own data
+    /// (`SeasonalContextDetector`). 3 is the fewest whose median ignores one unusual season;
+    /// 0 turns the check off.
+    public var contextSeasons = 3
 
     /// Without a known step (e.g. scoring without timestamps), a day is taken as 288 points.
     static let defaultDayPoints = 288
@@ -86,6 +91,7 @@ public struct AnomalyConfig: Sendable, Equatable {
         if let w = shiftWindow, w < 0 { throw bad("shift_window", "must not be negative (got \(w))") }
         if let w = shortShiftWindow, w < 0 { throw bad("short_shift_window", "must not be negative (got \(w))") }
         if !(shiftTrim >= 0 && shiftTrim < 0.5) { throw bad("shift_trim", "must be in [0, 0.5) (got \(shiftTrim))") }
+        if !(0...52).contains(contextSeasons) { throw bad("context_seasons", "must be between 0 and 52 (got \(contextSeasons))") }
     }
 }
 
@@ -106,6 +112,9 @@ public struct AnomalyConfig: Sendable, Equatable {
 ///   judged against the history of that difference (see `AnomalyConfig.shiftWindow` and
 ///   `shiftTrim`); the same over a quarter of a day for shorter changes. The windows are
 ///   fixed at the first score, from the series' step;
+/// - context: the last quarter of a day against the same hours of earlier days or weeks, when
+///   the series has such a season (`SeasonalContextDetector`), with a tail fitted to its own
+///   history of such departures;
 /// - flags: score ≥ threshold and more than `cooldown` points since the last flag. A point
 ///   that reaches the threshold but is not flagged (inside the cooldown) reports the yellow
 ///   score, like HTM's filter: the reported score is red exactly where a flag is raised, so a
@@ -124,6 +133,8 @@ public enum AnomalyReason: String, Sendable, CaseIterable {
     case levelShiftHours = "level_shift_hours"
     /// The value is well outside every value seen so far, and the forecast did not expect it.
     case outOfRange = "out_of_range"
+    /// The last hours are unlike the same hours of the days (or weeks) before.
+    case unlikeSeason = "unlike_season"
 }
 
 public struct AnomalyScorer: Sendable {
@@ -139,6 +150,7 @@ public struct AnomalyScorer: Sendable {
     private var valueCount = 0
     private var shift: LevelShiftDetector?       // over a day
     private var shortShift: LevelShiftDetector?  // over a quarter of a day
+    private var context: SeasonalContextDetector?
     /// Whether the windows are fixed (they are set at the first value, from the step).
     private var windowsFixed = false
     /// Values the range check needs to have seen: at least a day's (set with the windows), so
@@ -147,6 +159,7 @@ public struct AnomalyScorer: Sendable {
     private var rangeMinValues = Int.max
     /// Restored level-shift states (empty for a new scorer), kept until the windows are fixed.
     private var restoredShift = (LevelShiftDetector.State(), LevelShiftDetector.State())
+    private var restoredContext = SeasonalContextDetector.State()
 
     static let yellowScore = 0.3   // −log10(1e-3) / 10
 
@@ -176,6 +189,13 @@ public struct AnomalyScorer: Sendable {
         shift = make(config.shiftWindow, day, restoredShift.0)
         shortShift = make(config.shortShiftWindow, short, restoredShift.1)
         restoredShift = (.init(), .init())
+        if config.contextSeasons > 0 {
+            let window = max(1, dayPoints / 4)
+            context = SeasonalContextDetector(dayPoints: dayPoints, window: window, seasons: config.contextSeasons,
+                                              historyLength: max(config.longWindow, 3 * window, 3 * dayPoints),
+                                              state: restoredContext)
+        }
+        restoredContext = .init()
     }
 
     /// Whether the level-shift windows still wait for the series' step: a new or restored
@@ -194,6 +214,7 @@ public struct AnomalyScorer: Sendable {
         for v in values where v.isFinite {
             shift?.learn(v)
             shortShift?.learn(v)
+            context?.learn(v)
             valueMin = min(valueMin, v)
             valueMax = max(valueMax, v)
             valueCount += 1
@@ -234,7 +255,7 @@ public struct AnomalyScorer: Sendable {
             if red && previousRed { score = min(score, Self.yellowScore) }
         }
         previousRed = red
-        var shiftDiff: Double?, shortShiftDiff: Double?
+        var shiftDiff: Double?, shortShiftDiff: Double?, contextDiff: Double?
         if let v = value, v.isFinite {
             let level = max(abs(valueMin), abs(valueMax), valueMax - valueMin)
             func check(_ detector: inout LevelShiftDetector?, _ reason: AnomalyReason) -> Double? {
@@ -248,6 +269,14 @@ public struct AnomalyScorer: Sendable {
             }
             shiftDiff = check(&shift, .levelShiftDay)
             shortShiftDiff = check(&shortShift, .levelShiftHours)
+            if context != nil {
+                let (d, contextScore) = context!.score(v, threshold: config.threshold, minHistory: max(config.minHistory, context!.window))
+                contextDiff = d
+                if let s = contextScore, s > score {
+                    score = s
+                    lastReason = .unlikeSeason
+                }
+            }
         }
         if let v = value, v.isFinite, config.rangeTolerance > 0 {
             if valueCount >= rangeMinValues && z >= config.rangeMinResidual {
@@ -269,6 +298,7 @@ public struct AnomalyScorer: Sendable {
             history.push(raw)
             if let d = shiftDiff { shift?.record(d) }
             if let d = shortShiftDiff { shortShift?.record(d) }
+            if let d = contextDiff { context?.record(d) }
         }
         if !flagged, let v = value, v.isFinite {
             valueMin = min(valueMin, v)
@@ -284,7 +314,8 @@ public struct AnomalyScorer: Sendable {
               sinceFlag: sinceFlag,
               previousRed: previousRed, valueMin: valueMin, valueMax: valueMax, valueCount: valueCount,
               shift: shift?.state ?? restoredShift.0,
-              shortShift: shortShift?.state ?? restoredShift.1)
+              shortShift: shortShift?.state ?? restoredShift.1,
+              context: context?.state ?? restoredContext)
     }
 
     init(config: AnomalyConfig, state: State) {
@@ -297,5 +328,6 @@ public struct AnomalyScorer: Sendable {
         valueMax = state.valueMax
         valueCount = state.valueCount
         restoredShift = (state.shift, state.shortShift)
+        restoredContext = state.context
     }
 }

@@ -64,6 +64,8 @@ extension AnomalyScorer {
         /// The level-shift checks (day-long and short windows).
         public var shift = LevelShiftDetector.State()
         public var shortShift = LevelShiftDetector.State()
+        /// The contextual check (empty in states before version 6: it starts afresh).
+        public var context = SeasonalContextDetector.State()
     }
 }
 
@@ -75,8 +77,8 @@ public enum SnapshotCodec {
     /// 3 adds each series' persistence blend, 4 the short level-shift check and both checks'
     /// windows; version 2 and 3 states still decode (the short check then starts afresh and
     /// the day check takes the window the settings and the series' step give).
-    /// 5 adds a horizon model's per-step residuals and levels.
-    static let version: UInt32 = 5
+    /// 5 adds a horizon model's per-step residuals and levels, 6 the contextual check.
+    static let version: UInt32 = 6
 
     public static func encode(_ g: GroupSnapshot) -> [UInt8] {
         var w = Writer()
@@ -93,7 +95,7 @@ public enum SnapshotCodec {
             w.floats(s.residuals); w.floats(s.anomaly.recent); w.floats(s.anomaly.history)
             w.i64(s.anomaly.sinceFlag == Int.max ? -1 : s.anomaly.sinceFlag)
             let a = s.anomaly
-            w.u32((a.previousRed ? 1 : 0) | (a.shift.red ? 2 : 0) | (a.shortShift.red ? 4 : 0))
+            w.u32((a.previousRed ? 1 : 0) | (a.shift.red ? 2 : 0) | (a.shortShift.red ? 4 : 0) | (a.context.red ? 8 : 0))
             w.f64(a.valueMin); w.f64(a.valueMax); w.i64(a.valueCount)
             w.floats(a.shift.values); w.floats(a.shift.history)
             w.i64(a.shift.sinceFlag == Int.max ? -1 : a.shift.sinceFlag)
@@ -106,6 +108,10 @@ public enum SnapshotCodec {
             w.i64(s.stepResiduals.count)
             for r in s.stepResiduals { w.floats(r) }
             w.floats(s.stepAlpha)
+            w.i64(a.context.period)
+            w.floats(a.context.values); w.floats(a.context.history)
+            w.i64(a.context.sinceFlag == Int.max ? -1 : a.context.sinceFlag)
+            w.i64(a.context.sinceReview); w.i64(a.context.sinceFit == Int.max ? -1 : a.context.sinceFit)
         }
         w.u32(CRC32.checksum(w.bytes))
         return w.bytes
@@ -158,12 +164,20 @@ public enum SnapshotCodec {
                 for _ in 0..<steps { stepResiduals.append(try r.floats()) }
                 stepAlpha = try r.floats()
             }
+            var context = SeasonalContextDetector.State()
+            if stored >= 6 {
+                let period = max(0, try r.i64())
+                let values = try r.floats(), history = try r.floats(), since = try r.i64()
+                let review = max(0, try r.i64()), fit = try r.i64()
+                context = .init(period: period, values: values, history: history, red: bits & 8 != 0,
+                                sinceFlag: since < 0 ? Int.max : since, sinceReview: review, sinceFit: fit < 0 ? Int.max : fit)
+            }
             let anomaly = AnomalyScorer.State(recent: rec, history: hist, sinceFlag: since < 0 ? Int.max : since,
                                               previousRed: bits & 1 != 0, valueMin: vMin, valueMax: vMax,
                                               valueCount: max(0, vCount),
                                               shift: .init(window: shiftWindow, values: shiftValues, history: shiftHistory, red: bits & 2 != 0,
                                                            sinceFlag: sinceShift < 0 ? Int.max : sinceShift),
-                                              shortShift: shortShift)
+                                              shortShift: shortShift, context: context)
             series.append(SeriesSnapshot(key: k, scalerMean: m.isNaN ? nil : m, scalerStd: sd.isNaN ? nil : sd, residuals: res,
                                          anomaly: anomaly, blend: blend, stepResiduals: stepResiduals, stepAlpha: stepAlpha))
         }

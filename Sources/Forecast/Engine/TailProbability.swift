@@ -1,0 +1,80 @@
+import Foundation
+
+/// How often a value at least this far from the middle of a history occurs in that history:
+/// the empirical share up to the history's 90th percentile of distances, a generalized Pareto
+/// tail fitted to the distances beyond it (peaks over threshold, as in SPOT) further out.
+/// A Gaussian tail calls the ordinary bursts of a heavy-tailed statistic one-in-a-million
+/// events; the fitted tail follows each series' own distribution, so a score built on it
+/// means about the same on calm and on bursty series. The shape is kept ≥ 0 (an exponential
+/// tail at the lightest): a bounded tail fitted to a hundred points would put an end to the
+/// values that can occur that the data cannot show.
+struct TailModel: Sendable {
+    private(set) var median = 0.0
+    private var threshold = 0.0        // distance at the `level` quantile
+    private var shareBeyond = 0.0      // share of distances above it
+    private var shape = 0.0            // γ ≥ 0
+    private var scale = 0.0            // σ > 0 once fitted
+    private var sortedDistances: [Double] = []
+
+    /// Distances above this quantile of the history's distances form the fitted tail.
+    static let level = 0.9
+
+    /// Fits the model to a history (at least a few values).
+    init(fitting history: [Double]) {
+        guard !history.isEmpty else { return }
+        let sorted = history.sorted()
+        let n = sorted.count
+        median = n % 2 == 1 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2])
+        sortedDistances = sorted.map { abs($0 - median) }.sorted()
+        let k = min(n - 1, Int(Double(n) * Self.level))
+        threshold = sortedDistances[k]
+        let excesses = sortedDistances[(k + 1)...].map { $0 - threshold }.filter { $0 > 0 }
+        // Too few points beyond the threshold to fit a tail: the empirical share alone.
+        guard excesses.count >= 5 else { return }
+        shareBeyond = Double(excesses.count) / Double(n)
+        // Probability-weighted moments (Hosking & Wallis 1987): stable for small samples and
+        // heavy tails, no iterations. Excesses are ascending.
+        let m = Double(excesses.count)
+        var a0 = 0.0, a1 = 0.0
+        for (i, y) in excesses.enumerated() {
+            a0 += y
+            a1 += y * (m - 1 - Double(i)) / (m - 1)
+        }
+        a0 /= m
+        a1 /= m
+        let denominator = a0 - 2 * a1
+        if denominator > 1e-300 {
+            let k = a0 / denominator - 2      // Hosking's k = −γ
+            shape = max(-k, 0)
+            scale = shape > 0 ? 2 * a0 * a1 / denominator : a0
+        } else {
+            shape = 0
+            scale = a0
+        }
+        if !(scale > 0 && scale.isFinite) { scale = max(a0, 1e-300) }
+    }
+
+    /// P(|X − median| ≥ |x − median|) under the history (never 0: floored at 1e-10).
+    func tail(_ x: Double) -> Double {
+        let n = sortedDistances.count
+        guard n > 0 else { return 1 }
+        let distance = abs(x - median)
+        if distance <= threshold || shareBeyond == 0 || scale <= 0 {
+            // Share of the history at least this far out: by binary search on the distances.
+            var lo = 0, hi = n
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if sortedDistances[mid] < distance { lo = mid + 1 } else { hi = mid }
+            }
+            return max(Double(n - lo) / Double(n), distance > threshold ? 1 / Double(n) : 1e-10, 1e-10)
+        }
+        let y = distance - threshold
+        let survival = shape > 1e-9 ? pow(1 + shape * y / scale, -1 / shape) : exp(-y / scale)
+        return max(shareBeyond * survival, 1e-10)
+    }
+
+    /// The tail on the anomaly score's scale: −log10(tail) / 10, in [0, 1].
+    func score(_ x: Double) -> Double {
+        min(1, max(0, -log10(tail(x)) / 10))
+    }
+}

@@ -1,0 +1,133 @@
+import Foundation
+import XCTest
+@testable import Forecast
+
+/// The contextual check: a day unlike the same day of other weeks, which neither the one-step
+/// residuals nor the level-shift checks can see.
+final class SeasonalContextTests: XCTestCase {
+    func gaussian(_ n: Int, seed: UInt64) -> [Double] {
+        var rng = SeededGenerator(seed: seed)
+        return (0..<n).map { _ in rng.nextGaussian() }
+    }
+
+    /// Hourly demand with a weekly cycle: weekdays busy from 8 to 18 h, weekends quiet all day,
+    /// noise of 1. `holiday` (a day index, a weekday) is as quiet as a Sunday.
+    func weekly(weeks: Int, holiday: Int? = nil, seed: UInt64 = 7) -> [Double] {
+        let noise = gaussian(weeks * 168, seed: seed)
+        return (0..<(weeks * 168)).map { i in
+            let day = i / 24, hour = i % 24
+            let weekday = day % 7 < 5 && day != holiday
+            let busy = weekday && (8..<18).contains(hour)
+            return 30 + (busy ? 20 : 0) + 3 * sin(Double(hour) / 24 * 2 * .pi) + noise[i]
+        }
+    }
+
+    /// Scores values at an hourly step with ordinary residuals (the forecast follows the day).
+    func score(_ values: [Double], config: AnomalyConfig = AnomalyConfig(), from start: Int = 0,
+               scorer: inout AnomalyScorer) -> [(flagged: Bool, reason: AnomalyReason?)] {
+        let residuals = gaussian(values.count, seed: 99)
+        return (start..<values.count).map { i in
+            let out = scorer.score(residual: residuals[i], scale: 1, value: values[i], step: 3600)
+            return (out.flagged, out.flagged ? scorer.lastReason : nil)
+        }
+    }
+
+    func flags(_ values: [Double], config: AnomalyConfig = AnomalyConfig()) -> [(index: Int, reason: AnomalyReason?)] {
+        var s = AnomalyScorer(config: config)
+        let out = score(values, config: config, scorer: &s)
+        return out.indices.filter { out[$0].flagged }.map { ($0, out[$0].reason) }
+    }
+
+    func testAWeekdayQuietAsASundayIsFlaggedAsUnlikeItsSeason() {
+        let holiday = 7 * 7 + 2   // the Wednesday of week 8
+        let values = weekly(weeks: 10, holiday: holiday)
+        let found = flags(values)
+        let inHoliday = found.filter { (holiday * 24..<(holiday + 1) * 24).contains($0.index) }
+        XCTAssertEqual(inHoliday.map(\.reason), [.unlikeSeason], "flags \(found)")
+        // The same weeks without the holiday: no contextual flag at all.
+        XCTAssertEqual(flags(weekly(weeks: 10)).filter { $0.reason == .unlikeSeason }.count, 0)
+        // Without the check, nothing else sees the holiday: its day is as quiet as every
+        // weekend day, and the forecast follows it.
+        var off = AnomalyConfig()
+        off.contextSeasons = 0
+        let without = flags(values, config: off)
+        XCTAssertTrue(without.allSatisfy { !(holiday * 24..<(holiday + 1) * 24).contains($0.index) }, "flags \(without)")
+    }
+
+    func testTheSeasonIsFoundInTheData() {
+        // A weekly cycle: the week. A daily cycle: the day. Noise: none.
+        var s = AnomalyScorer(config: AnomalyConfig())
+        _ = score(weekly(weeks: 6), scorer: &s)
+        XCTAssertEqual(s.state.context.period, 168)
+
+        let noise = gaussian(12 * 288, seed: 5)
+        let daily = (0..<(12 * 288)).map { (i: Int) -> Double in
+            let phase = Double(i % 288) / 288 * 2 * Double.pi
+            return 50 + 10 * sin(phase) + noise[i]
+        }
+        var d = AnomalyScorer(config: AnomalyConfig())
+        for (i, v) in daily.enumerated() { _ = d.score(residual: noise[(i + 1) % noise.count], scale: 1, value: v, step: 300) }
+        XCTAssertEqual(d.state.context.period, 288)
+
+        var n = AnomalyScorer(config: AnomalyConfig())
+        for (i, v) in noise.enumerated() { _ = n.score(residual: noise[(i + 7) % noise.count], scale: 1, value: 50 + v, step: 300) }
+        XCTAssertEqual(n.state.context.period, 0, "white noise has no season")
+        // Steps finer than 5 minutes keep only days: the kept values stay bounded.
+        XCTAssertEqual(SeasonalContextDetector(dayPoints: 1440, window: 360, seasons: 3, historyLength: 4320).candidates, [1440])
+        XCTAssertLessThanOrEqual(SeasonalContextDetector(dayPoints: 288, window: 72, seasons: 3, historyLength: 1000).capacity, 3 * 2016 + 288 + 72)
+    }
+
+    func testRestoredContextCheckContinuesTheSameFlags() throws {
+        let holiday = 7 * 7 + 2
+        let values = weekly(weeks: 10, holiday: holiday)
+        var whole = AnomalyScorer(config: AnomalyConfig())
+        let all = score(values, scorer: &whole)
+        let cut = 7 * 168   // a day before the holiday week
+        var first = AnomalyScorer(config: AnomalyConfig())
+        let residuals = gaussian(values.count, seed: 99)
+        for i in 0..<cut { _ = first.score(residual: residuals[i], scale: 1, value: values[i], step: 3600) }
+        let snap = GroupSnapshot(key: "g", version: 1, trainings: 1, points: cut, lastTrainPoints: cut, checkpoint: nil,
+                                 series: [SeriesSnapshot(key: "s", scalerMean: 0, scalerStd: 1, residuals: [], anomaly: first.state)],
+                                 lastRetrain: nil)
+        let decoded = try SnapshotCodec.decode(SnapshotCodec.encode(snap)).series[0].anomaly.context
+        XCTAssertEqual(decoded.period, 168)
+        XCTAssertEqual(decoded.values.count, first.state.context.values.count)
+        XCTAssertEqual(decoded.history.count, first.state.context.history.count)
+        var second = AnomalyScorer(config: AnomalyConfig(), state: try SnapshotCodec.decode(SnapshotCodec.encode(snap)).series[0].anomaly)
+        var rest: [Int] = []
+        for i in cut..<values.count where second.score(residual: residuals[i], scale: 1, value: values[i], step: 3600).flagged {
+            rest.append(i)
+        }
+        XCTAssertEqual(rest, (cut..<values.count).filter { all[$0].flagged })
+        XCTAssertTrue(rest.contains { (holiday * 24..<(holiday + 1) * 24).contains($0) })
+    }
+
+    /// The fitted tail follows the history's own distribution: close to the truth for a
+    /// Gaussian and for a heavy-tailed one, where a Gaussian tail would be orders too small.
+    func testTailModelFollowsEachDistribution() {
+        let normal = gaussian(1000, seed: 1)
+        let g = TailModel(fitting: normal)
+        XCTAssertEqual(g.tail(g.median), 1, accuracy: 1e-9)
+        let p3 = g.tail(3)   // two-sided truth 0.0027
+        XCTAssertGreaterThan(p3, 0.0027 / 3)
+        XCTAssertLessThan(p3, 0.0027 * 3)
+        // Laplace(0, 1): P(|X| > x) = e^(−x); at x = 8, 3.4e-4. A Gaussian of the same spread
+        // (σ = √2) gives 1.6e-8.
+        var rng = SeededGenerator(seed: 2)
+        let laplace = (0..<1000).map { _ -> Double in
+            let u = Double.random(in: -0.5..<0.5, using: &rng)
+            return -(u < 0 ? -1.0 : 1.0) * log(1 - 2 * abs(u))
+        }
+        let l = TailModel(fitting: laplace)
+        XCTAssertGreaterThan(l.tail(8), exp(-8) / 4)
+        XCTAssertLessThan(l.tail(8), exp(-8) * 4)
+        XCTAssertEqual(l.score(1e9), 1, "far beyond the history: the score's ceiling")
+        XCTAssertEqual(TailModel(fitting: [2, 2, 2]).tail(2), 1)
+    }
+
+    func testBadContextSettingIsNamed() {
+        var c = AnomalyConfig()
+        c.contextSeasons = -1
+        XCTAssertThrowsError(try c.validate()) { XCTAssertTrue("\($0)".contains("anomaly.context_seasons")) }
+    }
+}
