@@ -110,8 +110,10 @@ public struct SeasonalContextDetector: Sendable {
     mutating func score(_ v: Double, threshold: Double, minHistory: Int) -> (d: Double?, score: Double?) {
         if sinceFlag < Int.max { sinceFlag += 1 }
         guard let d = push(v) else { return (nil, nil) }
-        // At least a day of windows: the history must span the series' daily cycle once.
-        guard history.count >= max(minHistory, dayPoints) else { return (d, nil) }
+        // Three days of windows, as the day-long level-shift check waits for: windows a
+        // quarter day long overlap, so a single day holds only four independent ones, too few
+        // to fit a tail to.
+        guard history.count >= max(minHistory, 3 * dayPoints) else { return (d, nil) }
         if tail == nil || sinceFit >= Self.refitEvery {
             tail = TailModel(fitting: history)
             sinceFit = 0
