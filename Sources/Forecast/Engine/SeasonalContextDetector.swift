@@ -186,11 +186,14 @@ public struct SeasonalContextDetector: Sendable {
     /// Value − median of the same phase of the `seasons` seasons before, for kept value i.
     private func deviation(at i: Int, period p: Int? = nil) -> Double? {
         guard let p = p ?? period, i - seasons * p >= 0 else { return nil }
-        var same: [Double] = []
-        same.reserveCapacity(seasons)
-        for k in 1...seasons { same.append(value(i - k * p)) }
-        same.sort()
-        let m = same.count % 2 == 1 ? same[same.count / 2] : 0.5 * (same[same.count / 2 - 1] + same[same.count / 2])
+        // On the stack: this runs for every value of every series.
+        let m = withUnsafeTemporaryAllocation(of: Double.self, capacity: seasons) { buffer -> Double in
+            var same = buffer
+            for k in 1...seasons { same[k - 1] = value(i - k * p) }
+            same.sort()
+            let n = seasons
+            return n % 2 == 1 ? same[n / 2] : 0.5 * (same[n / 2 - 1] + same[n / 2])
+        }
         return value(i) - m
     }
 
