@@ -65,22 +65,12 @@ public final class ForecastStore {
     }
 
     /// The last `perSeries` rows at or before each series' watermark, oldest first: what a
-    /// restarted daemon feeds back into its windows.
+    /// restarted daemon feeds back into its windows. With an index on the source's (series,
+    /// time) each series is one short walk of that index, so startup reads about
+    /// series × `perSeries` rows however long the table is. Without one, the table is read once
+    /// and ranked, which is the best a table without an index allows.
     public func history(perSeries: Int) throws -> [RawRow] {
-        let r = try connection.execute("""
-            SELECT h.series, h.t, h.v, COALESCE(p.is_anomaly, false) FROM (
-                SELECT src.series, src.t, src.v,
-                       row_number() OVER (PARTITION BY src.series ORDER BY src.t DESC) AS k
-                FROM (SELECT \(resolved.seriesExpression) AS series, \(resolved.timeExpression) AS t,
-                             \(resolved.valueExpression) AS v
-                      FROM \(resolved.source.table.quoted)) src
-                JOIN forecast.series_state st ON st.source = $1 AND st.series = src.series
-                WHERE src.t <= st.watermark
-            ) h
-            LEFT JOIN forecast.predictions p ON p.source = $1 AND p.series = h.series AND p.ts = to_timestamp(h.t)
-            WHERE h.k <= $2::bigint
-            ORDER BY h.t, h.series
-            """, [sourceKey, String(perSeries)])
+        let r = try connection.execute(try historyQuery(usingIndex: hasSeriesTimeIndex()), [sourceKey, String(perSeries)])
         // Points the daemon flagged stay flagged: out of training and scaling, and the cooldown
         // goes on from the last flag.
         return r.rows.map { row in
@@ -88,6 +78,64 @@ public final class ForecastStore {
             r.flagged = row[3] == "t"
             return r
         }
+    }
+
+    /// The history query, with $1 the source key and $2 the rows per series.
+    func historyQuery(usingIndex: Bool) throws -> String {
+        let src = resolved
+        let rows: String
+        if usingIndex, let bound = src.rawTimeAtMost("st.watermark") {
+            rows = """
+                SELECT h.series, h.t, h.v FROM forecast.series_state st
+                CROSS JOIN LATERAL (
+                    SELECT \(src.seriesExpression) AS series, \(src.timeExpression) AS t, \(src.valueExpression) AS v
+                    FROM \(src.source.table.quoted)
+                    WHERE \(src.seriesExpression) = st.series AND \(bound) AND \(src.timeExpression) <= st.watermark
+                    ORDER BY \(src.rawTimeExpression) DESC
+                    LIMIT $2::bigint) h
+                WHERE st.source = $1 AND st.watermark IS NOT NULL
+                """
+        } else {
+            rows = """
+                SELECT r.series, r.t, r.v FROM (
+                    SELECT src.series, src.t, src.v,
+                           row_number() OVER (PARTITION BY src.series ORDER BY src.t DESC) AS k
+                    FROM (SELECT \(src.seriesExpression) AS series, \(src.timeExpression) AS t,
+                                 \(src.valueExpression) AS v
+                          FROM \(src.source.table.quoted)) src
+                    JOIN forecast.series_state st ON st.source = $1 AND st.series = src.series
+                    WHERE src.t <= st.watermark
+                ) r
+                WHERE r.k <= $2::bigint
+                """
+        }
+        return """
+            SELECT h.series, h.t, h.v, COALESCE(p.is_anomaly, false) FROM (\(rows)) h
+            LEFT JOIN forecast.predictions p ON p.source = $1 AND p.series = h.series AND p.ts = to_timestamp(h.t)
+            ORDER BY h.t, h.series
+            """
+    }
+
+    /// Whether the source table has a valid btree index whose first columns are the series
+    /// column (text or varchar, so that comparing its text is comparing the column) and the
+    /// time column (a timestamp or date), or the time column alone for a table of one series.
+    public func hasSeriesTimeIndex() throws -> Bool {
+        let s = resolved.source
+        guard resolved.rawTimeAtMost("x") != nil else { return false }
+        let timeKey = s.seriesColumn == nil ? "i.indkey[0]" : "i.indkey[1]"
+        let seriesCondition = s.seriesColumn == nil ? "" : """
+            AND i.indkey[0] = (SELECT attnum FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $2
+                               AND atttypid IN ('text'::regtype, 'varchar'::regtype))
+            """
+        return try connection.execute("""
+            SELECT EXISTS (
+                SELECT 1 FROM pg_index i
+                JOIN pg_class c ON c.oid = i.indexrelid
+                JOIN pg_am am ON am.oid = c.relam
+                WHERE i.indrelid = $1::regclass AND i.indisvalid AND am.amname = 'btree'
+                  \(seriesCondition)
+                  AND \(timeKey) = (SELECT attnum FROM pg_attribute WHERE attrelid = $1::regclass AND attname = $3))
+            """, [s.table.quoted, s.seriesColumn ?? "", s.timeColumn]).scalar == "t"
     }
 
     /// The published forecasts still waiting for their actual.

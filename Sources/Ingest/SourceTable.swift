@@ -89,6 +89,20 @@ public struct ResolvedSource: Sendable, Equatable {
         self.timeKind = timeKind
     }
 
+    /// A condition on the time column itself that holds for every row at or before `epoch`
+    /// (an SQL float8 of epoch seconds), so that an index on the column can bound a scan; nil
+    /// for a number column, whose SQL type the comparison would have to match. It lets a
+    /// microsecond more through than the epoch, for `to_timestamp`'s rounding: combine it with
+    /// the exact test on `timeExpression`.
+    public func rawTimeAtMost(_ epoch: String) -> String? {
+        switch timeKind {
+        case .timestamptz: return "\(rawTimeExpression) <= to_timestamp(\(epoch) + 1e-6)"
+        case .timestamp: return "\(rawTimeExpression) <= (to_timestamp(\(epoch) + 1e-6) AT TIME ZONE 'UTC')"
+        case .date: return "\(rawTimeExpression) <= (to_timestamp(\(epoch)) AT TIME ZONE 'UTC')::date"
+        case .number: return nil
+        }
+    }
+
     /// Rows in stream order (time, then series), optionally limited to one series and a time
     /// range (both bounds in epoch seconds, inclusive), read through a cursor in pages.
     public func readAll(on conn: PostgresConnection, series: String? = nil, from: Double? = nil, to: Double? = nil,
