@@ -54,6 +54,13 @@ P = dict(thr=0.5, cool=100, short=10, long=1000, minhist=100, rawscale=3.0, mins
 def gauss_score(d, mean, std):
     t = 0.5*erfc(abs(d-mean)/std/sqrt(2)); return min(1,max(0,-log10(max(t,1e-10))/10))
 
+def gate(det, sc, thr):
+    """One flag per incident (IncidentGate.swift): rest for a window and until the score is low."""
+    if sc>=thr and not det.red and det.since>det.w:
+        det.red=True; det.since=0; return True
+    if sc<0.6*thr: det.red=False
+    return False
+
 class Rolling:
     def __init__(s, cap): s.cap=cap; s.v=[]
     def push(s, x):
@@ -85,10 +92,7 @@ class Shift:
         else:
             std=max(math.sqrt(s.hist.var()), 1e-5*(level if math.isfinite(level) else 0), 1e-12)
             sc=gauss_score(d, s.hist.mean(), std)
-        if sc>=thr and not s.red and s.since>s.w:
-            s.red=True; s.since=0; return d, sc
-        if sc<0.6*thr: s.red=False
-        return d, None
+        return d, (sc if gate(s, sc, thr) else None)
     def learn(s, v):
         d=s.pushv(v)
         if d is not None: s.hist.push(d)
@@ -114,10 +118,7 @@ class Context:
         if s.tail=='gpd': sc=tails.score_of(tails.tail_prob(s.hist.v, d))
         else:
             std=max(math.sqrt(s.hist.var()), 1e-5*level, 1e-12); sc=gauss_score(d, s.hist.mean(), std)
-        if sc>=thr and not s.red and s.since>s.w:
-            s.red=True; s.since=0; return d, sc
-        if sc<0.6*thr: s.red=False
-        return d, None
+        return d, (sc if gate(s, sc, thr) else None)
     def learn(s, v):
         d=s.pushv(v)
         if d is not None: s.hist.push(d)

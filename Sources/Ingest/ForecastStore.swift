@@ -70,7 +70,7 @@ public final class ForecastStore {
     /// series × `perSeries` rows however long the table is. Without one, the table is read once
     /// and ranked, which is the best a table without an index allows.
     public func history(perSeries: Int) throws -> [RawRow] {
-        let r = try connection.execute(try historyQuery(usingIndex: hasSeriesTimeIndex()), [sourceKey, String(perSeries)])
+        let r = try connection.execute(historyQuery(usingIndex: try hasSeriesTimeIndex()), [sourceKey, String(perSeries)])
         // Points the daemon flagged stay flagged: out of training and scaling, and the cooldown
         // goes on from the last flag.
         return r.rows.map { row in
@@ -81,7 +81,7 @@ public final class ForecastStore {
     }
 
     /// The history query, with $1 the source key and $2 the rows per series.
-    func historyQuery(usingIndex: Bool) throws -> String {
+    func historyQuery(usingIndex: Bool) -> String {
         let src = resolved
         let rows: String
         if usingIndex, let bound = src.rawTimeAtMost("st.watermark") {

@@ -177,14 +177,14 @@ public struct AnomalyScorer: Sendable {
         let (day, short) = config.shiftWindows(step: step)
         let dayPoints = AnomalyConfig.dayPoints(step: step)
         rangeMinValues = max(config.minHistory, day > 0 ? day : dayPoints)
+        // The history of a windowed check spans several windows and several days, so that its
+        // spread is not that of a few overlapping windows and a daily cycle is remembered when
+        // a day has missed it (1-minute data: 1440-point days, 4320 differences).
+        func historyLength(_ window: Int) -> Int { max(config.longWindow, 3 * window, 3 * dayPoints) }
         func make(_ configured: Int?, _ window: Int, _ saved: LevelShiftDetector.State) -> LevelShiftDetector? {
             let w = configured == nil && saved.window > 0 ? saved.window : window
             guard w > 0 else { return nil }
-            // The history of differences spans several windows and several days, so that its
-            // spread is not that of a few overlapping windows and a daily cycle is remembered
-            // when a day has missed it (1-minute data: 1440-point days, 4320 differences).
-            let length = max(config.longWindow, 3 * w, 3 * dayPoints)
-            return LevelShiftDetector(window: w, trim: config.shiftTrim, historyLength: length, state: saved)
+            return LevelShiftDetector(window: w, trim: config.shiftTrim, historyLength: historyLength(w), state: saved)
         }
         shift = make(config.shiftWindow, day, restoredShift.0)
         shortShift = make(config.shortShiftWindow, short, restoredShift.1)
@@ -192,7 +192,7 @@ public struct AnomalyScorer: Sendable {
         if config.contextSeasons > 0 {
             let window = max(1, dayPoints / 4)
             context = SeasonalContextDetector(dayPoints: dayPoints, window: window, seasons: config.contextSeasons,
-                                              historyLength: max(config.longWindow, 3 * window, 3 * dayPoints),
+                                              historyLength: historyLength(window),
                                               state: restoredContext)
         }
         restoredContext = .init()
@@ -270,7 +270,7 @@ public struct AnomalyScorer: Sendable {
             shiftDiff = check(&shift, .levelShiftDay)
             shortShiftDiff = check(&shortShift, .levelShiftHours)
             if context != nil {
-                let (d, contextScore) = context!.score(v, threshold: config.threshold, minHistory: max(config.minHistory, context!.window))
+                let (d, contextScore) = context!.score(v, threshold: config.threshold, minHistory: config.minHistory)
                 contextDiff = d
                 if let s = contextScore, s > score {
                     score = s

@@ -13,8 +13,9 @@ public struct LevelShiftDetector: Sendable {
     private var sortedOlder: [Double] = []  // the older half of `values`, sorted
     private var sortedNewer: [Double] = []  // the newer half, sorted
     private(set) var history: RollingStats   // past differences
-    private(set) var red = false
-    private(set) var sinceFlag = Int.max
+    private var gate = IncidentGate()
+    var red: Bool { gate.red }
+    var sinceFlag: Int { gate.sinceFlag }
 
     init(window: Int, trim: Double, historyLength: Int) {
         self.window = window
@@ -43,8 +44,7 @@ public struct LevelShiftDetector: Sendable {
         self.init(window: window, trim: trim, historyLength: historyLength)
         for v in state.values.suffix(2 * window) { _ = pushValue(v) }
         for d in state.history.suffix(historyLength) { history.push(d) }
-        red = state.red
-        sinceFlag = state.sinceFlag
+        gate = IncidentGate(red: state.red, sinceFlag: state.sinceFlag)
     }
 
     /// Takes the next value. Returns the difference of the windows (nil until both are full)
@@ -52,7 +52,7 @@ public struct LevelShiftDetector: Sendable {
     /// for a floor on the spread. The caller `record`s d into the history unless an incident
     /// is under way.
     mutating func push(_ v: Double, level: Double, threshold: Double, minHistory: Int) -> (d: Double?, score: Double?) {
-        if sinceFlag < Int.max { sinceFlag += 1 }
+        gate.tick()
         guard let d = pushValue(v) else { return (nil, nil) }
         guard history.count >= minHistory else { return (d, nil) }
         let mean = history.mean
@@ -60,15 +60,7 @@ public struct LevelShiftDetector: Sendable {
         let std = max(history.variance.squareRoot(), 1e-5 * (level.isFinite ? level : 0), 1e-12)
         let tail = 0.5 * erfc(abs(d - mean) / std / 2.0.squareRoot())
         let score = min(1, max(0, -log10(max(tail, 1e-10)) / 10))
-        // One flag per shift: the check rests while the shift is inside the windows (`window`
-        // points) and until the score has fallen well below the threshold.
-        if score >= threshold && !red && sinceFlag > window {
-            red = true
-            sinceFlag = 0
-            return (d, score)
-        }
-        if score < 0.6 * threshold { red = false }
-        return (d, nil)
+        return (d, gate.flags(score, threshold: threshold, rest: window) ? score : nil)
     }
 
     mutating func record(_ d: Double) { history.push(d) }

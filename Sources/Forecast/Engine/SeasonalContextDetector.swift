@@ -12,9 +12,10 @@ import Foundation
 /// The season comes from the data, not from settings: a day and a week at the series' step
 /// are candidates, and a candidate is used only when its expectation predicts the windows
 /// clearly better than the level of the day before them does (the spread of its windowed
-/// deviations is smaller, by more than chance at the 1 % level); a week wins over a day when it predicts better still (weekdays and weekends
-/// differ). The choice is reviewed daily until a season is found and weekly after that. A series without such
-/// a season gets no contextual score.
+/// deviations is smaller, by more than chance at the 1 % level); a week wins over a day when
+/// it predicts better still (weekdays and weekends differ). The choice is reviewed daily until
+/// a season is found and weekly after that. A series without such a season gets no
+/// contextual score.
 public struct SeasonalContextDetector: Sendable {
     let dayPoints: Int
     let window: Int
@@ -27,13 +28,11 @@ public struct SeasonalContextDetector: Sendable {
     private var deviations: [Double] = []     // last `window` value − expectation (ring)
     private var deviationHead = 0
     private var deviationSum = 0.0
-    private(set) var history: [Double] = []   // past windowed deviations (ring)
-    private var historyHead = 0
+    private(set) var history: RollingStats    // past windowed deviations
     private var tail: TailModel?
     private var sinceFit = Int.max
     private var sinceReview = 0
-    private(set) var red = false
-    private(set) var sinceFlag = Int.max
+    private var gate = IncidentGate()
 
     /// Points between refits of the tail: a fit sorts the history, and the tail of a
     /// thousand-point history does not move in a few points.
@@ -56,6 +55,7 @@ public struct SeasonalContextDetector: Sendable {
         self.window = max(1, window)
         self.seasons = seasons
         self.historyLength = historyLength
+        history = RollingStats(capacity: historyLength)
     }
 
     /// The detector's memory, oldest first.
@@ -72,8 +72,8 @@ public struct SeasonalContextDetector: Sendable {
     }
 
     var state: State {
-        State(period: period ?? 0, values: ordered(values, head), history: ordered(history, historyHead),
-              red: red, sinceFlag: sinceFlag, sinceReview: sinceReview, sinceFit: tail == nil ? Int.max : sinceFit)
+        State(period: period ?? 0, values: Array(values[head...] + values[..<head]), history: history.values,
+              red: gate.red, sinceFlag: gate.sinceFlag, sinceReview: sinceReview, sinceFit: tail == nil ? Int.max : sinceFit)
     }
 
     /// Restores a detector; its deviations are recomputed from the values.
@@ -89,11 +89,10 @@ public struct SeasonalContextDetector: Sendable {
             }
         }
         for d in state.history.suffix(historyLength) { record(d) }
-        red = state.red
-        sinceFlag = state.sinceFlag
+        gate = IncidentGate(red: state.red, sinceFlag: state.sinceFlag)
         sinceReview = state.sinceReview
         if state.sinceFit < Self.refitEvery && history.count > 0 {
-            tail = TailModel(fitting: history)
+            tail = TailModel(fitting: history.values)
             sinceFit = state.sinceFit
         }
     }
@@ -108,37 +107,22 @@ public struct SeasonalContextDetector: Sendable {
     /// score if this point raises a contextual flag. The caller `record`s the deviation into
     /// the history unless an incident is under way.
     mutating func score(_ v: Double, threshold: Double, minHistory: Int) -> (d: Double?, score: Double?) {
-        if sinceFlag < Int.max { sinceFlag += 1 }
+        gate.tick()
         guard let d = push(v) else { return (nil, nil) }
         // Three days of windows, as the day-long level-shift check waits for: windows a
         // quarter day long overlap, so a single day holds only four independent ones, too few
         // to fit a tail to.
         guard history.count >= max(minHistory, 3 * dayPoints) else { return (d, nil) }
         if tail == nil || sinceFit >= Self.refitEvery {
-            tail = TailModel(fitting: history)
+            tail = TailModel(fitting: history.values)
             sinceFit = 0
         }
         sinceFit += 1
         let s = tail!.score(d)
-        // One flag per incident: rest while it is inside the window and until the score has
-        // fallen well below the threshold (as the level-shift check does).
-        if s >= threshold && !red && sinceFlag > window {
-            red = true
-            sinceFlag = 0
-            return (d, s)
-        }
-        if s < 0.6 * threshold { red = false }
-        return (d, nil)
+        return (d, gate.flags(s, threshold: threshold, rest: window) ? s : nil)
     }
 
-    mutating func record(_ d: Double) {
-        if history.count < historyLength {
-            history.append(d)
-        } else {
-            history[historyHead] = d
-            historyHead = (historyHead + 1) % historyLength
-        }
-    }
+    mutating func record(_ d: Double) { history.push(d) }
 
     // MARK: internals
 
@@ -240,14 +224,9 @@ public struct SeasonalContextDetector: Sendable {
             deviations = []
             deviationHead = 0
             deviationSum = 0
-            history = []
-            historyHead = 0
+            history = RollingStats(capacity: historyLength)
             tail = nil
-            red = false
+            gate.red = false
         }
-    }
-
-    private func ordered(_ ring: [Double], _ head: Int) -> [Double] {
-        Array(ring[head...] + ring[..<head])
     }
 }
