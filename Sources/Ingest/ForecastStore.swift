@@ -163,6 +163,8 @@ public final class ForecastStore {
     /// which is what makes every row observed exactly once. If they are gone already (a retry
     /// after the COMMIT's acknowledgement was lost), the batch was stored and nothing is written.
     public func commit(_ batch: StreamBatch, consumed: [Int64] = []) throws {
+        try ensurePartitions("predictions", times: batch.completed.map(\.time) + batch.forecasts.map(\.forecast.time))
+        if !batch.paths.isEmpty { try ensurePartitions("paths", times: batch.paths.compactMap(\.forecast.issuedAt)) }
         try connection.transaction {
             if !consumed.isEmpty {
                 let ids = "{" + consumed.map(String.init).joined(separator: ",") + "}"
@@ -275,31 +277,79 @@ public final class ForecastStore {
             """, [sourceKey])
     }
 
-    /// Drops paths issued more than `keepSeconds` before their series' newest observation (data
-    /// time, so a backfill of old data keeps its recent paths), in bounded batches so no
-    /// transaction holds many locks. Each series is one range probe of the primary key, never a
-    /// scan of the whole table. Returns the rows deleted.
-    @discardableResult
-    public func prunePaths(keepSeconds: Double, batchRows: Int = 10_000) throws -> Int {
-        var total = 0
-        while true {
-            let n = try connection.execute("""
-                WITH doomed AS (
-                    SELECT old.ctid
-                    FROM forecast.series_state st
-                    CROSS JOIN LATERAL (
-                        SELECT p.ctid FROM forecast.paths p
-                        WHERE p.source = st.source AND p.series = st.series
-                          AND p.issued_at < st.last_observed_at - make_interval(secs => $2::float8)
-                        LIMIT $3::int) old
-                    WHERE st.source = $1 AND st.last_observed_at IS NOT NULL
-                    LIMIT $3::int
-                ), d AS (DELETE FROM forecast.paths WHERE ctid IN (SELECT ctid FROM doomed) RETURNING 1)
-                SELECT count(*) FROM d
-                """, [sourceKey, String(keepSeconds), String(batchRows)]).scalar.flatMap { Int($0) } ?? 0
-            total += n
-            if n < batchRows { return total }
+    // MARK: partitions and retention
+
+    /// The UTC days (days since 1970-01-01) known to have a partition, per partitioned table.
+    private var partitionDays: [String: Set<Int>] = [:]
+
+    /// Makes sure `table` ("predictions" or "paths") has a partition for every day of `times`
+    /// (epoch seconds) before a cycle writes them: each missing day is one short transaction of
+    /// its own, so the cycle's transaction never holds the table's DDL lock.
+    func ensurePartitions(_ table: String, times: [Double]) throws {
+        var days = Set<Int>()
+        for t in times where t.isFinite { days.insert(Int((t / 86_400).rounded(.down))) }
+        if partitionDays[table] == nil {
+            let r = try connection.execute("""
+                SELECT right(c.relname, 8) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                WHERE i.inhparent = $1::regclass AND c.relname ~ '_p[0-9]{8}$'
+                """, ["forecast." + table])
+            partitionDays[table] = Set(r.rows.compactMap { $0[0].flatMap(Self.dayNumber) })
         }
+        for day in days.subtracting(partitionDays[table]!).sorted() {
+            try connection.execute("SELECT forecast.ensure_day_partition($1, $2::date)", [table, Self.dayString(day)])
+            partitionDays[table]!.insert(day)
+        }
+    }
+
+    static func dayNumber(_ yyyymmdd: String) -> Int? {
+        guard yyyymmdd.count == 8, let n = Int(yyyymmdd) else { return nil }
+        let y = n / 10_000, m = (n / 100) % 100, d = n % 100
+        // Days from civil (Howard Hinnant's algorithm).
+        let yy = m <= 2 ? y - 1 : y
+        let era = (yy >= 0 ? yy : yy - 399) / 400
+        let yoe = yy - era * 400
+        let doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
+    static func dayString(_ day: Int) -> String {
+        let z = day + 719_468
+        let era = (z >= 0 ? z : z - 146_096) / 146_097
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
+        func pad(_ v: Int, _ w: Int) -> String { String(repeating: "0", count: max(0, w - String(v).count)) + String(v) }
+        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))"
+    }
+
+    public struct RetentionReport: Sendable, Equatable {
+        public var predictionPartitions = 0
+        public var pathPartitions = 0
+    }
+
+    /// Drops the day partitions of completed predictions older than `predictionDays` and of
+    /// paths older than `pathDays` (0 keeps everything), counted back from the newest
+    /// observation of any series: data time, so replaying last year's data keeps it while it
+    /// is the newest there is. Pending forecasts are never dropped. Whole partitions go, in one
+    /// short transaction each table; the default partition's stray rows in bounded batches.
+    @discardableResult
+    public func applyRetention(predictionDays: Double, pathDays: Double) throws -> RetentionReport {
+        guard let newest = try connection.execute(
+            "SELECT extract(epoch FROM max(last_observed_at))::float8 FROM forecast.series_state").scalar.flatMap(Double.init)
+        else { return RetentionReport() }
+        var report = RetentionReport()
+        for (table, days) in [("predictions", predictionDays), ("paths", pathDays)] where days > 0 {
+            let n = try connection.execute("SELECT forecast.drop_day_partitions($1, to_timestamp($2))",
+                                           [table, String(newest - days * 86_400)]).scalar.flatMap { Int($0) } ?? 0
+            if n > 0 { partitionDays[table] = nil }
+            if table == "predictions" { report.predictionPartitions = n } else { report.pathPartitions = n }
+        }
+        return report
     }
 
     /// Counts rows that belong to no series (or to one that cannot be stored) against the source.

@@ -62,22 +62,30 @@ final class HorizonDaemonTests: XCTestCase {
         XCTAssertTrue(svg.contains("path forecast") && svg.contains("path issued"), "the plot shows a fan")
     }
 
-    func testRetentionDropsOldPathsAndKeepsTheNewest() throws {
+    func testRetentionDropsWholeDaysOfPathsAndPredictions() throws {
         let config = DaemonHarness.smallModel.replacingOccurrences(of: "[model]\n", with: "[model]\nhorizon = 3\n")
             .replacingOccurrences(of: "[training]\n", with: "[training]\nmode = \"inline\"\n")
-            + "\n[retention]\npaths_days = 0.02\n"
+            + "\n[retention]\npaths_days = 1\npredictions_days = 2\n"
         let h = try DaemonHarness(extraConfig: config)
-        // 60-second steps: 0.02 days is 28.8 minutes of paths, ~29 per series.
-        try h.insert(DaemonHarness.rows(sensors: 1, steps: 0..<200))
+        // Half-hourly steps: 200 of them are 4 days and 3.5 hours, over 5 UTC days.
+        try h.insert((0..<200).map { ("s0", DaemonHarness.t0 + Double($0) * 1800, DaemonHarness.value(sensor: 0, step: $0)) })
         try h.start()
         h.waitFor("SELECT sum(observations) FROM forecast.series_state") { $0 == "200" }
-        h.waitFor("SELECT count(*) FROM forecast.paths") { Int($0 ?? "") ?? 999 <= 30 }
-        XCTAssertEqual(h.stop(), 0)
+        XCTAssertEqual(h.stop(), 0)  // the final checkpoint applies retention
+        let newest = "(SELECT max(last_observed_at) FROM forecast.series_state)"
+        // Whole days: nothing from a day that ended before the cutoff, everything after it.
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.paths WHERE issued_at < date_trunc('day', \(newest) - interval '1 day', 'UTC')"), 0)
+        XCTAssertGreaterThan(try h.count("SELECT count(*) FROM forecast.paths WHERE issued_at < \(newest) - interval '1 day'"), 0)
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.predictions WHERE ts < date_trunc('day', \(newest) - interval '2 day', 'UTC')"), 0)
+        XCTAssertGreaterThan(try h.count("SELECT count(*) FROM forecast.predictions WHERE ts < \(newest) - interval '2 days'"), 0)
         XCTAssertEqual(try h.count("""
-            SELECT count(*) FROM forecast.paths
-            WHERE issued_at < (SELECT max(issued_at) FROM forecast.paths) - interval '28.8 minutes'
-            """), 0)
-        XCTAssertGreaterThan(try h.count("SELECT count(*) FROM forecast.paths"), 20)
+            SELECT count(*) FROM forecast.predictions
+            WHERE ts >= date_trunc('day', \(newest) - interval '2 day', 'UTC') AND actual IS NOT NULL
+            """), try h.count("""
+            SELECT count(*) FROM generate_series(0, 199) k
+            WHERE to_timestamp(\(DaemonHarness.t0) + k * 1800) >= date_trunc('day', \(newest) - interval '2 day', 'UTC')
+            """), "every observation of the kept days has its completed prediction")
         XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.path"), 3)
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.latest"), 1)
     }
 }

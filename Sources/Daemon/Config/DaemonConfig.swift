@@ -30,8 +30,10 @@ struct DaemonConfig: Equatable {
     var maxFutureSkew = 3600.0
     /// Checkpoints kept per model in forecast.models.
     var checkpointsKept = 5
-    /// Days of issued paths kept per series (behind its newest observation), forecast.paths.
+    /// Days of issued paths kept (behind the newest observation), forecast.paths.
     var pathsKeepDays = 7.0
+    /// Days of completed predictions kept (behind the newest observation); 0 keeps all.
+    var predictionsKeepDays = 30.0
     /// Seconds between checkpoints of per-series state (also saved after every accepted retrain
     /// and at shutdown).
     var checkpointInterval = 300.0

@@ -220,8 +220,16 @@ enum Settings {
     ]
 
     static let retention: [Setting] = [
+        Setting(path: "retention.predictions_days", flag: nil, kind: .number,
+                help: "Days of completed predictions kept in forecast.predictions, counted back from the newest observation of any series; older days are dropped as whole partitions at each checkpoint. Pending forecasts are always kept. 0 keeps everything.",
+                live: true, get: { .number($0.predictionsKeepDays) },
+                set: { (c, v) throws(SettingError) in
+                    let d = try number(v)
+                    guard d >= 0 else { throw SettingError(message: "must not be negative (0 keeps everything)") }
+                    c.predictionsKeepDays = d
+                }, unset: ""),
         Setting(path: "retention.paths_days", flag: nil, kind: .number,
-                help: "Days of forecast paths (horizon > 1) kept per series, counted back from its newest observation; older ones are deleted in bounded batches at each checkpoint.",
+                help: "Days of forecast paths (horizon > 1) kept in forecast.paths, counted back from the newest observation of any series; older days are dropped as whole partitions at each checkpoint.",
                 live: true, get: { .number($0.pathsKeepDays) },
                 set: { (c, v) throws(SettingError) in
                     let d = try number(v)

@@ -103,6 +103,7 @@ struct ReloadService: Service {
 extension DaemonConfig {
     var liveSettings: LiveSettings {
         LiveSettings(pollInterval: pollInterval, batchRows: batchRows, checkpointsKept: checkpointsKept,
-                     checkpointInterval: checkpointInterval, commitWait: commitWait, maxFutureSkew: maxFutureSkew, pathsKeepDays: pathsKeepDays)
+                     checkpointInterval: checkpointInterval, commitWait: commitWait, maxFutureSkew: maxFutureSkew, pathsKeepDays: pathsKeepDays,
+                     predictionsKeepDays: predictionsKeepDays)
     }
 }

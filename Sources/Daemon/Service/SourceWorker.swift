@@ -390,9 +390,10 @@ final class SourceWorker: @unchecked Sendable {
                                 previousHoldoutLoss: r?.currentHoldoutLoss, checkpoint: g.checkpoint,
                                 engineState: SnapshotCodec.encode(g), keep: settings.checkpointsKept)
         }
-        if session.config.horizon > 1 {
-            let n = try store.prunePaths(keepSeconds: settings.pathsKeepDays * 86_400)
-            if n > 0 { logger.debug("pruned \(n) forecast paths older than \(settings.pathsKeepDays) days") }
+        let live = settings
+        let dropped = try store.applyRetention(predictionDays: live.predictionsKeepDays, pathDays: live.pathsKeepDays)
+        if dropped.predictionPartitions + dropped.pathPartitions > 0 {
+            logger.info("retention: dropped \(dropped.predictionPartitions) day(s) of predictions older than \(live.predictionsKeepDays) days and \(dropped.pathPartitions) of paths older than \(live.pathsKeepDays) days")
         }
         lastCheckpoint = Date()
     }

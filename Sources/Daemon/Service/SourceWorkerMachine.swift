@@ -8,8 +8,10 @@ struct LiveSettings: Sendable, Equatable {
     var commitWait: Double = 60
     /// Rows further ahead of the clock than this are bad_time (ingest.max_future_skew).
     var maxFutureSkew: Double = 3600
-    /// Days of forecast paths kept per series (retention.paths_days).
+    /// Days of forecast paths kept (retention.paths_days).
     var pathsKeepDays: Double = 7
+    /// Days of completed predictions kept, 0 for all (retention.predictions_days).
+    var predictionsKeepDays: Double = 30
 }
 
 /// What a source's ingest loop does next, decided without any I/O (in the style of

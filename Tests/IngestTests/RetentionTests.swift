@@ -1,0 +1,158 @@
+import Foundation
+import Forecast
+@testable import Ingest
+import TestSupport
+import XCTest
+
+/// forecast.predictions and forecast.paths are partitioned by day: the cycle's writes create
+/// the days they need, retention drops whole days and keeps pending forecasts, and databases
+/// migrated before partitioning keep every row.
+final class RetentionTests: XCTestCase {
+    let start = 1_704_067_200.0  // 2024-01-01 00:00 UTC
+
+    func partitions(_ conn: PostgresConnection, _ table: String) throws -> [String] {
+        try conn.execute("""
+            SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+            WHERE i.inhparent = $1::regclass ORDER BY 1
+            """, ["forecast." + table]).rows.map { $0[0]! }
+    }
+
+    func count(_ conn: PostgresConnection, _ sql: String) throws -> Int {
+        Int(try conn.execute(sql).scalar ?? "-1") ?? -1
+    }
+
+    /// A store on `public.readings` and a session that has streamed `days` days of hourly rows
+    /// of series a and b through it, one commit per day, as the daemon does.
+    func streamed(days: Int, url: String) throws -> (PostgresConnection, ForecastStore, StreamSession) {
+        let conn = try PostgresConnection(url: url)
+        try conn.execute("CREATE TABLE public.readings (series text, ts timestamptz, v double precision)")
+        let source = SourceTable(table: SQLName(schema: "public", name: "readings"), seriesColumn: "series",
+                                 timeColumn: "ts", valueColumn: "v")
+        let store = try ForecastStore(connection: conn, source: try source.resolve(on: conn))
+        var config = EngineConfig()
+        config.scope = .shared
+        config.hiddenSizes = [4]
+        config.seqLength = 6
+        config.warmup = 12
+        config.initialEpochs = 1
+        config.retrainEvery = 100_000
+        let session = try StreamSession(config: config, training: .inline)
+        for day in 0..<days {
+            var rows: [RawRow] = []
+            for h in 0..<24 {
+                let t = start + Double(day * 86_400 + h * 3600)
+                for s in ["a", "b"] { rows.append(RawRow(series: s, time: t, value: .number(Double(h) + (s == "a" ? 0 : 100)))) }
+            }
+            try store.commit(session.process(rows))
+        }
+        return (conn, store, session)
+    }
+
+    func testTheCycleCreatesTheDaysItWritesAndRetentionDropsWholeDays() throws {
+        let url = try TestDatabase.fresh()
+        try TestDatabase.migrate(url)
+        let (conn, store, session) = try streamed(days: 5, url: url)
+        // Five days of rows and the pending forecast for the sixth day's first hour.
+        XCTAssertEqual(try partitions(conn, "predictions"), ["predictions_default"] + (1...6).map { "predictions_p2024010\($0)" })
+        XCTAssertEqual(try count(conn, "SELECT count(*) FROM forecast.predictions_default"), 0)
+        XCTAssertEqual(try count(conn, "SELECT count(*) FROM forecast.latest"), 2)
+        let before = try count(conn, "SELECT count(*) FROM forecast.predictions")
+
+        // b goes quiet; a goes on for two more days. b's pending forecast is in day 6.
+        for day in 5..<7 {
+            let rows = (0..<24).map { h in RawRow(series: "a", time: start + Double(day * 86_400 + h * 3600), value: .number(Double(h))) }
+            try store.commit(session.process(rows))
+        }
+        XCTAssertEqual(try count(conn, "SELECT count(*) FROM forecast.predictions"), before + 48)
+        let kept = try count(conn, "SELECT count(*) FROM forecast.predictions WHERE actual IS NOT NULL AND ts >= '2024-01-05'")
+        XCTAssertEqual(kept, 2 * 24 + 2 * 24)  // Jan 5: a and b; Jan 6 and 7: a
+        // Newest observation: Jan 7, 23:00. Keeping 2.5 days drops the days ending by Jan 5, 11:00.
+        let report = try store.applyRetention(predictionDays: 2.5, pathDays: 7)
+        XCTAssertEqual(report.predictionPartitions, 4)
+        XCTAssertEqual(try partitions(conn, "predictions"), ["predictions_default"] + (5...8).map { "predictions_p2024010\($0)" })
+        // b's pending forecast (day 6) survived; nothing completed older than the cutoff is left.
+        XCTAssertEqual(try conn.execute("SELECT series, to_char(forecast_for, 'YYYY-MM-DD HH24') FROM forecast.latest ORDER BY 1")
+            .rows.map { "\($0[0]!) \($0[1]!)" }, ["a 2024-01-08 00", "b 2024-01-06 00"])
+        XCTAssertEqual(try count(conn, "SELECT count(*) FROM forecast.predictions WHERE actual IS NOT NULL AND ts < '2024-01-05'"), 0)
+        XCTAssertEqual(try count(conn, "SELECT count(*) FROM forecast.predictions WHERE actual IS NOT NULL AND ts >= '2024-01-05'"), kept)
+
+        // b resumes on day 8: its pending forecast in the default partition is completed and replaced.
+        try store.commit(session.process([RawRow(series: "b", time: start + 7 * 86_400 + 3600, value: .number(101))]))
+        XCTAssertEqual(try conn.execute("SELECT to_char(forecast_for, 'YYYY-MM-DD HH24') FROM forecast.latest WHERE series = 'b'").scalar,
+                       "2024-01-08 02")
+        XCTAssertEqual(try count(conn, "SELECT count(*) FROM forecast.predictions_default WHERE actual IS NULL"), 0)
+        XCTAssertEqual(try count(conn, "SELECT count(*) FROM forecast.predictions WHERE series = 'b' AND ts = '2024-01-08 01:00+00' AND actual = 101"), 1)
+        // Nothing to drop twice; 0 keeps everything.
+        XCTAssertEqual(try store.applyRetention(predictionDays: 2.5, pathDays: 7).predictionPartitions, 0)
+        XCTAssertEqual(try store.applyRetention(predictionDays: 0, pathDays: 0), ForecastStore.RetentionReport())
+    }
+
+    func testADayCreatedLaterTakesItsRowsOutOfTheDefaultPartition() throws {
+        let url = try TestDatabase.fresh()
+        try TestDatabase.migrate(url)
+        let conn = try PostgresConnection(url: url)
+        // A row written without its day's partition (as a pending forecast kept by retention is).
+        try conn.execute("INSERT INTO forecast.predictions (source, series, ts, predicted) VALUES ('s', 'x', '2024-03-01 12:00+00', 1)")
+        XCTAssertEqual(try count(conn, "SELECT count(*) FROM forecast.predictions_default"), 1)
+        XCTAssertEqual(try conn.execute("SELECT forecast.ensure_day_partition('predictions', '2024-03-01')").scalar, "t")
+        XCTAssertEqual(try conn.execute("SELECT forecast.ensure_day_partition('predictions', '2024-03-01')").scalar, "f")
+        XCTAssertEqual(try count(conn, "SELECT count(*) FROM forecast.predictions_default"), 0)
+        XCTAssertEqual(try count(conn, "SELECT count(*) FROM forecast.predictions_p20240301"), 1)
+        // The key is still unique across partitions.
+        try conn.execute("INSERT INTO forecast.predictions (source, series, ts, predicted) VALUES ('s', 'x', '2024-03-01 12:00+00', 2) ON CONFLICT DO NOTHING")
+        XCTAssertEqual(try count(conn, "SELECT count(*) FROM forecast.predictions"), 1)
+        XCTAssertThrowsError(try conn.execute("SELECT forecast.ensure_day_partition('models', '2024-03-01')")) { e in
+            XCTAssertTrue("\(e)".contains("unknown table models"), "\(e)")
+        }
+    }
+
+    func testRowsStoredBeforePartitioningAreKeptAndRetentionAppliesToThem() throws {
+        let url = try TestDatabase.fresh()
+        let conn = try PostgresConnection(url: url)
+        let all = try Migration.load(from: TestDatabase.sqlDirectory)
+        XCTAssertEqual(all.map(\.version), Migration.embedded.map(\.version))
+        try Migrator(connection: conn).migrate(all.filter { $0.version < 8 })
+        try conn.execute("SET TimeZone = 'UTC'")
+        // Three days of completed rows, a pending one, a flagged one, and a path.
+        try conn.execute("""
+            INSERT INTO forecast.predictions (source, series, ts, predicted, lower, upper, model_version, actual, previous_actual,
+                                              anomaly_score, is_anomaly, observed_at, reason)
+            SELECT 'public.readings', 'a', timestamptz '2024-01-01' + k * interval '6 hours', k, k - 1, k + 1, 3, k + 0.5, k - 0.5,
+                   0.1, k = 5, now(), CASE WHEN k = 5 THEN 'residuals' END
+            FROM generate_series(0, 11) k
+            """)
+        try conn.execute("INSERT INTO forecast.predictions (source, series, ts, predicted) VALUES ('public.readings', 'a', '2024-01-04', 12)")
+        try conn.execute("""
+            INSERT INTO forecast.paths (source, series, issued_at, step_seconds, model_version, predicted, lower, upper)
+            VALUES ('public.readings', 'a', '2024-01-03 18:00', 3600, 3, '{1,2}', '{0,1}', '{2,3}')
+            """)
+        let snapshot = "SELECT string_agg(concat_ws('|', series, ts, predicted, lower, upper, model_version, actual, previous_actual, anomaly_score, is_anomaly, reason), ';' ORDER BY ts) FROM forecast.predictions"
+        let before = try conn.execute(snapshot).scalar
+        try Migrator(connection: conn).migrate(all)
+        XCTAssertEqual(try conn.execute(snapshot).scalar, before)
+        XCTAssertEqual(try partitions(conn, "predictions"), ["predictions_default"] + (1...4).map { "predictions_p2024010\($0)" })
+        XCTAssertEqual(try partitions(conn, "paths"), ["paths_default", "paths_p20240103"])
+        XCTAssertEqual(try count(conn, "SELECT count(*) FROM forecast.latest"), 1)
+        XCTAssertEqual(try conn.execute("SELECT reason FROM forecast.anomalies").scalar, "residuals")
+        XCTAssertEqual(try count(conn, "SELECT count(*) FROM forecast.path_steps WHERE actual IS NOT NULL"), 0)
+        XCTAssertEqual(try count(conn, "SELECT count(*) FROM forecast.path"), 2)
+
+        try conn.execute("INSERT INTO forecast.series_state (source, series, watermark, last_observed_at) VALUES ('public.readings', 'a', 0, '2024-01-03 18:00')")
+        try conn.execute("CREATE TABLE public.readings (series text, ts timestamptz, v double precision)")
+        let store = try ForecastStore(connection: conn, source: try SourceTable(
+            table: SQLName(schema: "public", name: "readings"), seriesColumn: "series", timeColumn: "ts", valueColumn: "v").resolve(on: conn))
+        // Newest observation Jan 3 18:00: one day back drops Jan 1 and the paths of no day.
+        XCTAssertEqual(try store.applyRetention(predictionDays: 1, pathDays: 1), ForecastStore.RetentionReport(predictionPartitions: 1, pathPartitions: 0))
+        XCTAssertEqual(try partitions(conn, "predictions"), ["predictions_default"] + (2...4).map { "predictions_p2024010\($0)" })
+        XCTAssertEqual(try store.applyRetention(predictionDays: 1, pathDays: 0.1).pathPartitions, 0)
+    }
+
+    func testDayNumbersRoundTrip() {
+        XCTAssertEqual(ForecastStore.dayNumber("19700101"), 0)
+        XCTAssertEqual(ForecastStore.dayNumber("20240101"), 19_723)
+        XCTAssertEqual(ForecastStore.dayString(19_723), "2024-01-01")
+        for d in stride(from: 0, through: 800_000, by: 997) {
+            XCTAssertEqual(ForecastStore.dayNumber(ForecastStore.dayString(d).replacingOccurrences(of: "-", with: "")), d)
+        }
+    }
+}
