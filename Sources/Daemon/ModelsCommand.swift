@@ -76,7 +76,7 @@ struct ModelsCommand: ParsableCommand {
                 """)
         @OptionGroup var target: Target
         @Option(help: "The stored version to go back to.") var version: Int
-        @Option(help: ArgumentHelp("The model: * for a source's shared model (the default), or a series with scope = \"series\".", valueName: "key"))
+        @Option(help: ArgumentHelp("The model: * for a source's shared model (the default), *2/4 for the second of four shards' ([ingest] shards = 4), or a series with scope = \"series\".", valueName: "key"))
         var model = "*"
 
         func run() throws {

@@ -46,19 +46,32 @@ struct RunCommand: AsyncParsableCommand {
         if Task.isCancelled { return }
 
         let (initialized, announce) = AsyncStream.makeStream(of: String.self)
-        let workers = cfg.sources.map { s in
-            SourceWorker(source: s, engine: cfg.engine(for: s), trainingMode: cfg.trainingMode, databaseURL: cfg.databaseURL,
-                         settings: cfg.liveSettings, logger: logger, onInitialized: { announce.yield(s.table.display) })
+        // One worker per shard of every source; the book keeps this daemon to its fair share.
+        let workerID = "\(ProcessInfo.processInfo.hostName):\(ProcessInfo.processInfo.processIdentifier):\(Int(Date().timeIntervalSince1970))"
+        let book = ShardBook(shards: Dictionary(cfg.sources.map { ($0.table.display, cfg.shards) }, uniquingKeysWith: max))
+        let registration = WorkerRegistration(url: cfg.databaseURL, worker: workerID, sources: cfg.sources.map(\.table.display),
+                                              leaseTimeout: cfg.leaseTimeout)
+        // Counted before any shard is taken, so daemons that start together split the shards.
+        if let live = try? registration.heartbeat() { book.setDaemons(live) }
+        let workers = cfg.sources.flatMap { s in
+            (0..<cfg.shards).map { k in
+                let shard = ForecastStore.Shard(index: k, count: cfg.shards)
+                let name = s.table.display + (cfg.shards == 1 ? "" : " shard \(shard)")
+                return SourceWorker(source: s, shard: shard, book: book, workerID: workerID, leaseTimeout: cfg.leaseTimeout,
+                                    engine: cfg.engine(for: s), trainingMode: cfg.trainingMode, databaseURL: cfg.databaseURL,
+                                    settings: cfg.liveSettings, logger: logger, onInitialized: { announce.yield(name) })
+            }
         }
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = workers.map {
             .init(service: SourceService(worker: $0), successTerminationBehavior: .gracefullyShutdownGroup,
                   failureTerminationBehavior: .gracefullyShutdownGroup)
         }
         services.append(.init(service: StatusService(workers: workers, notifier: notifier, logger: logger)))
+        services.append(.init(service: RegistrationService(registration: registration, book: book, logger: logger)))
         services.append(.init(service: ReloadService(configPath: config, workers: workers, notifier: notifier, logger: logger,
                                                      applyLogLevel: { level.set($0) }, started: cfg)))
         services.append(.init(service: ReadyService(initialized: initialized, workers: workers, notifier: notifier, logger: logger,
-                                                    sources: cfg.sources.count)))
+                                                    sources: cfg.sources.count, expected: workers.count)))
         var groupConfig = ServiceGroupConfiguration(services: services, logger: logger)
         groupConfig.gracefulShutdownSignals = [.sigterm, .sigint]
         groupConfig.maximumGracefulShutdownDuration = .seconds(60)
@@ -119,17 +132,19 @@ struct ReadyService: Service {
     let notifier: SystemdNotifier
     let logger: Logger
     let sources: Int
+    /// Announcements to wait for: one per shard of every source.
+    let expected: Int
 
     func run() async throws {
         var ready = Set<String>()
         for await name in initialized.cancelOnGracefulShutdown() {
             ready.insert(name)
-            if ready.count == sources { break }
+            if ready.count == expected { break }
         }
-        if ready.count == sources {
+        if ready.count == expected {
             let problems = workers.compactMap { w in w.health.problem.map { "\(w.health.name): \($0)" } }
             let status = problems.isEmpty ? "ready: \(sources) source(s)"
-                : "ready: \(sources - problems.count) of \(sources) source(s); " + problems.joined(separator: "; ")
+                : "ready: \(sources - Set(workers.filter { $0.health.problem != nil }.map(\.source.table.display)).count) of \(sources) source(s); " + problems.joined(separator: "; ")
             notifier.ready(status: status)
             logger.info("\(status)")
         }

@@ -8,10 +8,28 @@ public final class ForecastStore {
     public let connection: PostgresConnection
     public let sourceKey: String
     public let resolved: ResolvedSource
+    /// The part of the source this store reads: the series whose `forecast.shard_of` is its index.
+    public let shard: Shard
 
-    public init(connection: PostgresConnection, source: ResolvedSource) throws {
+    /// One of `count` parts of a source, by a hash of the series id (`forecast.shard_of`).
+    public struct Shard: Sendable, Hashable, CustomStringConvertible {
+        public var index: Int
+        public var count: Int
+        public init(index: Int, count: Int) {
+            self.index = index
+            self.count = count
+        }
+        public static let whole = Shard(index: 0, count: 1)
+        /// "2/4" for the second of four.
+        public var description: String { "\(index + 1)/\(count)" }
+        /// The name of the shard's shared model in forecast.models: "*" for a whole source.
+        public var sharedModelKey: String { count == 1 ? "*" : "*" + description }
+    }
+
+    public init(connection: PostgresConnection, source: ResolvedSource, shard: Shard = .whole) throws {
         self.connection = connection
         self.resolved = source
+        self.shard = shard
         sourceKey = source.source.table.display
         // extract(epoch ...) of a timestamp without time zone and comparisons with to_timestamp()
         // agree only when the session zone is UTC.
@@ -32,9 +50,19 @@ public final class ForecastStore {
         }
     }
 
+    /// `AND <column> is in this shard`, or nothing for a whole source.
+    func inShard(_ column: String) -> String {
+        shard.count == 1 ? "" : " AND forecast.shard_of(\(column), \(shard.count)) = \(shard.index)"
+    }
+
+    /// Model keys of this shard: its shared model and the models of its series.
+    var modelsInShard: String {
+        shard.count == 1 ? "" : " AND (model_key = \(Self.literal(shard.sharedModelKey)) OR (model_key !~ '^[*]([0-9]+/[0-9]+)?$'\(inShard("model_key"))))"
+    }
+
     public func progress() throws -> [String: SeriesProgress] {
         let r = try connection.execute(
-            "SELECT series, watermark, observations FROM forecast.series_state WHERE source = $1", [sourceKey])
+            "SELECT series, watermark, observations FROM forecast.series_state WHERE source = $1" + inShard("series"), [sourceKey])
         var out: [String: SeriesProgress] = [:]
         for row in r.rows {
             out[row[0]!] = SeriesProgress(watermark: row[1].flatMap(Double.init), observations: Int(row[2] ?? "0") ?? 0)
@@ -57,7 +85,7 @@ public final class ForecastStore {
         let r = try connection.execute("""
             SELECT id, series, t, v FROM forecast.ingest_queue
             WHERE source = $1
-              AND (xid < pg_snapshot_xmin(pg_current_snapshot()) OR queued_at < now() - make_interval(secs => $3::float8))
+              AND (xid < pg_snapshot_xmin(pg_current_snapshot()) OR queued_at < now() - make_interval(secs => $3::float8))\(inShard("series"))
             ORDER BY t, series, id
             LIMIT $2::bigint
             """, [sourceKey, String(limit), String(commitWait)])
@@ -93,7 +121,7 @@ public final class ForecastStore {
                     WHERE \(src.seriesExpression) = st.series AND \(bound) AND \(src.timeExpression) <= st.watermark
                     ORDER BY \(src.rawTimeExpression) DESC
                     LIMIT $2::bigint) h
-                WHERE st.source = $1 AND st.watermark IS NOT NULL
+                WHERE st.source = $1 AND st.watermark IS NOT NULL\(inShard("st.series"))
                 """
         } else {
             rows = """
@@ -104,7 +132,7 @@ public final class ForecastStore {
                                  \(src.valueExpression) AS v
                           FROM \(src.source.table.quoted)) src
                     JOIN forecast.series_state st ON st.source = $1 AND st.series = src.series
-                    WHERE src.t <= st.watermark
+                    WHERE src.t <= st.watermark\(inShard("st.series"))
                 ) r
                 WHERE r.k <= $2::bigint
                 """
@@ -142,7 +170,7 @@ public final class ForecastStore {
     public func pending() throws -> [StreamSession.PendingForecast] {
         let r = try connection.execute("""
             SELECT series, extract(epoch FROM ts)::float8, predicted, lower, upper, model_version
-            FROM forecast.predictions WHERE source = $1 AND actual IS NULL ORDER BY series
+            FROM forecast.predictions WHERE source = $1 AND actual IS NULL\(inShard("series")) ORDER BY series
             """, [sourceKey])
         return r.rows.map {
             let predicted = Double($0[2]!) ?? .nan
@@ -216,18 +244,18 @@ public final class ForecastStore {
             if !updates.isEmpty {
                 let stateRows = updates.map { u in
                     CopyText.encode([u.series, n(u.watermark), String(u.rows - u.badRows.values.reduce(0, +)), n(u.lastValue), n(u.lastTime),
-                                     u.modelVersion.map { String($0) }, Self.countsJSON(u.badRows)])
+                                     u.modelVersion.map { String($0) }, Self.countsJSON(u.badRows), shard.sharedModelKey])
                 }
                 try connection.execute("""
                     CREATE TEMP TABLE IF NOT EXISTS forecastd_state_stage (
                         series text, watermark float8, observations bigint, last_value float8, last_time float8,
-                        model_version bigint, bad jsonb) ON COMMIT DELETE ROWS
+                        model_version bigint, bad jsonb, model_key text) ON COMMIT DELETE ROWS
                     """)
                 try connection.copyIn("COPY forecastd_state_stage FROM STDIN", rows: stateRows)
                 try connection.execute("""
                     INSERT INTO forecast.series_state AS st
-                        (source, series, watermark, observations, last_value, last_observed_at, model_version, bad_rows, updated_at)
-                    SELECT $1, series, watermark, observations, last_value, to_timestamp(last_time), model_version, bad, now()
+                        (source, series, watermark, observations, last_value, last_observed_at, model_version, bad_rows, model_key, updated_at)
+                    SELECT $1, series, watermark, observations, last_value, to_timestamp(last_time), model_version, bad, model_key, now()
                     FROM forecastd_state_stage
                     ON CONFLICT (source, series) DO UPDATE SET
                         watermark = GREATEST(st.watermark, EXCLUDED.watermark),
@@ -237,6 +265,7 @@ public final class ForecastStore {
                         last_observed_at = COALESCE(EXCLUDED.last_observed_at, st.last_observed_at),
                         model_version = COALESCE(EXCLUDED.model_version, st.model_version),
                         bad_rows = forecast.add_counts(st.bad_rows, EXCLUDED.bad_rows),
+                        model_key = EXCLUDED.model_key,
                         updated_at = now()
                     """, [sourceKey])
             }
@@ -412,7 +441,7 @@ public final class ForecastStore {
     public func newestVersions() throws -> [String: Int] {
         var out: [String: Int] = [:]
         for row in try connection.execute(
-            "SELECT model_key, max(version) FROM forecast.models WHERE source = $1 GROUP BY model_key", [sourceKey]).rows {
+            "SELECT model_key, max(version) FROM forecast.models WHERE source = $1\(modelsInShard) GROUP BY model_key", [sourceKey]).rows {
             out[row[0]!] = Int(row[1]!) ?? 0
         }
         return out
@@ -476,7 +505,7 @@ public final class ForecastStore {
     public func latestModels() throws -> [StoredModel] {
         let r = try connection.execute("""
             SELECT DISTINCT ON (model_key) model_key, version, encode(checkpoint, 'base64'), encode(engine_state, 'base64')
-            FROM forecast.models WHERE source = $1 ORDER BY model_key, version DESC
+            FROM forecast.models WHERE source = $1\(modelsInShard) ORDER BY model_key, version DESC
             """, [sourceKey])
         return r.rows.map { row in
             func bytes(_ s: String?) -> [UInt8]? {

@@ -104,4 +104,45 @@ final class SourceWorkerMachineTests: XCTestCase {
         XCTAssertEqual(m.stop(), [.shutdown])
         XCTAssertEqual(m.waited(), [], "the backoff's end does not reconnect")
     }
+
+    func testStandbyWaitsQuietlyEveryPollAndSaysOnceWhenTheLeaseIsWon() {
+        var m = SourceWorkerMachine(settings: settings)
+        _ = m.start()
+        XCTAssertEqual(m.failed(.standby("standing by: public.r shard 2/4 is processed by worker b")),
+                       [.log(.notice, "standing by: public.r shard 2/4 is processed by worker b"), .disconnect, .sleep(seconds: 5)],
+                       "not a problem of the source: no reportProblem")
+        XCTAssertEqual(m.waited(), [.connect])
+        XCTAssertEqual(m.failed(.standby("standing by: this daemon holds its share")), [.disconnect, .sleep(seconds: 5)], "said once")
+        XCTAssertEqual(m.waited(), [.connect])
+        XCTAssertEqual(m.connected(), [.log(.notice, "lease acquired: this daemon now processes the shard"), .runCycle])
+        XCTAssertEqual(m.failed(.standby("handed over")).first, .log(.notice, "handed over"), "a new standby is said again")
+    }
+}
+
+/// The fair share of shards: what a daemon may take and what it must give up as daemons come and go.
+final class ShardSharesTests: XCTestCase {
+    func testADaemonTakesEveryShardAloneGivesHalfToAJoinerAndTakesThemBack() {
+        var s = ShardShares(shards: ["r": 4])
+        XCTAssertEqual((0..<5).map { _ in s.reserve("r") }, [true, true, true, true, false])
+        XCTAssertFalse(s.giveUpOne("r"))
+        s.setDaemons(["r": 2])
+        XCTAssertEqual(s.entries["r"]?.share, 2)
+        XCTAssertEqual((0..<4).map { _ in s.giveUpOne("r") }, [true, true, false, false], "exactly the excess, once each")
+        XCTAssertFalse(s.reserve("r"), "at its share: a standby worker does not take a shard back")
+        s.setDaemons(["r": 1])  // the other daemon died
+        XCTAssertTrue(s.reserve("r"))
+        s.release("r")  // its lock was not won yet
+        XCTAssertEqual(s.entries["r"]?.held, 2)
+        XCTAssertEqual((0..<3).map { _ in s.reserve("r") }, [true, true, false])
+    }
+
+    func testSharesRoundUpSoEveryShardHasAPlaceAndUnknownSourcesTakeNothing() {
+        var s = ShardShares(shards: ["r": 8, "q": 1])
+        s.setDaemons(["r": 3, "q": 5])
+        XCTAssertEqual(s.entries["r"]?.share, 3, "3 + 3 + 2")
+        XCTAssertEqual(s.entries["q"]?.share, 1, "one shard: every daemon may hold it (the lock picks one)")
+        s.setDaemons([:])
+        XCTAssertEqual(s.entries["r"]?.daemons, 1, "a registry not read yet counts this daemon alone")
+        XCTAssertFalse(s.reserve("nope"))
+    }
 }

@@ -53,8 +53,14 @@ public final class DaemonHarness {
         """ + smallModel
     }
 
+    /// Lines added to the config's [ingest] table (`shards = 4`).
+    public var ingestLines = ""
+    /// Other `forecastd run` processes on the same database and configuration.
+    public private(set) var peers: [Process] = []
+
     public init(name: String = #function, extraConfig: String = DaemonHarness.smallModel, notifySocket: Bool = false,
-                table: String = "public.readings") throws {
+                table: String = "public.readings", ingestLines: String = "") throws {
+        self.ingestLines = ingestLines
         url = try TestDatabase.fresh(name)
         try TestDatabase.migrate(url)
         directory = FileManager.default.temporaryDirectory.appendingPathComponent("forecastd-daemon-\(UUID().uuidString)")
@@ -82,6 +88,7 @@ public final class DaemonHarness {
 
     deinit {
         if let p = process, p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
+        for p in peers where p.isRunning { kill(p.processIdentifier, SIGKILL); p.waitUntilExit() }
         notify?.close()
         try? FileManager.default.removeItem(at: directory)
     }
@@ -100,6 +107,7 @@ public final class DaemonHarness {
             [ingest]
             poll_interval = \(pollInterval)
             batch_rows = \(batchRows)
+            \(ingestLines)
 
             [checkpoints]
             interval = 2
@@ -133,6 +141,30 @@ public final class DaemonHarness {
         try p.run()
         process = p
     }
+
+    /// Starts another `forecastd run` with the same configuration, logging to `peerLog(i)`.
+    @discardableResult
+    public func startPeer() throws -> Process {
+        let p = Process()
+        p.executableURL = ForecastdProcess.binary
+        p.arguments = ["run", "--config", configPath]
+        var env = ProcessInfo.processInfo.environment
+        env.removeValue(forKey: "FORECASTD_DATABASE_URL")
+        env["OPENBLAS_NUM_THREADS"] = "1"
+        p.environment = env
+        let path = peerLogPath(peers.count)
+        _ = FileManager.default.createFile(atPath: path, contents: nil)
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        p.standardError = h
+        p.standardOutput = h
+        p.standardInput = FileHandle.nullDevice
+        try p.run()
+        peers.append(p)
+        return p
+    }
+
+    public func peerLogPath(_ i: Int) -> String { directory.appendingPathComponent("peer\(i).log").path }
+    public func peerLog(_ i: Int) -> String { (try? String(contentsOfFile: peerLogPath(i), encoding: .utf8)) ?? "" }
 
     /// SIGTERM and wait; returns the exit status.
     @discardableResult

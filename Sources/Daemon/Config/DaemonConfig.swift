@@ -24,6 +24,10 @@ struct DaemonConfig: Equatable {
     var pollInterval = 5.0
     /// Rows read per series and cycle, so catching up after downtime works in bounded batches.
     var batchRows = 5000
+    /// Parts of each source, processed by one daemon each at a time (`[ingest] shards`).
+    var shards = 1
+    /// Seconds without a heartbeat after which other daemons take a daemon's shards over.
+    var leaseTimeout = 30.0
     /// Longest a queued row waits for older transactions to commit before it is taken anyway.
     var commitWait = 60.0
     /// Rows whose time is further ahead of the clock than this are bad_time.

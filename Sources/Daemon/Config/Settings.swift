@@ -188,6 +188,17 @@ enum Settings {
         Setting(path: "ingest.batch_rows", flag: nil, kind: .int,
                 help: "Rows read per cycle, so catching up after downtime works in bounded batches.", live: true,
                 get: { .int($0.batchRows) }, set: { (c, v) throws(SettingError) in c.batchRows = try int(v, min: 1) }, unset: ""),
+        Setting(path: "ingest.shards", flag: nil, kind: .int,
+                help: "Parts each source is split into by a hash of the series id; each part is processed by one daemon at a time, so up to this many daemons with this configuration share a source (see \"Running several daemons\"). A shard has its own shared model. Changing it starts the models afresh.",
+                live: false, get: { .int($0.shards) }, set: { (c, v) throws(SettingError) in c.shards = try int(v, min: 1) }, unset: ""),
+        Setting(path: "ingest.lease_timeout", flag: nil, kind: .number,
+                help: "Seconds a daemon may go without a heartbeat before the others end its database session and take its shards over (a daemon that is killed loses them at once). Must exceed the longest cycle: with [training] mode = \"inline\", a retrain.",
+                live: false, get: { .number($0.leaseTimeout) },
+                set: { (c, v) throws(SettingError) in
+                    let d = try number(v)
+                    guard d >= 2 && d <= 86_400 else { throw SettingError(message: "must be between 2 and 86400 seconds") }
+                    c.leaseTimeout = d
+                }, unset: ""),
         Setting(path: "ingest.commit_wait", flag: nil, kind: .number,
                 help: "Seconds a new row may wait for transactions that began before it to commit (so a writer that commits late is not overtaken); a transaction open longer than this only delays its source this long, and rows it then commits behind their series count as late.",
                 live: true, get: { .number($0.commitWait) },

@@ -1,4 +1,5 @@
 import Foundation
+import Ingest
 import Logging
 import ServiceLifecycle
 import UnixSignals
@@ -105,5 +106,48 @@ extension DaemonConfig {
         LiveSettings(pollInterval: pollInterval, batchRows: batchRows, checkpointsKept: checkpointsKept,
                      checkpointInterval: checkpointInterval, commitWait: commitWait, maxFutureSkew: maxFutureSkew, pathsKeepDays: pathsKeepDays,
                      predictionsKeepDays: predictionsKeepDays)
+    }
+}
+
+/// Keeps this daemon's entry in forecast.worker_registry alive and tells the shard book how many
+/// live daemons share each source. Its own thread and connection (libpq blocks); a database
+/// that does not answer leaves the last counts in place (the locks still decide who holds what).
+struct RegistrationService: Service {
+    let registration: WorkerRegistration
+    let book: ShardBook
+    let logger: Logger
+
+    func run() async throws {
+        let stop = WakeSignal()
+        let registration = self.registration
+        let book = self.book
+        let logger = self.logger
+        let interval = max(0.5, min(5, registration.leaseTimeout / 6))
+        await withGracefulShutdownHandler {
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                let t = Thread {
+                    var failing = false
+                    var stopped = false
+                    while !stopped {
+                        do {
+                            book.setDaemons(try registration.heartbeat())
+                            if failing { logger.notice("worker registry reachable again") }
+                            failing = false
+                        } catch {
+                            if !failing { logger.warning("cannot refresh this daemon's entry in forecast.worker_registry: \(error)") }
+                            failing = true
+                        }
+                        stop.wait(seconds: interval)
+                        stopped = stop.drain()
+                    }
+                    registration.deregister()
+                    done.resume()
+                }
+                t.name = "registration"
+                t.start()
+            }
+        } onGracefulShutdown: {
+            stop.signal()
+        }
     }
 }

@@ -42,6 +42,16 @@ final class SourceHealth: @unchecked Sendable {
         lock.unlock()
     }
 
+    /// The shard is processed by another daemon: nothing to watch here.
+    func standby() {
+        lock.lock()
+        _databaseOK = true
+        _lastProgress = Date()
+        _series = 0
+        _lagSeconds = nil
+        lock.unlock()
+    }
+
     /// A cycle finished: the database answered and the source is caught up to `lag`.
     func progressed(observations: Int, series: Int, lag: Double?) {
         lock.lock()

@@ -4,14 +4,27 @@ import Ingest
 import Logging
 import Replay
 
-/// The ingest loop of one source, on a thread of its own (libpq blocks): wait for NOTIFY or the
-/// poll timer, read rows after the watermark, run them through the stream session, and commit
-/// what the batch produced in one transaction. What to do next — after an outage, a broken
-/// source, a reload or a stop — is decided by `SourceWorkerMachine`; this class only carries
-/// the actions out.
+/// The ingest loop of one shard of a source (the whole source unless `[ingest] shards` > 1), on
+/// a thread of its own (libpq blocks): take the shard's lease, wait for NOTIFY or the poll
+/// timer, read rows after the watermark, run them through the stream session, and commit what
+/// the batch produced in one transaction. What to do next — after an outage, a broken source,
+/// a lease held elsewhere, a reload or a stop — is decided by `SourceWorkerMachine`; this class
+/// only carries the actions out.
 final class SourceWorker: @unchecked Sendable {
     let source: SourceConfig
+    let shard: ForecastStore.Shard
+    /// The source, and the shard when there are several: "public.readings shard 2/4".
+    let name: String
     let health: SourceHealth
+    private let book: ShardBook
+    private let workerID: String
+    private let leaseTimeout: Double
+    /// The lease generation this worker last recorded: the next one must be one more, or
+    /// another daemon processed the shard in between and the session is stale.
+    private var leaseGeneration: Int64?
+    /// Whether this worker has a place in the book (reserved or holding the lease).
+    private var booked = false
+    private var lastHeartbeat = Date.distantPast
     private let engineConfig: EngineConfig
     private let trainingMode: TrainingMode
     private let databaseURL: String
@@ -38,9 +51,15 @@ final class SourceWorker: @unchecked Sendable {
     private var logged: Set<String> = []
     private var lastCheckpoint = Date()
 
-    init(source: SourceConfig, engine: EngineConfig, trainingMode: TrainingMode = .background, databaseURL: String,
+    init(source: SourceConfig, shard: ForecastStore.Shard = .whole, book: ShardBook? = nil, workerID: String = "",
+         leaseTimeout: Double = 30, engine: EngineConfig, trainingMode: TrainingMode = .background, databaseURL: String,
          settings: LiveSettings, logger: Logger, onInitialized: @escaping @Sendable () -> Void = {}) {
         self.source = source
+        self.shard = shard
+        name = source.table.display + (shard.count == 1 ? "" : " shard \(shard)")
+        self.book = book ?? ShardBook(shards: [source.table.display: shard.count])
+        self.workerID = workerID
+        self.leaseTimeout = leaseTimeout
         engineConfig = engine
         self.trainingMode = trainingMode
         self.databaseURL = databaseURL
@@ -48,12 +67,13 @@ final class SourceWorker: @unchecked Sendable {
         machine = SourceWorkerMachine(settings: settings)
         var l = logger
         l[metadataKey: "source"] = .string(source.table.display)
+        if shard.count > 1 { l[metadataKey: "shard"] = .string(shard.description) }
         self.logger = l
-        health = SourceHealth(name: source.table.display)
+        health = SourceHealth(name: name)
         let wake = WakeSignal()
         self.wake = wake
         self.onInitialized = onInitialized
-        trainer = TrainingWorker(name: source.table.display, onFinished: { wake.signal() })
+        trainer = TrainingWorker(name: name, onFinished: { wake.signal() })
     }
 
     var settings: LiveSettings {
@@ -106,6 +126,8 @@ final class SourceWorker: @unchecked Sendable {
                 next = machine.failed(.connection(e.message))
             } catch let e as SourceLocked {
                 next = machine.failed(.locked(e.message))
+            } catch let e as Standby {
+                next = machine.failed(.standby(e.message))
             } catch let e as PostgresError where Self.isSourceProblem(e) {
                 next = machine.failed(.source(e.message))
             } catch {
@@ -136,7 +158,13 @@ final class SourceWorker: @unchecked Sendable {
                 unsaved = nil
             }
             try installFinishedTraining()
-            return machine.cycleCompleted(rows: try cycle())
+            let rows = try cycle()
+            if book.giveUpOne(source.table.display) {
+                booked = false
+                try handOver()
+                return machine.failed(.standby("handed \(name) over: more daemons share the source, and this one holds more than its share"))
+            }
+            return machine.cycleCompleted(rows: rows)
         case .waitForWork(let seconds):
             try waitForWork(seconds)
             return machine.waited()
@@ -185,34 +213,82 @@ final class SourceWorker: @unchecked Sendable {
         onInitialized()
     }
 
-    /// One writer per source: a session-level advisory lock on the store's connection, released
+    /// Another daemon processes the shard, and this one waits as a standby (not a problem).
+    struct Standby: Error { var message: String }
+
+    /// One writer per shard: a session-level advisory lock on the store's connection, released
     /// by PostgreSQL when the connection ends (a crashed daemon's lock goes with its session).
-    private func acquireWriterLock(_ conn: PostgresConnection) throws {
-        let key = Int64(bitPattern: ("forecastd writer " + source.table.display).fnv1a64)
-        guard try conn.execute("SELECT pg_try_advisory_lock($1::bigint)", [String(key)]).scalar != "t" else { return }
-        let u = UInt64(bitPattern: key)
-        let holder = try? conn.execute("""
-            SELECT a.pid, COALESCE(host(a.client_addr), 'local socket'), a.application_name
-            FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid
-            WHERE l.locktype = 'advisory' AND l.granted AND l.classid = $1::bigint::oid AND l.objid = $2::bigint::oid AND l.objsubid = 1
-            """, [String(u >> 32), String(u & 0xffff_ffff)]).rows.first
-        let who = holder.map { "backend pid \($0[0] ?? "?") from \($0[1] ?? "?")" } ?? "a session that just ended"
-        throw SourceLocked(message: "source \(source.table.display) is processed by another forecastd (\(who)); waiting for its writer lock")
+    /// A holder that has not heartbeated for the lease timeout while its session idles (a
+    /// machine gone from the network, a hung process) has its session ended, so the lock is
+    /// free at the next try.
+    private func acquireLease(_ store: ForecastStore) throws {
+        guard try store.tryLock() else {
+            let holder = try? store.lockHolder()
+            if let h = holder, let silent = h.silentFor, silent > leaseTimeout, !h.active {
+                logger.warning("\(name) is held by \(h.worker ?? "backend pid \(h.backendPID)"), silent for \(Int(silent)) s (lease timeout \(Int(leaseTimeout)) s): ending its session to take the shard over")
+                do { _ = try store.terminate(backendPID: h.backendPID) } catch {
+                    logger.warning("cannot end backend \(h.backendPID): \(error) (forecastd needs the same role as the holder, or pg_signal_backend)")
+                }
+            }
+            let who = holder.map { "\($0.worker.map { "worker \($0), " } ?? "")backend pid \($0.backendPID) from \($0.client)" } ?? "a session that just ended"
+            if shard.count > 1 { throw Standby(message: "standing by: \(name) is processed by \(who)") }
+            throw SourceLocked(message: "source \(source.table.display) is processed by another forecastd (\(who)); waiting for its writer lock")
+        }
+        let generation = try store.recordLease(worker: workerID)
+        if session != nil, let g = leaseGeneration, generation != g + 1 {
+            logger.notice("\(name) was processed by another daemon since this one held it: loading its state from the database")
+            _ = trainer.takeFinished()
+            session = nil
+            unsaved = nil
+        }
+        leaseGeneration = generation
+        lastHeartbeat = Date()
+    }
+
+    /// Gives the shard up to a daemon below its share: what is unsaved is committed, the state
+    /// checkpointed (the next holder starts from it), the lease released, the session dropped.
+    private func handOver() throws {
+        guard let store else { return }
+        if let u = unsaved { try commit(u.batch, consumed: u.consumed); unsaved = nil }
+        try checkpoint()
+        try store.releaseLease()
+        _ = trainer.takeFinished()
+        session = nil
+        disconnect()
+        seriesCount = 0
+        health.standby()
+        logger.notice("handed \(name) over to another daemon (checkpoint saved)")
     }
 
     private func connect() throws {
         disconnect()
-        let conn = try PostgresConnection(url: databaseURL)
+        // The share first: a daemon that holds its share of the source's shards does not even
+        // connect for this one.
+        guard book.reserve(source.table.display) else {
+            health.standby()
+            announceOnce()
+            throw Standby(message: "standing by: this daemon holds its share of \(source.table.display)'s shards")
+        }
+        booked = true
+        let conn: PostgresConnection
+        do { conn = try PostgresConnection(url: databaseURL) } catch { unbook(); throw error }
         let store: ForecastStore
         do {
             let resolved = try source.sourceTable.resolve(on: conn)
-            store = try ForecastStore(connection: conn, source: resolved)
+            store = try ForecastStore(connection: conn, source: resolved, shard: shard)
             guard try store.hasCaptureTrigger() else {
                 throw PostgresError(.query, "\(source.table.display) has no forecastd trigger, so its new rows never reach forecastd: run `forecastd migrate --config FILE`", sqlState: "55000")
             }
-            try acquireWriterLock(conn)
-            try ForecastStore.setProblem(nil, source: source.table.display, on: conn)
+            try acquireLease(store)
+            if shard.index == 0 { try ForecastStore.setProblem(nil, source: source.table.display, on: conn) }
         } catch {
+            unbook()
+            if error is Standby {
+                health.standby()
+                announceOnce()
+                conn.close()
+                throw error
+            }
             // The database answered: the watchdog is fed while the source waits.
             health.progressed(observations: 0, series: seriesCount, lag: nil)
             if let e = error as? PostgresError, Self.isSourceProblem(e) {
@@ -243,6 +319,13 @@ final class SourceWorker: @unchecked Sendable {
         disconnectStore()
         listener?.close()
         listener = nil
+        unbook()
+    }
+
+    /// The lease goes with the store's connection; so does this worker's place in the book.
+    private func unbook() {
+        if booked { book.release(source.table.display) }
+        booked = false
     }
 
     /// A restart goes on from the last checkpoint through the session's resume protocol:
@@ -250,7 +333,7 @@ final class SourceWorker: @unchecked Sendable {
     /// to the watermark, and the published pending forecasts.
     private func buildSession(_ store: ForecastStore) throws {
         let session = try StreamSession(config: engineConfig, training: trainingMode.engineMode)
-        storedAtStart = Self.engineKeys(try store.newestVersions())
+        storedAtStart = engineKeys(try store.newestVersions())
         let states = try store.latestModels().compactMap { m in
             m.engineState.map { (label: "model \(m.modelKey) version \(m.version)", bytes: $0) }
         }
@@ -267,9 +350,9 @@ final class SourceWorker: @unchecked Sendable {
         logger.info("loaded \(report.models.count) model(s) \(versions.prefix(5).joined(separator: ", ")), \(report.historyRows) history rows, \(seriesCount) series")
     }
 
-    /// forecast.models calls the shared model "*"; the engine calls it "".
-    static func engineKeys(_ stored: [String: Int]) -> [String: Int] {
-        Dictionary(stored.map { ($0.key == "*" ? "" : $0.key, $0.value) }, uniquingKeysWith: max)
+    /// forecast.models calls the shared model "*" ("*2/4" for a shard); the engine calls it "".
+    private func engineKeys(_ stored: [String: Int]) -> [String: Int] {
+        Dictionary(stored.map { ($0.key == shard.sharedModelKey ? "" : $0.key, $0.value) }, uniquingKeysWith: max)
     }
 
     /// A stored version newer than the one running was put there by someone else (`forecastd
@@ -277,7 +360,7 @@ final class SourceWorker: @unchecked Sendable {
     private func reloadIfRolledBack(_ store: ForecastStore) throws {
         guard let session else { return }
         let running = session.modelVersions
-        let stored = Self.engineKeys(try store.newestVersions())
+        let stored = engineKeys(try store.newestVersions())
         guard let (key, v) = stored.first(where: { $0.value > max(running[$0.key] ?? 0, storedAtStart[$0.key] ?? 0) }) else { return }
         logger.notice("model \(key.isEmpty ? "shared" : key) v\(v) in forecast.models is newer than the running v\(running[key] ?? 0) (a rollback): loading the stored models")
         _ = trainer.takeFinished()
@@ -303,6 +386,10 @@ final class SourceWorker: @unchecked Sendable {
     private func cycle() throws -> Int {
         guard let store, let session else { return 0 }
         let live = settings
+        if Date().timeIntervalSince(lastHeartbeat) >= 1 {
+            try store.heartbeat()
+            lastHeartbeat = Date()
+        }
         let queued = try store.nextRows(limit: live.batchRows, commitWait: live.commitWait)
         if queued.isEmpty {
             // Idle: make sure rows can still arrive (a dropped or renamed table, a removed trigger),
@@ -385,7 +472,7 @@ final class SourceWorker: @unchecked Sendable {
         guard let store, let session else { return }
         for g in session.snapshot() where g.checkpoint != nil {
             let r = g.lastRetrain
-            try store.saveModel(modelKey: g.key.isEmpty ? "*" : g.key, version: g.version, trainedAtPoint: r?.atPoint,
+            try store.saveModel(modelKey: g.key.isEmpty ? shard.sharedModelKey : g.key, version: g.version, trainedAtPoint: r?.atPoint,
                                 windows: r?.windows, trainLoss: r?.trainLoss, holdoutLoss: r?.holdoutLoss,
                                 previousHoldoutLoss: r?.currentHoldoutLoss, checkpoint: g.checkpoint,
                                 engineState: SnapshotCodec.encode(g), keep: settings.checkpointsKept)
@@ -403,6 +490,7 @@ final class SourceWorker: @unchecked Sendable {
         do {
             if let u = unsaved, store != nil { try commit(u.batch, consumed: u.consumed); unsaved = nil }
             try checkpoint()
+            if session != nil { try? store?.releaseLease() }
             logger.info("stopped: checkpoint saved")
         } catch {
             logger.warning("stopped without a final checkpoint: \(error)")

@@ -39,6 +39,8 @@ struct SourceWorkerMachine {
         case source(String)
         /// Another forecastd holds the source's writer lock: wait for it.
         case locked(String)
+        /// The shard is another daemon's (or this daemon holds its share): wait, quietly.
+        case standby(String)
         /// Anything else (a bug or an unexpected answer): logged, retried with backoff.
         case other(String)
     }
@@ -75,6 +77,7 @@ struct SourceWorkerMachine {
     private(set) var databaseDown = false
     private(set) var sourceBroken = false
     private(set) var waitingForLock = false
+    private(set) var standingBy = false
     static let firstBackoff = 0.5
     static let maxBackoff = 30.0
 
@@ -92,6 +95,10 @@ struct SourceWorkerMachine {
         if waitingForLock {
             waitingForLock = false
             out += [.log(.notice, "writer lock acquired: this daemon now processes the source"), .reportProblem(nil)]
+        }
+        if standingBy {
+            standingBy = false
+            out.append(.log(.notice, "lease acquired: this daemon now processes the shard"))
         }
         if databaseDown {
             databaseDown = false
@@ -145,6 +152,14 @@ struct SourceWorkerMachine {
             if !waitingForLock {
                 waitingForLock = true
                 out += [.log(.notice, message), .reportProblem(message)]
+            }
+            state = .backingOff
+            return out + [.disconnect, .sleep(seconds: settings.pollInterval)]
+        case .standby(let message):
+            var out: [Action] = []
+            if !standingBy {
+                standingBy = true
+                out.append(.log(.notice, message))
             }
             state = .backingOff
             return out + [.disconnect, .sleep(seconds: settings.pollInterval)]

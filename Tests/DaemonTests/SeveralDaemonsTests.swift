@@ -1,0 +1,78 @@
+import Foundation
+import Ingest
+import TestSupport
+import XCTest
+
+/// Several `forecastd run` processes with one configuration share a source's shards through
+/// PostgreSQL: a joining daemon receives a share, a killed one's shards go to the others, and
+/// every committed row is observed exactly once across the handovers.
+final class SeveralDaemonsTests: XCTestCase {
+    func holdings(_ h: DaemonHarness) throws -> [Int] {
+        try h.admin.execute("SELECT cardinality(shards) FROM forecast.workers ORDER BY worker").rows.map { Int($0[0] ?? "0") ?? 0 }
+    }
+
+    func waitForHoldings(_ h: DaemonHarness, timeout: Double = 60, _ predicate: ([Int]) -> Bool) -> (seconds: Double, last: [Int]) {
+        let start = Date()
+        var last: [Int] = []
+        while Date().timeIntervalSince(start) < timeout {
+            last = (try? holdings(h)) ?? []
+            if predicate(last) { return (Date().timeIntervalSince(start), last) }
+            usleep(50_000)
+        }
+        return (-1, last)
+    }
+
+    func testTwoDaemonsShareTheShardsAndTheSurvivorTakesAKilledOnesOver() throws {
+        let h = try DaemonHarness(ingestLines: "shards = 4\nlease_timeout = 10\n")
+        let sensors = 12
+        try h.insert(DaemonHarness.rows(sensors: sensors, steps: 0..<60))
+        try h.start()
+        let alone = waitForHoldings(h) { $0 == [4] }
+        XCTAssertGreaterThanOrEqual(alone.seconds, 0, "one daemon takes every shard: \(alone.last)\n\(h.log)")
+
+        // A second daemon joins and receives half.
+        try h.startPeer()
+        let shared = waitForHoldings(h) { $0.sorted() == [2, 2] }
+        XCTAssertGreaterThanOrEqual(shared.seconds, 0, "the shards are split: \(shared.last)\n\(h.log)\n\(h.peerLog(0))")
+        for step in stride(from: 60, to: 120, by: 10) { try h.insert(DaemonHarness.rows(sensors: sensors, steps: step..<step + 10)) }
+        h.waitFor("SELECT sum(observations) FROM forecast.series_state") { $0 == String(sensors * 120) }
+        // Each daemon processed rows of its own shards.
+        XCTAssertTrue(h.peerLog(0).contains("handed") == false)
+        XCTAssertTrue(h.log.contains("handed public.readings shard"), h.log)
+
+        // kill -9 of the first: the survivor holds all four within the lease timeout.
+        h.kill9()
+        let takeover = waitForHoldings(h, timeout: 30) { $0 == [4] }
+        XCTAssertGreaterThanOrEqual(takeover.seconds, 0, "the survivor takes every shard: \(takeover.last)\n\(h.peerLog(0))")
+        XCTAssertLessThan(takeover.seconds, 10, "within the lease timeout")
+        print("takeover after kill -9: \(String(format: "%.2f", takeover.seconds)) s")
+        for step in stride(from: 120, to: 200, by: 10) { try h.insert(DaemonHarness.rows(sensors: sensors, steps: step..<step + 10)) }
+        h.waitFor("SELECT sum(observations) FROM forecast.series_state") { $0 == String(sensors * 200) }
+
+        // Nothing lost, nothing twice: every row counted once, the queue empty, and every row
+        // since its series' first forecast has exactly its completed prediction.
+        XCTAssertEqual(try h.count("SELECT sum(observations) FROM forecast.series_state"), sensors * 200)
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.ingest_queue"), 0)
+        XCTAssertEqual(try h.count("""
+            SELECT count(*) FROM public.readings r
+            LEFT JOIN forecast.predictions p ON p.source = 'public.readings' AND p.series = r.sensor AND p.ts = r.ts
+            WHERE r.ts > (SELECT min(ts) FROM forecast.predictions q WHERE q.series = r.sensor)
+              AND p.actual IS DISTINCT FROM r.reading
+            """), 0)
+        XCTAssertGreaterThan(try h.count("SELECT count(*) FROM forecast.predictions WHERE actual IS NOT NULL"), sensors * 100)
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.latest"), sensors)
+        // A model per shard, and forecast.status finds it.
+        XCTAssertEqual(try h.admin.execute("SELECT string_agg(DISTINCT model_key, ',' ORDER BY model_key) FROM forecast.models").scalar,
+                       "*1/4,*2/4,*3/4,*4/4")
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.status WHERE last_retrain_at IS NULL"), 0)
+        XCTAssertEqual(try h.count("SELECT sum(series) FROM forecast.workers"), sensors)
+
+        // A graceful stop leaves the registry and gives the leases back.
+        let peer = h.peers[0]
+        kill(peer.processIdentifier, SIGTERM)
+        peer.waitUntilExit()
+        XCTAssertEqual(peer.terminationStatus, 0)
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.workers"), 0)
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.leases WHERE worker IS NOT NULL"), 0)
+    }
+}
