@@ -415,26 +415,65 @@ public final class ForecastStore {
         public var engineState: [UInt8]?
     }
 
+    /// The largest piece of engine state stored as one value: far below PostgreSQL's 1 GB limit
+    /// for a bytea, and small enough that no single statement carries much.
+    public var stateChunkBytes = 8 << 20
+
     /// Saves (or refreshes) a model version and keeps only the newest `keep` versions of it.
+    /// The engine state goes in chunks of `stateChunkBytes`: the first in forecast.models, the
+    /// rest in forecast.model_state_chunks, all in one transaction.
     public func saveModel(modelKey: String, version: Int, trainedAtPoint: Int?, windows: Int?, trainLoss: Double?,
                           holdoutLoss: Double?, previousHoldoutLoss: Double?, checkpoint: [UInt8]?,
-                          engineState: [UInt8], keep: Int) throws {
+                          engineState: [UInt8], keep: Int, restoredFrom: Int? = nil) throws {
+        let chunks = chunks(engineState)
         try connection.transaction {
             try connection.execute("""
                 INSERT INTO forecast.models AS m (source, model_key, version, trained_at_point, windows, train_loss,
-                    holdout_loss, previous_holdout_loss, checkpoint, engine_state)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, decode($9, 'base64'), decode($10, 'base64'))
+                    holdout_loss, previous_holdout_loss, checkpoint, engine_state, engine_state_chunks, restored_from)
+                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, decode($9, 'base64'), decode($10, 'base64'), $11, $12)
                 ON CONFLICT (source, model_key, version) DO UPDATE SET engine_state = EXCLUDED.engine_state,
+                    engine_state_chunks = EXCLUDED.engine_state_chunks,
                     checkpoint = COALESCE(EXCLUDED.checkpoint, m.checkpoint)
                 """, [sourceKey, modelKey, String(version), trainedAtPoint.map { String($0) }, windows.map { String($0) },
                       trainLoss.map { String($0) }, holdoutLoss.map { String($0) }, previousHoldoutLoss.map { String($0) },
-                      checkpoint.map { Data($0).base64EncodedString() }, Data(engineState).base64EncodedString()])
+                      checkpoint.map { Data($0).base64EncodedString() }, Data(chunks[0]).base64EncodedString(),
+                      String(chunks.count), restoredFrom.map { String($0) }])
+            try connection.execute("DELETE FROM forecast.model_state_chunks WHERE source = $1 AND model_key = $2 AND version = $3",
+                                   [sourceKey, modelKey, String(version)])
+            for (k, chunk) in chunks.enumerated().dropFirst() {
+                try connection.execute("""
+                    INSERT INTO forecast.model_state_chunks (source, model_key, version, chunk, bytes)
+                    VALUES ($1, $2, $3, $4, decode($5, 'base64'))
+                    """, [sourceKey, modelKey, String(version), String(k), Data(chunk).base64EncodedString()])
+            }
             try connection.execute("""
                 DELETE FROM forecast.models WHERE source = $1 AND model_key = $2 AND version NOT IN (
                     SELECT version FROM forecast.models WHERE source = $1 AND model_key = $2
                     ORDER BY version DESC LIMIT $3::bigint)
                 """, [sourceKey, modelKey, String(keep)])
         }
+    }
+
+    func chunks(_ bytes: [UInt8]) -> [ArraySlice<UInt8>] {
+        guard bytes.count > stateChunkBytes else { return [bytes[...]] }
+        return stride(from: 0, to: bytes.count, by: stateChunkBytes).map { bytes[$0..<min($0 + stateChunkBytes, bytes.count)] }
+    }
+
+    private static func bytes(_ base64: String?) -> [UInt8]? {
+        base64.flatMap { Data(base64Encoded: $0.filter { !$0.isWhitespace }) }.map { [UInt8]($0) }
+    }
+
+    /// A version's whole engine state: its first chunk followed by the others, in order.
+    func engineState(modelKey: String, version: Int, first: [UInt8], chunks: Int) throws -> [UInt8] {
+        guard chunks > 1 else { return first }
+        let rest = try connection.execute("""
+            SELECT encode(bytes, 'base64') FROM forecast.model_state_chunks
+            WHERE source = $1 AND model_key = $2 AND version = $3 ORDER BY chunk
+            """, [sourceKey, modelKey, String(version)]).rows.compactMap { Self.bytes($0[0]) }
+        guard rest.count == chunks - 1 else {
+            throw PostgresError(.query, "model \(modelKey) version \(version) of \(sourceKey): \(rest.count + 1) of its \(chunks) engine-state chunks are stored")
+        }
+        return rest.reduce(into: first) { $0 += $1 }
     }
 
     /// The newest stored version per model key (`*` for the shared model).
@@ -480,38 +519,47 @@ public final class ForecastStore {
         try connection.transaction {
             try connection.execute("LOCK TABLE forecast.models IN SHARE ROW EXCLUSIVE MODE")
             let r = try connection.execute("""
-                SELECT encode(engine_state, 'base64') FROM forecast.models
+                SELECT encode(engine_state, 'base64'), engine_state_chunks FROM forecast.models
                 WHERE source = $1 AND model_key = $2 AND version = $3 AND checkpoint IS NOT NULL AND engine_state IS NOT NULL
                 """, [sourceKey, modelKey, String(version)])
-            guard let b64 = r.rows.first?[0], let state = Data(base64Encoded: b64.filter { !$0.isWhitespace }) else {
+            guard let row = r.rows.first, let first = Self.bytes(row[0]) else {
                 throw PostgresError(.query, "\(sourceKey) has no stored version \(version) of model \(modelKey) with a checkpoint (see `forecastd models list`)")
             }
+            let state = try engineState(modelKey: modelKey, version: version, first: first, chunks: Int(row[1] ?? "1") ?? 1)
             let next = (Int(try connection.execute(
                 "SELECT max(version) FROM forecast.models WHERE source = $1 AND model_key = $2", [sourceKey, modelKey]).scalar ?? "0") ?? 0) + 1
-            let renumbered = try renumber([UInt8](state), next)
+            let chunks = chunks(try renumber(state, next))
             try connection.execute("""
                 INSERT INTO forecast.models (source, model_key, version, trained_at_point, windows, train_loss, holdout_loss,
-                    previous_holdout_loss, checkpoint, engine_state, restored_from)
+                    previous_holdout_loss, checkpoint, engine_state, engine_state_chunks, restored_from)
                 SELECT source, model_key, $4, trained_at_point, windows, train_loss, holdout_loss, previous_holdout_loss,
-                       checkpoint, decode($5, 'base64'), version
+                       checkpoint, decode($5, 'base64'), $6, version
                 FROM forecast.models WHERE source = $1 AND model_key = $2 AND version = $3
-                """, [sourceKey, modelKey, String(version), String(next), Data(renumbered).base64EncodedString()])
+                """, [sourceKey, modelKey, String(version), String(next), Data(chunks[0]).base64EncodedString(), String(chunks.count)])
+            for (k, chunk) in chunks.enumerated().dropFirst() {
+                try connection.execute("""
+                    INSERT INTO forecast.model_state_chunks (source, model_key, version, chunk, bytes)
+                    VALUES ($1, $2, $3, $4, decode($5, 'base64'))
+                    """, [sourceKey, modelKey, String(next), String(k), Data(chunk).base64EncodedString()])
+            }
             try connection.execute("SELECT pg_notify('forecastd', $1)", [sourceKey])
             return next
         }
     }
 
-    /// The newest version of every model of this source.
+    /// The newest version of every model of this source, with its whole engine state.
     public func latestModels() throws -> [StoredModel] {
         let r = try connection.execute("""
-            SELECT DISTINCT ON (model_key) model_key, version, encode(checkpoint, 'base64'), encode(engine_state, 'base64')
+            SELECT DISTINCT ON (model_key) model_key, version, encode(checkpoint, 'base64'), encode(engine_state, 'base64'),
+                   engine_state_chunks
             FROM forecast.models WHERE source = $1\(modelsInShard) ORDER BY model_key, version DESC
             """, [sourceKey])
-        return r.rows.map { row in
-            func bytes(_ s: String?) -> [UInt8]? {
-                s.flatMap { Data(base64Encoded: $0.filter { !$0.isWhitespace }) }.map { [UInt8]($0) }
+        return try r.rows.map { row in
+            let key = row[0]!, version = Int(row[1]!) ?? 0
+            let state = try Self.bytes(row[3]).map {
+                try engineState(modelKey: key, version: version, first: $0, chunks: Int(row[4] ?? "1") ?? 1)
             }
-            return StoredModel(modelKey: row[0]!, version: Int(row[1]!) ?? 0, checkpoint: bytes(row[2]), engineState: bytes(row[3]))
+            return StoredModel(modelKey: key, version: version, checkpoint: Self.bytes(row[2]), engineState: state)
         }
     }
 

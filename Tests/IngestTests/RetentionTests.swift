@@ -156,3 +156,45 @@ final class RetentionTests: XCTestCase {
         }
     }
 }
+
+/// Engine state larger than one chunk is stored in pieces and read back whole, through saves,
+/// refreshes, pruning of old versions and rollback.
+final class StateChunkTests: XCTestCase {
+    func testStateLargerThanAChunkRoundTripsAndGoesWithItsVersion() throws {
+        let url = try TestDatabase.fresh()
+        try TestDatabase.migrate(url)
+        let conn = try PostgresConnection(url: url)
+        try conn.execute("CREATE TABLE public.readings (series text, ts timestamptz, v double precision)")
+        let store = try ForecastStore(connection: conn, source: try SourceTable(
+            table: SQLName(schema: "public", name: "readings"), seriesColumn: "series", timeColumn: "ts", valueColumn: "v").resolve(on: conn))
+        store.stateChunkBytes = 1000
+        func state(_ n: Int, _ seed: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ seed) } }
+        func save(_ version: Int, _ bytes: [UInt8]) throws {
+            try store.saveModel(modelKey: "*", version: version, trainedAtPoint: nil, windows: nil, trainLoss: nil, holdoutLoss: nil,
+                                previousHoldoutLoss: nil, checkpoint: [1, 2, 3], engineState: bytes, keep: 2)
+        }
+        try save(1, state(3500, 1))
+        XCTAssertEqual(try store.latestModels().first?.engineState, state(3500, 1))
+        XCTAssertEqual(try conn.execute("SELECT engine_state_chunks, octet_length(engine_state) FROM forecast.models").rows.first!, ["4", "1000"])
+        XCTAssertEqual(try conn.execute("SELECT count(*) FROM forecast.model_state_chunks").scalar, "3")
+        // A refresh of the same version replaces its chunks (fewer now).
+        try save(1, state(1500, 2))
+        XCTAssertEqual(try store.latestModels().first?.engineState, state(1500, 2))
+        XCTAssertEqual(try conn.execute("SELECT count(*) FROM forecast.model_state_chunks").scalar, "1")
+        try save(2, state(2001, 3))
+        try save(3, state(999, 4))
+        XCTAssertEqual(try store.latestModels().first?.engineState, state(999, 4))
+        // Version 1 was pruned (keep 2), and its chunks with it.
+        XCTAssertEqual(try conn.execute("SELECT string_agg(DISTINCT version::text, ',') FROM forecast.model_state_chunks").scalar, "2")
+        // Rollback to version 2 stores its whole state again as version 4.
+        let v = try store.rollback(modelKey: "*", to: 2) { bytes, _ in bytes }
+        XCTAssertEqual(v, 4)
+        XCTAssertEqual(try store.latestModels().first?.engineState, state(2001, 3))
+        XCTAssertEqual(try conn.execute("SELECT engine_state_chunks FROM forecast.models WHERE version = 4").scalar, "3")
+        // A missing chunk is named, not read as a shorter state.
+        try conn.execute("DELETE FROM forecast.model_state_chunks WHERE version = 4 AND chunk = 2")
+        XCTAssertThrowsError(try store.latestModels()) { e in
+            XCTAssertTrue("\(e)".contains("2 of its 3 engine-state chunks"), "\(e)")
+        }
+    }
+}
