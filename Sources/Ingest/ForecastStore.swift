@@ -319,41 +319,16 @@ public final class ForecastStore {
         for t in times where t.isFinite { days.insert(Int((t / 86_400).rounded(.down))) }
         if partitionDays[table] == nil {
             let r = try connection.execute("""
-                SELECT right(c.relname, 8) FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+                SELECT to_date(right(c.relname, 8), 'YYYYMMDD') - date '1970-01-01'
+                FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
                 WHERE i.inhparent = $1::regclass AND c.relname ~ '_p[0-9]{8}$'
                 """, ["forecast." + table])
-            partitionDays[table] = Set(r.rows.compactMap { $0[0].flatMap(Self.dayNumber) })
+            partitionDays[table] = Set(r.rows.compactMap { $0[0].flatMap { Int($0) } })
         }
         for day in days.subtracting(partitionDays[table]!).sorted() {
-            try connection.execute("SELECT forecast.ensure_day_partition($1, $2::date)", [table, Self.dayString(day)])
+            try connection.execute("SELECT forecast.ensure_day_partition($1, date '1970-01-01' + $2::int)", [table, String(day)])
             partitionDays[table]!.insert(day)
         }
-    }
-
-    static func dayNumber(_ yyyymmdd: String) -> Int? {
-        guard yyyymmdd.count == 8, let n = Int(yyyymmdd) else { return nil }
-        let y = n / 10_000, m = (n / 100) % 100, d = n % 100
-        // Days from civil (Howard Hinnant's algorithm).
-        let yy = m <= 2 ? y - 1 : y
-        let era = (yy >= 0 ? yy : yy - 399) / 400
-        let yoe = yy - era * 400
-        let doy = (153 * (m + (m > 2 ? -3 : 9)) + 2) / 5 + d - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146_097 + doe - 719_468
-    }
-
-    static func dayString(_ day: Int) -> String {
-        let z = day + 719_468
-        let era = (z >= 0 ? z : z - 146_096) / 146_097
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        let y = yoe + era * 400 + (m <= 2 ? 1 : 0)
-        func pad(_ v: Int, _ w: Int) -> String { String(repeating: "0", count: max(0, w - String(v).count)) + String(v) }
-        return "\(pad(y, 4))-\(pad(m, 2))-\(pad(d, 2))"
     }
 
     public struct RetentionReport: Sendable, Equatable {

@@ -146,15 +146,6 @@ final class RetentionTests: XCTestCase {
         XCTAssertEqual(try partitions(conn, "predictions"), ["predictions_default"] + (2...4).map { "predictions_p2024010\($0)" })
         XCTAssertEqual(try store.applyRetention(predictionDays: 1, pathDays: 0.1).pathPartitions, 0)
     }
-
-    func testDayNumbersRoundTrip() {
-        XCTAssertEqual(ForecastStore.dayNumber("19700101"), 0)
-        XCTAssertEqual(ForecastStore.dayNumber("20240101"), 19_723)
-        XCTAssertEqual(ForecastStore.dayString(19_723), "2024-01-01")
-        for d in stride(from: 0, through: 800_000, by: 997) {
-            XCTAssertEqual(ForecastStore.dayNumber(ForecastStore.dayString(d).replacingOccurrences(of: "-", with: "")), d)
-        }
-    }
 }
 
 /// Engine state larger than one chunk is stored in pieces and read back whole, through saves,

@@ -122,45 +122,39 @@ public final class DaemonHarness {
 
     /// Starts `forecastd run` (appending to the same log across restarts).
     public func start(watchdogSeconds: Double? = nil) throws {
-        let p = Process()
-        p.executableURL = ForecastdProcess.binary
-        p.arguments = ["run", "--config", configPath]
-        var env = ProcessInfo.processInfo.environment
-        env.removeValue(forKey: "FORECASTD_DATABASE_URL")
-        env["OPENBLAS_NUM_THREADS"] = "1"
+        var env: [String: String] = [:]
         if let notify { env["NOTIFY_SOCKET"] = notify.path }
         if let w = watchdogSeconds { env["WATCHDOG_USEC"] = String(Int(w * 1_000_000)) }
-        p.environment = env
-        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
-        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
-        h.seekToEndOfFile()
+        let (p, h) = try launch(logPath: logPath, environment: env)
         logHandle = h
-        p.standardError = h
-        p.standardOutput = h
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
         process = p
     }
 
     /// Starts another `forecastd run` with the same configuration, logging to `peerLog(i)`.
     @discardableResult
     public func startPeer() throws -> Process {
+        let (p, _) = try launch(logPath: peerLogPath(peers.count), environment: [:])
+        peers.append(p)
+        return p
+    }
+
+    private func launch(logPath: String, environment extra: [String: String]) throws -> (Process, FileHandle) {
         let p = Process()
         p.executableURL = ForecastdProcess.binary
         p.arguments = ["run", "--config", configPath]
         var env = ProcessInfo.processInfo.environment
         env.removeValue(forKey: "FORECASTD_DATABASE_URL")
         env["OPENBLAS_NUM_THREADS"] = "1"
+        env.merge(extra) { $1 }
         p.environment = env
-        let path = peerLogPath(peers.count)
-        _ = FileManager.default.createFile(atPath: path, contents: nil)
-        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
+        let h = try FileHandle(forWritingTo: URL(fileURLWithPath: logPath))
+        h.seekToEndOfFile()
         p.standardError = h
         p.standardOutput = h
         p.standardInput = FileHandle.nullDevice
         try p.run()
-        peers.append(p)
-        return p
+        return (p, h)
     }
 
     public func peerLogPath(_ i: Int) -> String { directory.appendingPathComponent("peer\(i).log").path }
