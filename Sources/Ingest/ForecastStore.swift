@@ -538,6 +538,32 @@ public final class ForecastStore {
         }
     }
 
+    /// The newest version of every shared model of this source stored under another shard
+    /// layout ("*" before `[ingest] shards` was raised, "*1/2" and "*2/2" before it went to 4),
+    /// with their whole engine states: what a shard without a model of its own starts from.
+    public func sharedModelsOfOtherLayouts() throws -> [StoredModel] {
+        let r = try connection.execute("""
+            SELECT DISTINCT ON (model_key) model_key, version, encode(checkpoint, 'base64'), encode(engine_state, 'base64'),
+                   engine_state_chunks
+            FROM forecast.models
+            WHERE source = $1 AND model_key ~ '^[*]([0-9]+/[0-9]+)?$' AND model_key <> $2 AND engine_state IS NOT NULL
+            ORDER BY model_key, version DESC
+            """, [sourceKey, shard.sharedModelKey])
+        return try r.rows.map { row in
+            let key = row[0]!, version = Int(row[1]!) ?? 0
+            let state = try Self.bytes(row[3]).map {
+                try engineState(modelKey: key, version: version, first: $0, chunks: Int(row[4] ?? "1") ?? 1)
+            }
+            return StoredModel(modelKey: key, version: version, checkpoint: Self.bytes(row[2]), engineState: state)
+        }
+    }
+
+    /// The series of this source that belong to this shard (those forecast.series_state knows).
+    public func seriesInShard() throws -> Set<String> {
+        Set(try connection.execute("SELECT series FROM forecast.series_state WHERE source = $1" + inShard("series"), [sourceKey])
+            .rows.compactMap { $0[0] })
+    }
+
     // MARK: triggers
 
     /// Installs the statement trigger that queues this source's new rows for the daemon (run by

@@ -75,4 +75,34 @@ final class SeveralDaemonsTests: XCTestCase {
         XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.workers"), 0)
         XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.leases WHERE worker IS NOT NULL"), 0)
     }
+
+    func testRaisingTheShardCountStartsTheNewShardsFromTheOldModel() throws {
+        let h = try DaemonHarness()
+        let sensors = 8
+        try h.insert(DaemonHarness.rows(sensors: sensors, steps: 0..<100))
+        try h.start()
+        h.waitFor("SELECT sum(observations) FROM forecast.series_state") { $0 == String(sensors * 100) }
+        h.waitFor("SELECT count(*) FROM forecast.models WHERE model_key = '*'") { $0 != "0" }
+        XCTAssertEqual(h.stop(), 0)
+        let old = try h.count("SELECT max(version) FROM forecast.models WHERE model_key = '*'")
+
+        h.ingestLines = "shards = 2\n"
+        try h.writeConfig(DaemonHarness.smallModel)
+        try h.start()
+        try h.insert(DaemonHarness.rows(sensors: sensors, steps: 100..<110))
+        h.waitFor("SELECT sum(observations) FROM forecast.series_state") { $0 == String(sensors * 110) }
+        XCTAssertEqual(h.stop(), 0)
+        XCTAssertTrue(h.log.contains("has no model of its own yet: starting from model * v\(old)"), h.log)
+        // No warmup again: every new row of every series was forecast, by the adopted weights.
+        XCTAssertEqual(try h.count("""
+            SELECT count(*) FROM forecast.predictions WHERE actual IS NOT NULL
+              AND ts >= to_timestamp(\(DaemonHarness.t0 + 100 * 60))
+            """), sensors * 10)
+        XCTAssertEqual(try h.admin.execute("""
+            SELECT string_agg(DISTINCT model_key, ',' ORDER BY model_key) FROM forecast.models WHERE model_key <> '*'
+            """).scalar, "*1/2,*2/2")
+        XCTAssertEqual(try h.count("SELECT min(version) FROM forecast.models WHERE model_key <> '*'"), old,
+                       "the shards go on from the old model's version")
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.status WHERE model_version IS NULL"), 0)
+    }
 }

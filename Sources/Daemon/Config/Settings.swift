@@ -189,7 +189,7 @@ enum Settings {
                 help: "Rows read per cycle, so catching up after downtime works in bounded batches.", live: true,
                 get: { .int($0.batchRows) }, set: { (c, v) throws(SettingError) in c.batchRows = try int(v, min: 1) }, unset: ""),
         Setting(path: "ingest.shards", flag: nil, kind: .int,
-                help: "Parts each source is split into by a hash of the series id; each part is processed by one daemon at a time, so up to this many daemons with this configuration share a source (see \"Running several daemons\"). A shard has its own shared model. Changing it starts the models afresh.",
+                help: "Parts each source is split into by a hash of the series id; each part is processed by one daemon at a time, so up to this many daemons with this configuration share a source (see \"Running several daemons\"). A shard has its own shared model; after a change, new shards start from the old layout's models and series states.",
                 live: false, get: { .int($0.shards) }, set: { (c, v) throws(SettingError) in c.shards = try int(v, min: 1) }, unset: ""),
         Setting(path: "ingest.lease_timeout", flag: nil, kind: .number,
                 help: "Seconds a daemon may go without a heartbeat before the others end its database session and take its shards over (a daemon that is killed loses them at once). Must exceed the longest cycle: with [training] mode = \"inline\", a retrain.",

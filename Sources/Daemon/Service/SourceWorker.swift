@@ -334,8 +334,13 @@ final class SourceWorker: @unchecked Sendable {
     private func buildSession(_ store: ForecastStore) throws {
         let session = try StreamSession(config: engineConfig, training: trainingMode.engineMode)
         storedAtStart = engineKeys(try store.newestVersions())
-        let states = try store.latestModels().compactMap { m in
+        let stored = try store.latestModels()
+        var states = stored.compactMap { m in
             m.engineState.map { (label: "model \(m.modelKey) version \(m.version)", bytes: $0) }
+        }
+        if engineConfig.scope == .shared, !stored.contains(where: { $0.modelKey == shard.sharedModelKey }),
+           let adopted = try adoptedSharedState(store) {
+            states.append(adopted)
         }
         let report = session.resume(states: states, history: try store.history(perSeries: session.historyNeeded),
                                     pending: try store.pending(),
@@ -348,6 +353,28 @@ final class SourceWorker: @unchecked Sendable {
         announceOnce()
         let versions = report.models.map { "\($0.key.isEmpty ? "shared" : $0.key) v\($0.version)" }
         logger.info("loaded \(report.models.count) model(s) \(versions.prefix(5).joined(separator: ", ")), \(report.historyRows) history rows, \(seriesCount) series")
+    }
+
+    /// A shard without a shared model of its own (the shard count changed) starts from the
+    /// models of the old layout: the weights of the one that served most series, and the state
+    /// (scaling, residuals, anomaly history) of each of this shard's series from whichever old
+    /// model served it. So raising `[ingest] shards` to add daemons retrains nothing.
+    private func adoptedSharedState(_ store: ForecastStore) throws -> (label: String, bytes: [UInt8])? {
+        let old = try store.sharedModelsOfOtherLayouts()
+        var snapshots: [(key: String, snapshot: GroupSnapshot)] = []
+        for m in old {
+            guard let bytes = m.engineState else { continue }
+            do { snapshots.append((m.modelKey, try SnapshotCodec.decode(bytes))) } catch {
+                logger.warning("model \(m.modelKey) version \(m.version) has an unusable engine state (\(error)); not adopted")
+            }
+        }
+        guard let base = snapshots.max(by: { $0.snapshot.series.count < $1.snapshot.series.count }) else { return nil }
+        let mine = try store.seriesInShard()
+        var seen = Set<String>()
+        var adopted = base.snapshot
+        adopted.series = snapshots.flatMap(\.snapshot.series).filter { mine.contains($0.key) && seen.insert($0.key).inserted }
+        logger.notice("\(name) has no model of its own yet: starting from model \(base.key) v\(base.snapshot.version) and the state of its \(adopted.series.count) series from \(snapshots.map(\.key).sorted().joined(separator: ", "))")
+        return (label: "model \(shard.sharedModelKey) (adopted from \(base.key))", bytes: SnapshotCodec.encode(adopted))
     }
 
     /// forecast.models calls the shared model "*" ("*2/4" for a shard); the engine calls it "".
