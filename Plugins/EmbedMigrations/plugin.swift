@@ -11,11 +11,13 @@ struct EmbedMigrations: BuildToolPlugin {
             .filter { $0.pathExtension == "sql" }
             .sorted { $0.lastPathComponent < $1.lastPathComponent }
         let output = context.pluginWorkDirectoryURL.appending(path: "EmbeddedMigrations.swift")
+        // The directory is an input too, and the tool lists it when it runs: SwiftPM does not
+        // always ask the plugin again when a file is added, but the directory's mtime changes.
         return [.buildCommand(
             displayName: "Embedding \(files.count) SQL migrations",
             executable: try context.tool(named: "EmbedMigrationsTool").url,
-            arguments: [output.path] + files.map(\.path),
-            inputFiles: files,
+            arguments: [output.path, sql.path],
+            inputFiles: files + [sql],
             outputFiles: [output])]
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
 
-// EmbedMigrationsTool OUTPUT.swift sql/001_a.sql sql/002_b.sql ...
+// EmbedMigrationsTool OUTPUT.swift SQLDIR   (every SQLDIR/*.sql, in name order)
 // Writes `Migration.embedded`, the migrations as Swift string literals. A file that is not named
 // NNN_description.sql, two files with one number, or a file that is not UTF-8 fail the build
 // with a message naming the file.
@@ -11,10 +11,11 @@ func fail(_ message: String) -> Never {
 }
 
 let args = CommandLine.arguments.dropFirst()
-guard let output = args.first else { fail("usage: EmbedMigrationsTool OUTPUT FILE...") }
+guard args.count == 2, let output = args.first, let directory = args.last else { fail("usage: EmbedMigrationsTool OUTPUT SQLDIR") }
+guard let names = try? FileManager.default.contentsOfDirectory(atPath: directory) else { fail("\(directory): cannot list the directory") }
 var seen: [Int: String] = [:]
 var entries: [String] = []
-for path in args.dropFirst() {
+for path in names.filter({ $0.hasSuffix(".sql") }).sorted().map({ (directory as NSString).appendingPathComponent($0) }) {
     let name = (path as NSString).lastPathComponent
     let digits = name.prefix { $0.isNumber }
     guard let version = Int(digits), name.dropFirst(digits.count).first == "_", name.hasSuffix(".sql") else {
