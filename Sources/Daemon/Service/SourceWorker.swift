@@ -299,10 +299,11 @@ final class SourceWorker: @unchecked Sendable {
             conn.close()
             throw error
         }
-        let listener = try PostgresConnection(url: databaseURL)
-        try listener.listen("forecastd")
+        // From here the store is this worker's: a failure below disconnects it, lock and all.
         self.store = store
+        let listener = try PostgresConnection(url: databaseURL)
         self.listener = listener
+        try listener.listen("forecastd")
         let progress = try store.progress()
         seriesCount = progress.count
         knownSeries = Set(progress.keys)
