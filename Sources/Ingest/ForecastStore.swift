@@ -98,18 +98,42 @@ public final class ForecastStore {
     /// series × `perSeries` rows however long the table is. Without one, the table is read once
     /// and ranked, which is the best a table without an index allows.
     public func history(perSeries: Int) throws -> [RawRow] {
-        let r = try connection.execute(historyQuery(usingIndex: try hasSeriesTimeIndex()), [sourceKey, String(perSeries)])
-        // Points the daemon flagged stay flagged: out of training and scaling, and the cooldown
-        // goes on from the last flag.
-        return r.rows.map { row in
+        try rows(of: connection.execute(historyQuery(usingIndex: try hasSeriesTimeIndex()), [sourceKey, String(perSeries)]))
+    }
+
+    /// Points the daemon flagged stay flagged: out of training and scaling, and the cooldown
+    /// goes on from the last flag.
+    private func rows(of r: QueryResult) -> [RawRow] {
+        r.rows.map { row in
             var r = RawRow(sourceRow: row)
             r.flagged = row[3] == "t"
             return r
         }
     }
 
-    /// The history query, with $1 the source key and $2 the rows per series.
-    func historyQuery(usingIndex: Bool) -> String {
+    /// The same history a page of series at a time, for a restart with many series: each call
+    /// returns the rows of the next `seriesPerPage` series (by series id) after `after`, and
+    /// the last of them (nil once there are no more), so memory holds one page of rows, not
+    /// every series' history at once. Pages need the (series, time) index; without it the
+    /// whole history is one page, since each page would be a scan of the table.
+    public func historyPage(perSeries: Int, after: String?, seriesPerPage: Int) throws -> (rows: [RawRow], last: String?) {
+        guard try hasSeriesTimeIndex() else {
+            return after == nil ? (try history(perSeries: perSeries), nil) : ([], nil)
+        }
+        let keys = try connection.execute("""
+            SELECT series FROM forecast.series_state
+            WHERE source = $1 AND watermark IS NOT NULL AND ($2::text IS NULL OR series > $2::text)\(inShard("series"))
+            ORDER BY series LIMIT $3::bigint
+            """, [sourceKey, after, String(seriesPerPage)]).rows.compactMap { $0[0] }
+        guard let last = keys.last else { return ([], nil) }
+        let array = PostgresConnection.textArray(keys)
+        let r = try connection.execute(historyQuery(usingIndex: true, seriesIn: "$3::text[]"), [sourceKey, String(perSeries), array])
+        return (rows(of: r), last)
+    }
+
+    /// The history query, with $1 the source key and $2 the rows per series; `seriesIn` names a
+    /// text[] parameter that limits it to those series (index walk only).
+    func historyQuery(usingIndex: Bool, seriesIn: String? = nil) -> String {
         let src = resolved
         let rows: String
         if usingIndex, let bound = src.rawTimeAtMost("st.watermark") {
@@ -121,7 +145,7 @@ public final class ForecastStore {
                     WHERE \(src.seriesExpression) = st.series AND \(bound) AND \(src.timeExpression) <= st.watermark
                     ORDER BY \(src.rawTimeExpression) DESC
                     LIMIT $2::bigint) h
-                WHERE st.source = $1 AND st.watermark IS NOT NULL\(inShard("st.series"))
+                WHERE st.source = $1 AND st.watermark IS NOT NULL\(inShard("st.series"))\(seriesIn.map { " AND st.series = ANY(\($0))" } ?? "")
                 """
         } else {
             rows = """

@@ -102,8 +102,7 @@ public final class WorkerRegistration: @unchecked Sendable {
         if let c = connection { return c }
         let c = try PostgresConnection(url: url)
         let host = ProcessInfo.processInfo.hostName
-        let array = "{" + sources.map { "\"" + $0.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"") + "\"" }
-            .joined(separator: ",") + "}"
+        let array = PostgresConnection.textArray(sources)
         try c.execute("""
             INSERT INTO forecast.worker_registry (worker, host, pid, backend_pid, sources, lease_timeout)
             VALUES ($1, $2, $3, pg_backend_pid(), $4::text[], $5)

@@ -84,4 +84,30 @@ final class HistoryQueryTests: XCTestCase {
         let store2 = try ForecastStore(connection: conn, source: try numbered.resolve(on: conn))
         XCTAssertFalse(try store2.hasSeriesTimeIndex())
     }
+
+    func testPagesOfSeriesReadTheSameHistoryOnePageAtATime() throws {
+        let (conn, store) = try setUp(timeType: "timestamptz")
+        // A series id that needs quoting inside an array literal.
+        try conn.execute("INSERT INTO public.readings VALUES ('q\\\"x', timestamptz '2024-01-01 00:00:00+00', 7)")
+        try conn.execute("INSERT INTO forecast.series_state (source, series, watermark) VALUES ($1, 'q\\\"x', 1704067200)", [store.sourceKey])
+        func bySeries(_ rows: [RawRow]) -> [String] { describe(rows).sorted() }
+        let whole = try store.history(perSeries: 6)
+        // Without the index a page is the whole history.
+        let unindexed = try store.historyPage(perSeries: 6, after: nil, seriesPerPage: 1)
+        XCTAssertNil(unindexed.last)
+        XCTAssertEqual(bySeries(unindexed.rows), bySeries(whole))
+        try conn.execute("CREATE INDEX ON public.readings (series, ts)")
+        for size in [1, 2, 10] {
+            var after: String?
+            var pages: [[RawRow]] = []
+            repeat {
+                let page = try store.historyPage(perSeries: 6, after: after, seriesPerPage: size)
+                after = page.last
+                pages.append(page.rows)
+                XCTAssertLessThanOrEqual(Set(page.rows.map(\.series)).count, size)
+            } while after != nil
+            XCTAssertEqual(bySeries(pages.flatMap { $0 }), bySeries(whole), "pages of \(size)")
+            XCTAssertTrue(pages.flatMap { $0 }.contains { $0.series == "q\\\"x" })
+        }
+    }
 }

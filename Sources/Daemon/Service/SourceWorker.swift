@@ -343,8 +343,17 @@ final class SourceWorker: @unchecked Sendable {
            let adopted = try adoptedSharedState(store) {
             states.append(adopted)
         }
-        let report = session.resume(states: states, history: try store.history(perSeries: session.historyNeeded),
-                                    pending: try store.pending(),
+        // A page of series at a time: memory holds one page of history rows, not all of them.
+        var after: String?
+        var finished = false
+        let report = try session.resume(states: states, nextHistory: {
+                                            guard !finished else { return nil }
+                                            let page = try store.historyPage(perSeries: session.historyNeeded, after: after, seriesPerPage: 2000)
+                                            after = page.last
+                                            finished = page.last == nil
+                                            return page.rows
+                                        },
+                                        pending: try store.pending(),
                                     watermarks: try store.progress().compactMapValues(\.watermark),
                                     storedVersions: storedAtStart)
         for w in report.warnings { logger.warning("\(w)") }

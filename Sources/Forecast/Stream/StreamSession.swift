@@ -53,6 +53,17 @@ public final class StreamSession {
     /// versions above every stored one, also when the stored models no longer fit.
     public func resume(states: [(label: String, bytes: [UInt8])], history: [RawRow], pending: [PendingForecast],
                        watermarks: [String: Double] = [:], storedVersions: [String: Int] = [:]) -> ResumeReport {
+        var pages = [history]
+        return resume(states: states, nextHistory: { pages.popLast() }, pending: pending, watermarks: watermarks,
+                      storedVersions: storedVersions)
+    }
+
+    /// The same, with the history in pages (`nextHistory` returns the next one, nil after the
+    /// last), so a restart with many series never holds all their rows at once. A series' rows
+    /// are all in one page.
+    public func resume(states: [(label: String, bytes: [UInt8])], nextHistory: () throws -> [RawRow]?,
+                       pending: [PendingForecast], watermarks: [String: Double] = [:],
+                       storedVersions: [String: Int] = [:]) rethrows -> ResumeReport {
         self.watermarks = watermarks
         engine.numberVersions(above: storedVersions)
         var report = ResumeReport()
@@ -69,17 +80,19 @@ public final class StreamSession {
             report.warnings.append("stored models do not fit the configuration (\(error)); training new ones")
         }
         retrainsSeen = engine.allRetrains.count
-        var observations: [Observation] = []
-        var flagged: [Bool] = []
-        observations.reserveCapacity(history.count)
-        for r in history {
-            guard let t = r.time, t.isFinite, r.rejected == nil else { continue }
-            observations.append(Observation(series: r.series, time: t, value: r.value.number))
-            flagged.append(r.flagged)
-            if let v = r.value.number { previousActual[r.series] = v }
+        while let history = try nextHistory() {
+            var observations: [Observation] = []
+            var flagged: [Bool] = []
+            observations.reserveCapacity(history.count)
+            for r in history {
+                guard let t = r.time, t.isFinite, r.rejected == nil else { continue }
+                observations.append(Observation(series: r.series, time: t, value: r.value.number))
+                flagged.append(r.flagged)
+                if let v = r.value.number { previousActual[r.series] = v }
+            }
+            report.historyRows += observations.count
+            engine.prime(observations, flagged: flagged)
         }
-        report.historyRows = observations.count
-        engine.prime(observations, flagged: flagged)
         for p in pending { engine.restorePending(series: p.series, forecast: p.forecast) }
         report.batch = forecastMissing()
         return report

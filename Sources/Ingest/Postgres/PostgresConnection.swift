@@ -207,6 +207,13 @@ public final class PostgresConnection {
     public static func quoteIdentifier(_ name: String) -> String {
         "\"" + name.replacingAll("\"", with: "\"\"") + "\""
     }
+
+    /// A text[] literal of `items` (for a `$n::text[]` parameter): each element double-quoted,
+    /// with backslashes and quotes escaped, so any string round-trips.
+    public static func textArray(_ items: [String]) -> String {
+        "{" + items.map { "\"" + $0.replacingAll("\\", with: "\\\\").replacingAll("\"", with: "\\\"") + "\"" }
+            .joined(separator: ",") + "}"
+    }
 }
 
 extension String {
