@@ -333,6 +333,7 @@ final class SourceWorker: @unchecked Sendable {
     /// models and per-series state from forecast.models, windows from the source's own rows up
     /// to the watermark, and the published pending forecasts.
     private func buildSession(_ store: ForecastStore) throws {
+        let started = Date()
         let session = try StreamSession(config: engineConfig, training: trainingMode.engineMode)
         storedAtStart = engineKeys(try store.newestVersions())
         let stored = try store.latestModels()
@@ -343,26 +344,31 @@ final class SourceWorker: @unchecked Sendable {
            let adopted = try adoptedSharedState(store) {
             states.append(adopted)
         }
+        let read = Date()
+        let pending = try store.pending()
+        let watermarks = try store.progress().compactMapValues(\.watermark)
         // A page of series at a time: memory holds one page of history rows, not all of them.
         var after: String?
         var finished = false
+        var reading = 0.0
         let report = try session.resume(states: states, nextHistory: {
-                                            guard !finished else { return nil }
-                                            let page = try store.historyPage(perSeries: session.historyNeeded, after: after, seriesPerPage: 2000)
-                                            after = page.last
-                                            finished = page.last == nil
-                                            return page.rows
-                                        },
-                                        pending: try store.pending(),
-                                    watermarks: try store.progress().compactMapValues(\.watermark),
-                                    storedVersions: storedAtStart)
+            guard !finished else { return nil }
+            let t = Date()
+            let page = try store.historyPage(perSeries: session.historyNeeded, after: after, seriesPerPage: 2000)
+            reading += Date().timeIntervalSince(t)
+            after = page.last
+            finished = page.last == nil
+            return page.rows
+        }, pending: pending, watermarks: watermarks, storedVersions: storedAtStart)
         for w in report.warnings { logger.warning("\(w)") }
         self.session = session
+        let resumed = Date()
         try publish(report.batch)
         initialized = true
         announceOnce()
         let versions = report.models.map { "\($0.key.isEmpty ? "shared" : $0.key) v\($0.version)" }
-        logger.info("loaded \(report.models.count) model(s) \(versions.prefix(5).joined(separator: ", ")), \(report.historyRows) history rows, \(seriesCount) series")
+        func s(_ a: Date, _ b: Date) -> String { String(format: "%.1f", b.timeIntervalSince(a)) }
+        logger.info("loaded \(report.models.count) model(s) \(versions.prefix(5).joined(separator: ", ")), \(report.historyRows) history rows, \(seriesCount) series in \(s(started, Date())) s (models read \(s(started, read)) s, history read \(String(format: "%.1f", reading)) s, resumed \(s(read, resumed)) s, published \(s(resumed, Date())) s)")
     }
 
     /// A shard without a shared model of its own (the shard count changed) starts from the
