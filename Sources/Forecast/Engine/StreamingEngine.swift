@@ -515,17 +515,29 @@ public final class StreamingEngine {
     /// Re-arms the forecast that was pending for `seriesKey` before a restart, so the next value
     /// is scored against what was actually published.
     public func restorePending(series seriesKey: String, forecast f: Forecast) {
-        guard let s = seriesIndex[seriesKey], let previous = series[s].lastRaw,
-              series[s].scaler != nil,
-              let uHat = config.transform.forward(f.value, previous: previous) else { return }
+        restorePending([(seriesKey, f)])
+    }
+
+    /// The same for many series at once: their forecasts are remade in one batched pass (a
+    /// restart with 100,000 series would otherwise run 100,000 single forwards).
+    public func restorePending(_ list: [(series: String, forecast: Forecast)]) {
+        var items: [(s: Int, f: Forecast, uHat: Double, previous: Double)] = []
+        items.reserveCapacity(list.count)
+        for (key, f) in list {
+            guard let s = seriesIndex[key], let previous = series[s].lastRaw, series[s].scaler != nil,
+                  let uHat = config.transform.forward(f.value, previous: previous) else { continue }
+            items.append((s, f, uHat, previous))
+        }
         // The blend learns from the model's own forecast, which was not published: make it
         // again (same model, same window) and keep it if it reproduces what was published, to
         // float precision (a batch of series and a single one go through different kernels).
-        let remade = forecast([s])[s]
-        let same = remade.map { abs($0.value - f.value) <= 1e-6 * max(1, abs(f.value)) } ?? false
-        let blendInputs = same ? pendingInternals[s]?.blendInputs : nil
-        series[s].pending = f
-        pendingInternals[s] = PendingInternals(uHat: uHat, previousRaw: previous, blendInputs: blendInputs)
+        let remade = forecast(items.map(\.s))
+        for (s, f, uHat, previous) in items {
+            let same = remade[s].map { abs($0.value - f.value) <= 1e-6 * max(1, abs(f.value)) } ?? false
+            let blendInputs = same ? pendingInternals[s]?.blendInputs : nil
+            series[s].pending = f
+            pendingInternals[s] = PendingInternals(uHat: uHat, previousRaw: previous, blendInputs: blendInputs)
+        }
     }
 
     /// Forecasts for every series that could have one but has none pending — after a model is

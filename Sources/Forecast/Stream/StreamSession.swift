@@ -93,7 +93,7 @@ public final class StreamSession {
             report.historyRows += observations.count
             engine.prime(observations, flagged: flagged)
         }
-        for p in pending { engine.restorePending(series: p.series, forecast: p.forecast) }
+        engine.restorePending(pending.map { ($0.series, $0.forecast) })
         report.batch = forecastMissing()
         return report
     }
