@@ -6,7 +6,8 @@
 -- session idles (a vanished machine, a hung process) has that session ended by the others.
 
 -- The shard (0-based) of a series id among `shards`: the same on every daemon, since every
--- daemon asks the same server. Rows without a series are shard 0's to count.
+-- daemon asks the same server. Rows without a series go with the empty id, to one shard, which
+-- counts them.
 CREATE FUNCTION forecast.shard_of(series text, shards integer) RETURNS integer
 LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
     SELECT CASE WHEN shards <= 1 THEN 0

@@ -127,7 +127,7 @@ public final class ForecastStore {
             """, [sourceKey, after, String(seriesPerPage)]).rows.compactMap { $0[0] }
         guard let last = keys.last else { return ([], nil) }
         let array = PostgresConnection.textArray(keys)
-        var rows = try rows(of: connection.execute(historyQuery(usingIndex: true, seriesIn: "$3::text[]", flags: false),
+        var page = try rows(of: connection.execute(historyQuery(usingIndex: true, seriesIn: "$3::text[]", flags: false),
                                                    [sourceKey, String(perSeries), array]))
         // The flagged points of the page, from the partial index of anomalies, instead of a
         // lookup in forecast.predictions for every history row. Matched to the microsecond, as
@@ -137,11 +137,11 @@ public final class ForecastStore {
             WHERE source = $1 AND series = ANY($2::text[]) AND is_anomaly
             """, [sourceKey, array]).rows.map { "\($0[0] ?? "")|\($0[1] ?? "")" })
         if !flagged.isEmpty {
-            for i in rows.indices {
-                if let t = rows[i].time, flagged.contains("\(rows[i].series)|\(Int64((t * 1e6).rounded()))") { rows[i].flagged = true }
+            for i in page.indices {
+                if let t = page[i].time, flagged.contains("\(page[i].series)|\(Int64((t * 1e6).rounded()))") { page[i].flagged = true }
             }
         }
-        return (rows, last)
+        return (page, last)
     }
 
     /// The history query, with $1 the source key and $2 the rows per series; `seriesIn` names a

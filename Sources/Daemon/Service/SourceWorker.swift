@@ -307,7 +307,7 @@ final class SourceWorker: @unchecked Sendable {
         let progress = try store.progress()
         seriesCount = progress.count
         knownSeries = Set(progress.keys)
-        if session == nil { try buildSession(store) }
+        if session == nil { try buildSession(store, progress: progress) }
         health.progressed(observations: 0, series: seriesCount, lag: nil)
     }
 
@@ -332,7 +332,8 @@ final class SourceWorker: @unchecked Sendable {
     /// A restart goes on from the last checkpoint through the session's resume protocol:
     /// models and per-series state from forecast.models, windows from the source's own rows up
     /// to the watermark, and the published pending forecasts.
-    private func buildSession(_ store: ForecastStore) throws {
+    /// `progress` is the store's, when the caller has just read it.
+    private func buildSession(_ store: ForecastStore, progress: [String: ForecastStore.SeriesProgress]? = nil) throws {
         let started = Date()
         let session = try StreamSession(config: engineConfig, training: trainingMode.engineMode)
         storedAtStart = engineKeys(try store.newestVersions())
@@ -346,7 +347,7 @@ final class SourceWorker: @unchecked Sendable {
         }
         let read = Date()
         let pending = try store.pending()
-        let watermarks = try store.progress().compactMapValues(\.watermark)
+        let watermarks = try (progress ?? store.progress()).compactMapValues(\.watermark)
         // A page of series at a time: memory holds one page of history rows, not all of them.
         var after: String?
         var finished = false
@@ -520,10 +521,13 @@ final class SourceWorker: @unchecked Sendable {
                                 previousHoldoutLoss: r?.currentHoldoutLoss, checkpoint: g.checkpoint,
                                 engineState: SnapshotCodec.encode(g), keep: settings.checkpointsKept)
         }
-        let live = settings
-        let dropped = try store.applyRetention(predictionDays: live.predictionsKeepDays, pathDays: live.pathsKeepDays)
-        if dropped.predictionPartitions + dropped.pathPartitions > 0 {
-            logger.info("retention: dropped \(dropped.predictionPartitions) day(s) of predictions older than \(live.predictionsKeepDays) days and \(dropped.pathPartitions) of paths older than \(live.pathsKeepDays) days")
+        // The partitions are shared by every shard: the holder of the first one prunes them.
+        if shard.index == 0 {
+            let live = settings
+            let dropped = try store.applyRetention(predictionDays: live.predictionsKeepDays, pathDays: live.pathsKeepDays)
+            if dropped.predictionPartitions + dropped.pathPartitions > 0 {
+                logger.info("retention: dropped \(dropped.predictionPartitions) day(s) of predictions older than \(live.predictionsKeepDays) days and \(dropped.pathPartitions) of paths older than \(live.pathsKeepDays) days")
+            }
         }
         lastCheckpoint = Date()
     }
