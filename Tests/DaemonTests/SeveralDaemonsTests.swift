@@ -105,4 +105,51 @@ final class SeveralDaemonsTests: XCTestCase {
                        "the shards go on from the old model's version")
         XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.status WHERE model_version IS NULL"), 0)
     }
+
+    /// The nothing-lost identity with the source split over two daemons: a writer that commits
+    /// late, a new series backfilled with old rows, a late row, bad values and times, and rows
+    /// without a series. Per series, rows in the table = observations + counted bad rows.
+    func testEveryRowIsCountedOnceAcrossShardsWhateverTheWritersDo() throws {
+        let h = try DaemonHarness(ingestLines: "shards = 3\n")
+        let t0 = DaemonHarness.t0
+        try h.admin.execute("ALTER TABLE public.readings ALTER COLUMN sensor DROP NOT NULL")
+        try h.insert(DaemonHarness.rows(sensors: 6, steps: 0..<40))
+        try h.start()
+        try h.startPeer()
+        h.waitFor("SELECT sum(observations) FROM forecast.series_state") { $0 == "240" }
+        _ = waitForHoldings(h) { $0.count == 2 && $0.reduce(0, +) == 3 }
+
+        // A session that commits late, overtaken by another that commits at once.
+        let slow = try PostgresConnection(url: h.url)
+        try slow.execute("BEGIN")
+        try slow.execute("INSERT INTO public.readings VALUES ('s0', to_timestamp(\(t0 + 40 * 60)), 10.5)")
+        try h.insert((0..<6).map { ("s\($0)", t0 + 41 * 60, 10.6) })
+        // A new series with 30 buffered rows older than every watermark; a late row of s1.
+        try h.insert((0..<30).map { ("z", t0 + Double($0) * 60, 5 + sin(Double($0))) })
+        try h.insert([("s1", t0 + 10 * 60 + 30, 1)])
+        // Bad rows: a NULL value, times of infinity and far in the future, no series at all.
+        try h.admin.execute("""
+            INSERT INTO public.readings VALUES ('s2', to_timestamp(\(t0 + 42 * 60)), NULL), ('s3', 'infinity', 1),
+                ('s4', now() + interval '10 years', 1), (NULL, to_timestamp(\(t0)), 1), (NULL, to_timestamp(\(t0 + 60)), 2)
+            """)
+        try slow.execute("COMMIT")
+        // 240 + 1 + 6 + 30 + 1 + 3 per series, and 2 rows without a series.
+        h.waitFor("SELECT sum(observations + bad_rows_total) FROM forecast.status") { $0 == "281" }
+        h.waitFor("SELECT bad_rows->>'null_series' FROM forecast.sources") { $0 == "2" }
+
+        let unaccounted = try h.admin.execute("""
+            SELECT r.sensor, r.n, COALESCE(st.observations + st.bad_rows_total, 0)
+            FROM (SELECT sensor, count(*) AS n FROM public.readings WHERE sensor IS NOT NULL GROUP BY sensor) r
+            LEFT JOIN forecast.status st ON st.source = 'public.readings' AND st.series = r.sensor
+            WHERE r.n <> COALESCE(st.observations + st.bad_rows_total, 0)
+            """).rows.map { "\($0[0]!): \($0[1]!) rows, \($0[2]!) accounted" }
+        XCTAssertEqual(unaccounted, [])
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.ingest_queue"), 0)
+        XCTAssertEqual(try h.count("SELECT observations FROM forecast.status WHERE series = 's0'"), 42, "the late commit is not overtaken")
+        XCTAssertEqual(try h.count("SELECT observations FROM forecast.status WHERE series = 'z'"), 30)
+        XCTAssertEqual(try h.admin.execute("SELECT bad_rows->>'late' FROM forecast.status WHERE series = 's1'").scalar, "1")
+        XCTAssertEqual(try h.admin.execute("SELECT bad_rows->>'null_value' FROM forecast.status WHERE series = 's2'").scalar, "1")
+        XCTAssertEqual(try h.count("SELECT sum((bad_rows->>'bad_time')::int) FROM forecast.status WHERE series IN ('s3', 's4')"), 2)
+        XCTAssertEqual(h.stop(), 0)
+    }
 }
