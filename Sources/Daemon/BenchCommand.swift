@@ -7,8 +7,8 @@ import Foundation
 struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
-        abstract: "Benchmark LSTM training and inference speed.",
-        subcommands: [BenchTrain.self, BenchInfer.self]
+        abstract: "Benchmark LSTM training and inference speed, and the memory each series needs.",
+        subcommands: [BenchTrain.self, BenchInfer.self, BenchState.self]
     )
 }
 
@@ -45,9 +45,9 @@ private func median(_ xs: [Double]) -> Double {
     return s.count % 2 == 1 ? s[s.count / 2] : (s[s.count / 2 - 1] + s[s.count / 2]) / 2
 }
 
-private func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
 
-private func emit(_ fields: [String: Any], json: Bool) throws {
+func emit(_ fields: [String: Any], json: Bool) throws {
     if json {
         let data = try JSONSerialization.data(withJSONObject: fields, options: [.sortedKeys])
         print(String(decoding: data, as: UTF8.self))

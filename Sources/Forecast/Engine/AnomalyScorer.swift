@@ -308,6 +308,11 @@ public struct AnomalyScorer: Sendable {
         return (score, flagged)
     }
 
+    /// Bytes of element storage held by the checks (see `StreamingEngine.seriesStateBytes`).
+    var bytesHeld: Int {
+        recent.bytesHeld + history.bytesHeld + (shift?.bytesHeld ?? 0) + (shortShift?.bytesHeld ?? 0) + (context?.bytesHeld ?? 0)
+    }
+
     var state: State {
         State(recent: recent.values,
               history: history.values,

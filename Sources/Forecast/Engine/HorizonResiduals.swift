@@ -60,6 +60,10 @@ struct HorizonResiduals: Sendable {
         return (w.quantile(a / 2)!, w.quantile(1 - a / 2)!)
     }
 
+    var bytesHeld: Int {
+        windows.reduce(0) { $0 + $1.bytesHeld } + paths.reduce(0) { $0 + $1.capacity * 8 } + (alpha.capacity + issuedAt.capacity) * 8
+    }
+
     mutating func rescale(by factor: Double) {
         for i in windows.indices { windows[i].rescale(by: factor) }
     }

@@ -8,10 +8,10 @@ import Foundation
 public struct LevelShiftDetector: Sendable {
     let window: Int
     let trim: Double
-    private var values: [Double] = []  // last 2·window values (ring)
-    private var head = 0
-    private var sortedOlder: [Double] = []  // the older half of `values`, sorted
-    private var sortedNewer: [Double] = []  // the newer half, sorted
+    // Values as Float32, as checkpoints store them (the spread floor below allows for it).
+    private var values: Ring<Float>            // last 2·window values
+    private var sortedOlder: [Float] = []      // the older half of `values`, sorted
+    private var sortedNewer: [Float] = []      // the newer half, sorted
     private(set) var history: RollingStats   // past differences
     private var gate = IncidentGate()
     var red: Bool { gate.red }
@@ -20,6 +20,7 @@ public struct LevelShiftDetector: Sendable {
     init(window: Int, trim: Double, historyLength: Int) {
         self.window = window
         self.trim = trim
+        values = Ring(capacity: 2 * window)
         history = RollingStats(capacity: historyLength)
     }
 
@@ -36,7 +37,7 @@ public struct LevelShiftDetector: Sendable {
     }
 
     var state: State {
-        State(window: window, values: Array(values[head...] + values[..<head]), history: history.values, red: red, sinceFlag: sinceFlag)
+        State(window: window, values: values.elements.map(Double.init), history: history.values, red: red, sinceFlag: sinceFlag)
     }
 
     /// Restores a detector; a state saved with another window length is cut to this one.
@@ -71,17 +72,20 @@ public struct LevelShiftDetector: Sendable {
         if let d = pushValue(v) { history.push(d) }
     }
 
-    private mutating func pushValue(_ v: Double) -> Double? {
+    var bytesHeld: Int {
+        values.bytesHeld + (sortedOlder.capacity + sortedNewer.capacity) * MemoryLayout<Float>.stride + history.bytesHeld
+    }
+
+    private mutating func pushValue(_ value: Double) -> Double? {
         let w = window
-        if values.count < 2 * w {
+        let v = Float(value)
+        if !values.isFull {
             values.append(v)
             if values.count <= w { Self.insertSorted(&sortedOlder, v) } else { Self.insertSorted(&sortedNewer, v) }
-            guard values.count == 2 * w else { return nil }
+            guard values.isFull else { return nil }
         } else {
-            let dropped = values[head]                 // oldest, leaves the older half
-            let moved = values[(head + w) % (2 * w)]   // oldest of the newer half
-            values[head] = v
-            head = (head + 1) % (2 * w)
+            let moved = values[w]                      // oldest of the newer half
+            let dropped = values.append(v)!            // oldest, leaves the older half
             Self.removeSorted(&sortedOlder, dropped)
             Self.insertSorted(&sortedOlder, moved)
             Self.removeSorted(&sortedNewer, moved)
@@ -92,15 +96,15 @@ public struct LevelShiftDetector: Sendable {
 
     /// Mean of a sorted window without its `trim` share at either end (summed afresh each
     /// time: no running sums whose rounding errors pile up).
-    private func trimmedMean(_ sorted: [Double]) -> Double {
+    private func trimmedMean(_ sorted: [Float]) -> Double {
         let k = Int(Double(sorted.count) * trim)
         var sum = 0.0
-        for i in k..<(sorted.count - k) { sum += sorted[i] }
+        for i in k..<(sorted.count - k) { sum += Double(sorted[i]) }
         return sum / Double(sorted.count - 2 * k)
     }
 
     /// First index whose element is not less than `v`.
-    private static func lowerBound(_ a: [Double], _ v: Double) -> Int {
+    private static func lowerBound(_ a: [Float], _ v: Float) -> Int {
         var lo = 0, hi = a.count
         while lo < hi {
             let mid = (lo + hi) / 2
@@ -109,11 +113,11 @@ public struct LevelShiftDetector: Sendable {
         return lo
     }
 
-    private static func insertSorted(_ a: inout [Double], _ v: Double) {
+    private static func insertSorted(_ a: inout [Float], _ v: Float) {
         a.insert(v, at: lowerBound(a, v))
     }
 
-    private static func removeSorted(_ a: inout [Double], _ v: Double) {
+    private static func removeSorted(_ a: inout [Float], _ v: Float) {
         let i = lowerBound(a, v)
         if i < a.count && a[i] == v { a.remove(at: i) }
     }

@@ -1,38 +1,35 @@
 /// The last N residuals of a series, kept both in arrival order (to drop the oldest) and sorted
 /// (so interval quantiles are a lookup, not a sort per prediction).
+///
+/// Residuals are in units of the series' spread and only feed quantiles, so they are held as
+/// Float32, as checkpoints store them: a restored window is the window that was saved.
 struct ResidualWindow: Sendable {
-    let capacity: Int
-    private var ring: [Double] = []
-    private var head = 0
-    private var sorted: [Double] = []
+    private var ring: Ring<Float>
+    private var sorted: [Float] = []
 
     init(capacity: Int) {
-        self.capacity = capacity
-        ring.reserveCapacity(capacity)
-        sorted.reserveCapacity(capacity)
+        ring = Ring(capacity: capacity)
     }
 
+    var capacity: Int { ring.capacity }
     var count: Int { sorted.count }
-    var values: [Double] { Array(ring[head...] + ring[..<head]) }
+    var values: [Double] { ring.elements.map(Double.init) }
+    var bytesHeld: Int { ring.bytesHeld + sorted.capacity * MemoryLayout<Float>.stride }
 
-    mutating func add(_ r: Double) {
+    mutating func add(_ residual: Double) {
+        let r = Float(residual)
         guard r.isFinite else { return }
-        if ring.count < capacity {
-            ring.append(r)
-        } else {
-            let old = ring[head]
-            ring[head] = r
-            head = (head + 1) % capacity
-            sorted.remove(at: insertionIndex(old))
-        }
+        if let old = ring.append(r) { sorted.remove(at: insertionIndex(old)) }
         sorted.insert(r, at: insertionIndex(r))
     }
 
     /// Multiplies every residual by `factor` (> 0, so the sorted order stands).
     mutating func rescale(by factor: Double) {
         guard factor > 0, factor.isFinite, factor != 1 else { return }
-        for i in ring.indices { ring[i] *= factor }
-        for i in sorted.indices { sorted[i] *= factor }
+        // Each element is rounded the same way in both copies, so they stay equal as sets.
+        let f = { (x: inout Float) in x = Float(Double(x) * factor) }
+        ring.update(f)
+        for i in sorted.indices { f(&sorted[i]) }
     }
 
     /// Empirical quantile with linear interpolation (numpy's default), q in [0, 1].
@@ -40,10 +37,11 @@ struct ResidualWindow: Sendable {
         guard !sorted.isEmpty else { return nil }
         let pos = q * Double(sorted.count - 1)
         let lo = Int(pos.rounded(.down)), hi = min(lo + 1, sorted.count - 1)
-        return sorted[lo] + (sorted[hi] - sorted[lo]) * (pos - Double(lo))
+        let a = Double(sorted[lo]), b = Double(sorted[hi])
+        return a + (b - a) * (pos - Double(lo))
     }
 
-    private func insertionIndex(_ v: Double) -> Int {
+    private func insertionIndex(_ v: Float) -> Int {
         var lo = 0, hi = sorted.count
         while lo < hi {
             let mid = (lo + hi) / 2

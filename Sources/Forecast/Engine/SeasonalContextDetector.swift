@@ -23,8 +23,8 @@ public struct SeasonalContextDetector: Sendable {
     let historyLength: Int
     /// The season in use (points), nil while none has shown itself.
     private(set) var period: Int?
-    private var values: [Double] = []         // last `capacity` values (ring)
-    private var head = 0
+    // Float32, as checkpoints store them: three weeks of values are most of a series' memory.
+    private var values: Ring<Float>            // last `capacity` values
     private var deviations: [Double] = []     // last `window` value − expectation (ring)
     private var deviationHead = 0
     private var deviationSum = 0.0
@@ -56,6 +56,8 @@ public struct SeasonalContextDetector: Sendable {
         self.seasons = seasons
         self.historyLength = historyLength
         history = RollingStats(capacity: historyLength)
+        values = Ring(capacity: 1)   // every stored property is set before `capacity` can be read
+        values = Ring(capacity: max(1, capacity))
     }
 
     /// The detector's memory, oldest first.
@@ -72,7 +74,7 @@ public struct SeasonalContextDetector: Sendable {
     }
 
     var state: State {
-        State(period: period ?? 0, values: Array(values[head...] + values[..<head]), history: history.values,
+        State(period: period ?? 0, values: values.elements.map(Double.init), history: history.values,
               red: gate.red, sinceFlag: gate.sinceFlag, sinceReview: sinceReview, sinceFit: tail == nil ? Int.max : sinceFit)
     }
 
@@ -141,12 +143,11 @@ public struct SeasonalContextDetector: Sendable {
     }
 
     private mutating func appendValue(_ v: Double) {
-        if values.count < capacity {
-            values.append(v)
-        } else {
-            values[head] = v
-            head = (head + 1) % capacity
-        }
+        values.append(Float(v))
+    }
+
+    var bytesHeld: Int {
+        values.bytesHeld + deviations.capacity * MemoryLayout<Double>.stride + history.bytesHeld + (tail?.bytesHeld ?? 0)
     }
 
     private mutating func pushDeviation(_ e: Double) {
@@ -163,9 +164,7 @@ public struct SeasonalContextDetector: Sendable {
     }
 
     /// The i-th kept value, oldest first.
-    private func value(_ i: Int) -> Double {
-        values.count < capacity ? values[i] : values[(head + i) % capacity]
-    }
+    private func value(_ i: Int) -> Double { Double(values[i]) }
 
     /// Value − median of the same phase of the `seasons` seasons before, for kept value i.
     private func deviation(at i: Int, period p: Int? = nil) -> Double? {

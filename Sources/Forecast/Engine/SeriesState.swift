@@ -5,10 +5,9 @@ import Foundation
 struct SeriesState: Sendable {
     let key: String
     let groupIndex: Int
-    /// Raw values, oldest first, with `flagged` marking points judged anomalous.
-    private(set) var raw: [Double] = []
-    private(set) var flagged: [Bool] = []
-    private let keep: Int
+    /// The last `keep` raw values, oldest first, with `flagged` marking points judged anomalous.
+    private(set) var raw: Ring<Double>
+    private(set) var flagged: Ring<Bool>
     var lastTime: Double?
     /// Recent time steps, for the time of the next forecast.
     private var steps: [Double] = []
@@ -29,7 +28,8 @@ struct SeriesState: Sendable {
     init(key: String, groupIndex: Int, keep: Int, config: EngineConfig) {
         self.key = key
         self.groupIndex = groupIndex
-        self.keep = keep
+        raw = Ring(capacity: keep)
+        flagged = Ring(capacity: keep)
         residuals = ResidualWindow(capacity: config.residualWindow)
         anomaly = AnomalyScorer(config: config.anomaly)
         if config.horizon > 1 { horizon = HorizonResiduals(horizon: config.horizon, capacity: config.residualWindow, coverage: config.coverage) }
@@ -45,11 +45,6 @@ struct SeriesState: Sendable {
         }
         lastTime = time
         observations += 1
-        // Trim in chunks so appends stay amortised O(1).
-        if raw.count > keep * 2 {
-            raw.removeFirst(raw.count - keep)
-            flagged.removeFirst(flagged.count - keep)
-        }
     }
 
     mutating func markLastFlagged() {
@@ -100,9 +95,16 @@ struct SeriesState: Sendable {
         }
     }
 
+    /// Bytes of element storage this series holds beyond the struct itself: its values, residuals
+    /// and the anomaly checks' memory.
+    var bytesHeld: Int {
+        raw.bytesHeld + flagged.bytesHeld + steps.capacity * 8 + key.utf8.count + residuals.bytesHeld
+            + anomaly.bytesHeld + (horizon?.bytesHeld ?? 0) + MemoryLayout<SeriesState>.stride
+    }
+
     var lastRaw: Double? { raw.last }
     /// The kept raw values that were not flagged, oldest first.
-    var rawValues: [Double] { raw.indices.filter { !flagged[$0] }.map { raw[$0] } }
+    var rawValues: [Double] { (0..<raw.count).filter { !flagged[$0] }.map { raw[$0] } }
 }
 
 /// Turns model-space windows into normalised model inputs and back.

@@ -576,6 +576,13 @@ public final class StreamingEngine {
 
     public var allRetrains: [RetrainRecord] { groups.flatMap(\.retrains) }
 
+    /// Series this engine follows.
+    public var seriesCount: Int { series.count }
+
+    /// Bytes the per-series state holds (values, residuals, anomaly checks; not the models):
+    /// what grows with the number of series, so `forecastd bench state` can report it per series.
+    public var seriesStateBytes: Int { series.reduce(0) { $0 + $1.bytesHeld } }
+
     public func modelVersion(for series: String) -> Int? {
         guard let s = seriesIndex[series] else { return nil }
         let v = groups[self.series[s].groupIndex].version

@@ -14,7 +14,9 @@ struct TailModel: Sendable {
     private var shareBeyond = 0.0      // share of distances above it
     private var shape = 0.0            // γ ≥ 0
     private var scale = 0.0            // σ > 0 once fitted
-    private var sortedDistances: [Double] = []
+    /// Float32: a series keeps one of these for as long as it is scored, and the distances only
+    /// rank a value among them.
+    private var sortedDistances: [Float] = []
 
     /// Distances above this quantile of the history's distances form the fitted tail.
     static let level = 0.9
@@ -25,10 +27,11 @@ struct TailModel: Sendable {
         let sorted = history.sorted()
         let n = sorted.count
         median = n % 2 == 1 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2])
-        sortedDistances = sorted.map { abs($0 - median) }.sorted()
+        let distances = sorted.map { abs($0 - median) }.sorted()
+        sortedDistances = distances.map { Float($0) }
         let k = min(n - 1, Int(Double(n) * Self.level))
-        threshold = sortedDistances[k]
-        let excesses = sortedDistances[(k + 1)...].map { $0 - threshold }.filter { $0 > 0 }
+        threshold = distances[k]
+        let excesses = distances[(k + 1)...].map { $0 - threshold }.filter { $0 > 0 }
         // Too few points beyond the threshold to fit a tail: the empirical share alone.
         guard excesses.count >= 5 else { return }
         shareBeyond = Double(excesses.count) / Double(n)
@@ -62,9 +65,10 @@ struct TailModel: Sendable {
         if distance <= threshold || shareBeyond == 0 || scale <= 0 {
             // Share of the history at least this far out: by binary search on the distances.
             var lo = 0, hi = n
+            let d = Float(distance)
             while lo < hi {
                 let mid = (lo + hi) / 2
-                if sortedDistances[mid] < distance { lo = mid + 1 } else { hi = mid }
+                if sortedDistances[mid] < d { lo = mid + 1 } else { hi = mid }
             }
             return max(Double(n - lo) / Double(n), distance > threshold ? 1 / Double(n) : 1e-10, 1e-10)
         }
@@ -72,6 +76,8 @@ struct TailModel: Sendable {
         let survival = shape > 1e-9 ? pow(1 + shape * y / scale, -1 / shape) : exp(-y / scale)
         return max(shareBeyond * survival, 1e-10)
     }
+
+    var bytesHeld: Int { sortedDistances.capacity * MemoryLayout<Float>.stride }
 
     /// The tail on the anomaly score's scale: −log10(tail) / 10, in [0, 1].
     func score(_ x: Double) -> Double {

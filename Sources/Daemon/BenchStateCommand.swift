@@ -1,0 +1,80 @@
+import ArgumentParser
+import Forecast
+import Foundation
+
+/// `forecastd bench state`: the memory one series costs once every window of its state is full.
+///
+/// A daemon's memory grows with the series it follows, and a series' memory grows for weeks (the
+/// contextual check keeps three weeks of values): a load test of a few hours never sees the
+/// steady state. This streams synthetic series through the engine with the daemon's settings
+/// until their state is full and reports it per series, so the RSS of N series can be computed
+/// rather than waited for.
+struct BenchState: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "state",
+        abstract: "Memory per series at steady state (the daemon's engine settings, synthetic series).",
+        discussion: """
+            The model is made small (--hidden) because its size does not enter the per-series \
+            state and it is shared by all series; everything else is the daemon's default. The \
+            default of 7,600 points of 5-minute data fills every window: three weeks of values \
+            for the contextual check and its 1,000 deviations.
+            """)
+
+    @Option(help: "Series streamed side by side.") var series = 1000
+    @Option(help: "Points per series.") var points = 7600
+    @Option(name: .customLong("step"), help: "Seconds between a series' points (sets the day length of the checks).") var stepSeconds = 300.0
+    @Option(help: "Hidden size of the (shared) model.") var hidden = 8
+    @Option(name: .customLong("project"), help: "Series to project the RSS for.") var projectSeries = 100_000
+    @Flag(help: "Print one JSON object as the last line.") var json = false
+
+    func run() async throws {
+        guard series >= 1, points >= 1 else { throw ValidationError("--series and --points must be at least 1") }
+        var config = DaemonConfig.defaultEngine
+        config.hiddenSizes = [hidden]
+        config.initialEpochs = 1
+        config.maxTrainWindows = 2048
+        // One training, at the warmup: retraining does not change what a series keeps.
+        config.epochs = 0
+        let rssBefore = residentBytes()
+        let engine = try StreamingEngine(config: config, mode: .inline)
+        var rng = SeededGenerator(seed: 7)
+        let phases = (0..<series).map { _ in Double(rng.nextUnitFloat()) * 6.283 }
+        let day = 86_400.0
+        let t0 = now()
+        var batch: [Observation] = []
+        batch.reserveCapacity(series)
+        var flagged = 0
+        for k in 0..<points {
+            let t = 1_700_000_000 + Double(k) * stepSeconds
+            batch.removeAll(keepingCapacity: true)
+            for s in 0..<series {
+                let v = 100 + 10 * sin(2 * .pi * t / day + phases[s]) + Double(rng.nextGaussian())
+                batch.append(Observation(series: "s\(s)", time: t, value: v))
+            }
+            flagged += engine.process(batch).filter(\.isAnomaly).count
+            if !json && (k + 1) % 1000 == 0 {
+                print("\(k + 1) points: \(engine.seriesStateBytes / series) bytes of state per series, \(String(format: "%.0f", now() - t0)) s")
+            }
+        }
+        let rssAfter = residentBytes()
+        let perSeries = Double(engine.seriesStateBytes) / Double(series)
+        let rssPerSeries = Double(rssAfter - rssBefore) / Double(series)
+        try emit([
+            "mode": "state", "series": series, "points": points, "step_seconds": stepSeconds,
+            "state_bytes_per_series": Int(perSeries.rounded()),
+            "rss_bytes_per_series": Int(rssPerSeries.rounded()),
+            "rss_before_mb": Double(rssBefore) / 1e6, "rss_after_mb": Double(rssAfter) / 1e6,
+            "projected_series": projectSeries,
+            "projected_rss_mb": (Double(rssBefore) + rssPerSeries * Double(projectSeries)) / 1e6,
+            "flagged_points": flagged, "seconds": now() - t0,
+        ], json: json)
+    }
+}
+
+/// The process's resident set, from /proc/self/status (0 where there is none).
+func residentBytes() -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
+    let kb = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+    return kb * 1024
+}

@@ -1,0 +1,68 @@
+/// The last `capacity` elements of a stream, oldest first.
+///
+/// A daemon keeps several of these per series, for every series it follows, so their memory is
+/// what bounds how many series fit: storage grows only as elements arrive (a series that has
+/// seen 100 points holds 100, not `capacity`), and when the ring fills it is cut to exactly
+/// `capacity`, so the spare half that array growth leaves behind is not kept for the life of
+/// the series.
+struct Ring<Element: Sendable>: Sendable {
+    let capacity: Int
+    private var storage: [Element] = []
+    private var head = 0
+
+    init(capacity: Int) {
+        precondition(capacity >= 1, "a ring holds at least one element")
+        self.capacity = capacity
+    }
+
+    var count: Int { storage.count }
+    var isEmpty: Bool { storage.isEmpty }
+    var isFull: Bool { storage.count == capacity }
+
+    /// The i-th element, oldest first.
+    subscript(i: Int) -> Element {
+        get { storage.count < capacity ? storage[i] : storage[(head + i) % capacity] }
+        set {
+            if storage.count < capacity { storage[i] = newValue } else { storage[(head + i) % capacity] = newValue }
+        }
+    }
+
+    var first: Element? { isEmpty ? nil : self[0] }
+    var last: Element? { isEmpty ? nil : self[count - 1] }
+
+    /// Every element, oldest first.
+    var elements: [Element] {
+        storage.count < capacity ? storage : Array(storage[head...] + storage[..<head])
+    }
+
+    /// Adds the newest element; returns the oldest one when it had to make room.
+    @discardableResult
+    mutating func append(_ x: Element) -> Element? {
+        if storage.count < capacity {
+            storage.append(x)
+            if storage.count == capacity && storage.capacity > capacity { shrinkToFit() }
+            return nil
+        }
+        let old = storage[head]
+        storage[head] = x
+        head += 1
+        if head == capacity { head = 0 }
+        return old
+    }
+
+    /// Applies `f` to every element in place (order unchanged).
+    mutating func update(_ f: (inout Element) -> Void) {
+        for i in storage.indices { f(&storage[i]) }
+    }
+
+    /// Bytes of element storage held (for the memory accounting of `StreamingEngine`).
+    var bytesHeld: Int { storage.capacity * MemoryLayout<Element>.stride }
+
+    private mutating func shrinkToFit() {
+        let old = storage
+        storage = [Element](unsafeUninitializedCapacity: capacity) { buffer, initialized in
+            _ = buffer.initialize(from: old)
+            initialized = old.count
+        }
+    }
+}
