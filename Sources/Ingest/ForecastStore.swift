@@ -81,14 +81,18 @@ public final class ForecastStore {
     /// older has committed or aborted), or that have waited `commitWait` seconds (so one
     /// transaction left open for hours stalls the source for that long at most; rows it then
     /// commits behind its series count as late). Cost: the new rows, through ingest_queue_next.
-    public func nextRows(limit: Int, commitWait: Double) throws -> [QueuedRow] {
+    /// `skipping`: queue rows of a batch whose commit is still in flight (deleted by it).
+    public func nextRows(limit: Int, commitWait: Double, skipping: [Int64] = []) throws -> [QueuedRow] {
+        let skip = skipping.isEmpty ? "" : "\n  AND id <> ALL($4::bigint[])"
+        var params: [String?] = [sourceKey, String(limit), String(commitWait)]
+        if !skipping.isEmpty { params.append("{" + skipping.map(String.init).joined(separator: ",") + "}") }
         let r = try connection.execute("""
             SELECT id, series, t, v FROM forecast.ingest_queue
             WHERE source = $1
-              AND (xid < pg_snapshot_xmin(pg_current_snapshot()) OR queued_at < now() - make_interval(secs => $3::float8))\(inShard("series"))
+              AND (xid < pg_snapshot_xmin(pg_current_snapshot()) OR queued_at < now() - make_interval(secs => $3::float8))\(inShard("series"))\(skip)
             ORDER BY t, series, id
             LIMIT $2::bigint
-            """, [sourceKey, String(limit), String(commitWait)])
+            """, params)
         return r.rows.map { QueuedRow(id: Int64($0[0]!) ?? 0, row: RawRow(sourceRow: Array($0[1...]))) }
     }
 
@@ -228,10 +232,13 @@ public final class ForecastStore {
     /// `consumed` are the queue rows the batch was made from: deleted in the same transaction,
     /// which is what makes every row observed exactly once. If they are gone already (a retry
     /// after the COMMIT's acknowledgement was lost), the batch was stored and nothing is written.
-    public func commit(_ batch: StreamBatch, consumed: [Int64] = []) throws {
+    /// `fence`: the lease this commit is made under, when it runs on a connection other than the
+    /// one holding the shard's lock (see `Fence`).
+    public func commit(_ batch: StreamBatch, consumed: [Int64] = [], fence: Fence? = nil) throws {
         try ensurePartitions("predictions", times: batch.completed.map(\.time) + batch.forecasts.map(\.forecast.time))
         if !batch.paths.isEmpty { try ensurePartitions("paths", times: batch.paths.compactMap(\.forecast.issuedAt)) }
         try connection.transaction {
+            if let fence { try check(fence) }
             if !consumed.isEmpty {
                 let ids = "{" + consumed.map(String.init).joined(separator: ",") + "}"
                 let deleted = try connection.execute(

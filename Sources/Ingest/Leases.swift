@@ -70,6 +70,38 @@ extension ForecastStore {
             """, [sourceKey, String(shard.count), String(shard.index)])
     }
 
+    /// The lease a commit on a second connection is made under: the generation the lock holder
+    /// recorded and the holder's backend. The lock belongs to the holder's session, not to the
+    /// committing one, so the commit checks the lease row instead and keeps it locked
+    /// (FOR SHARE) until it ends: a daemon taking the shard over records its lease with an
+    /// UPDATE of that row, which waits for the commit, and reads the queue only after it, so
+    /// it never sees rows the commit consumed; a commit that comes after a takeover finds
+    /// another generation and writes nothing.
+    public struct Fence: Sendable, Equatable {
+        public var generation: Int64
+        public var backendPID: Int
+        public init(generation: Int64, backendPID: Int) {
+            self.generation = generation
+            self.backendPID = backendPID
+        }
+    }
+
+    /// The fence for commits made on behalf of this store's session (after `recordLease`).
+    public func fence(generation: Int64) throws -> Fence {
+        Fence(generation: generation, backendPID: Int(try connection.execute("SELECT pg_backend_pid()").scalar ?? "") ?? 0)
+    }
+
+    func check(_ fence: Fence) throws {
+        let held = try connection.execute("""
+            SELECT 1 FROM forecast.leases
+            WHERE source = $1 AND shards = $2 AND shard = $3 AND generation = $4::bigint AND backend_pid = $5::int
+            FOR SHARE
+            """, [sourceKey, String(shard.count), String(shard.index), String(fence.generation), String(fence.backendPID)])
+        guard !held.rows.isEmpty else {
+            throw PostgresError(.connectionLost, "the lease of \(sourceKey)\(shard.count == 1 ? "" : " shard \(shard)") (generation \(fence.generation)) is no longer this daemon's: another daemon took the shard over; the batch in flight was not written")
+        }
+    }
+
     /// Gives the shard up: the lease row says no one holds it, and the lock goes.
     public func releaseLease() throws {
         try connection.execute("""

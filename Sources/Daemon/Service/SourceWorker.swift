@@ -42,8 +42,13 @@ final class SourceWorker: @unchecked Sendable {
     private var store: ForecastStore?
     private var listener: PostgresConnection?
     private let trainer: TrainingWorker
-    /// A batch the engine produced but the database did not take: committed first on reconnect.
-    private var unsaved: (batch: StreamBatch, consumed: [Int64])?
+    /// Batches the engine produced but the database did not take, oldest first: committed
+    /// first on reconnect.
+    private var unsaved: [CommitPipeline.Job] = []
+    /// Commits each cycle's batch beside the next cycle (nil: commits in the cycle).
+    private var pipeline: CommitPipeline?
+    /// `FORECASTD_SERIAL_COMMIT=1` commits in the cycle, to measure what the overlap gains.
+    private static let serialCommit = ProcessInfo.processInfo.environment["FORECASTD_SERIAL_COMMIT"] == "1"
     private var seriesCount = 0
     private var knownSeries: Set<String> = []
     /// The newest stored model versions when the session was built.
@@ -153,10 +158,7 @@ final class SourceWorker: @unchecked Sendable {
             try connect()
             return machine.connected()
         case .runCycle:
-            if let u = unsaved {
-                try commit(u.batch, consumed: u.consumed)
-                unsaved = nil
-            }
+            try commitUnsaved()
             try installFinishedTraining()
             let rows = try cycle()
             if book.giveUpOne(source.table.display) {
@@ -239,7 +241,7 @@ final class SourceWorker: @unchecked Sendable {
             logger.notice("\(name) was processed by another daemon since this one held it: loading its state from the database")
             _ = trainer.takeFinished()
             session = nil
-            unsaved = nil
+            unsaved = []
         }
         leaseGeneration = generation
         lastHeartbeat = Date()
@@ -249,7 +251,7 @@ final class SourceWorker: @unchecked Sendable {
     /// checkpointed (the next holder starts from it), the lease released, the session dropped.
     private func handOver() throws {
         guard let store else { return }
-        if let u = unsaved { try commit(u.batch, consumed: u.consumed); unsaved = nil }
+        try commitUnsaved()
         try checkpoint()
         try store.releaseLease()
         _ = trainer.takeFinished()
@@ -274,8 +276,7 @@ final class SourceWorker: @unchecked Sendable {
         do { conn = try PostgresConnection(url: databaseURL) } catch { unbook(); throw error }
         let store: ForecastStore
         do {
-            let resolved = try source.sourceTable.resolve(on: conn)
-            store = try ForecastStore(connection: conn, source: resolved, shard: shard)
+            store = try ForecastStore(connection: conn, source: try source.sourceTable.resolve(on: conn), shard: shard)
             guard try store.hasCaptureTrigger() else {
                 throw PostgresError(.query, "\(source.table.display) has no forecastd trigger, so its new rows never reach forecastd: run `forecastd migrate --config FILE`", sqlState: "55000")
             }
@@ -301,6 +302,10 @@ final class SourceWorker: @unchecked Sendable {
         }
         // From here the store is this worker's: a failure below disconnects it, lock and all.
         self.store = store
+        if !Self.serialCommit, let generation = leaseGeneration {
+            let writer = try ForecastStore(connection: try PostgresConnection(url: databaseURL), source: store.resolved, shard: shard)
+            pipeline = CommitPipeline(store: writer, fence: try store.fence(generation: generation), name: name)
+        }
         let listener = try PostgresConnection(url: databaseURL)
         self.listener = listener
         try listener.listen("forecastd")
@@ -312,6 +317,8 @@ final class SourceWorker: @unchecked Sendable {
     }
 
     private func disconnectStore() {
+        if let failed = pipeline?.close() { unsaved.append(failed.job) }
+        pipeline = nil
         store?.connection.close()
         store = nil
     }
@@ -434,8 +441,9 @@ final class SourceWorker: @unchecked Sendable {
             try store.heartbeat()
             lastHeartbeat = Date()
         }
-        let queued = try store.nextRows(limit: live.batchRows, commitWait: live.commitWait)
+        let queued = try store.nextRows(limit: live.batchRows, commitWait: live.commitWait, skipping: pipeline?.inFlight ?? [])
         if queued.isEmpty {
+            try settle()
             // Idle: make sure rows can still arrive (a dropped or renamed table, a removed trigger),
             // and pick up a rolled-back model.
             guard try store.hasCaptureTrigger() else {
@@ -458,8 +466,16 @@ final class SourceWorker: @unchecked Sendable {
         logRetrains(batch.retrains)
         // Saved before any prediction of a new version is published (inline training), so a
         // crash never leaves predictions from a model that cannot be reloaded.
-        if batch.retrains.contains(where: \.accepted) { try checkpoint() }
-        try publish(batch, consumed: queued.map(\.id))
+        if batch.retrains.contains(where: \.accepted) {
+            // A batch the checkpoint could not follow is kept, or its rows would be lost with it.
+            do { try checkpoint() } catch {
+                unsaved.append(CommitPipeline.Job(batch: batch, consumed: queued.map(\.id)))
+                throw error
+            }
+            try publish(batch, consumed: queued.map(\.id))
+        } else {
+            try publishOverlapped(batch, consumed: queued.map(\.id))
+        }
         seriesCount += batch.series.count - batch.series.filter { knownSeries.contains($0.series) }.count
         for u in batch.series { knownSeries.insert(u.series) }
         let newest = rows.compactMap(\.time).filter(\.isFinite).max()
@@ -474,10 +490,38 @@ final class SourceWorker: @unchecked Sendable {
     private func publish(_ batch: StreamBatch, consumed: [Int64] = []) throws {
         guard !batch.isEmpty || !consumed.isEmpty else { return }
         do {
+            try settle()
             try commit(batch, consumed: consumed)
         } catch {
-            unsaved = (batch, consumed)
+            unsaved.append(CommitPipeline.Job(batch: batch, consumed: consumed))
             throw error
+        }
+    }
+
+    /// Hands the batch to the pipeline once the one before it is committed; without a pipeline,
+    /// commits it here.
+    private func publishOverlapped(_ batch: StreamBatch, consumed: [Int64]) throws {
+        guard let pipeline, unsaved.isEmpty else { return try publish(batch, consumed: consumed) }
+        guard !batch.isEmpty || !consumed.isEmpty else { return }
+        do { try settle() } catch {
+            unsaved.append(CommitPipeline.Job(batch: batch, consumed: consumed))
+            throw error
+        }
+        pipeline.submit(CommitPipeline.Job(batch: batch, consumed: consumed))
+    }
+
+    /// Waits for the batch in flight; one that failed is kept, before any made after it.
+    private func settle() throws {
+        guard let pipeline, let failed = pipeline.drain() else { return }
+        unsaved.append(failed.job)
+        throw failed.error
+    }
+
+    private func commitUnsaved() throws {
+        try settle()
+        while let u = unsaved.first {
+            try commit(u.batch, consumed: u.consumed)
+            unsaved.removeFirst()
         }
     }
 
@@ -514,6 +558,8 @@ final class SourceWorker: @unchecked Sendable {
 
     func checkpoint() throws {
         guard let store, let session else { return }
+        // What the checkpoint holds must be committed first.
+        try settle()
         for g in session.snapshot() where g.checkpoint != nil {
             let r = g.lastRetrain
             try store.saveModel(modelKey: g.key.isEmpty ? shard.sharedModelKey : g.key, version: g.version, trainedAtPoint: r?.atPoint,
@@ -535,7 +581,7 @@ final class SourceWorker: @unchecked Sendable {
     private func shutdown() {
         trainer.stop()
         do {
-            if let u = unsaved, store != nil { try commit(u.batch, consumed: u.consumed); unsaved = nil }
+            if store != nil { try commitUnsaved() }
             try checkpoint()
             if session != nil { try? store?.releaseLease() }
             logger.info("stopped: checkpoint saved")
