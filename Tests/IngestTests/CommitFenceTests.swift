@@ -10,13 +10,17 @@ import XCTest
 /// rows queued for the new holder, and the next read must skip the rows of the batch in flight.
 final class CommitFenceTests: XCTestCase {
     struct Setup {
+        var url: String
         var holder: ForecastStore
         var writer: ForecastStore
         var session: StreamSession
         var generation: Int64
     }
 
-    func setUp(_ url: String) throws -> Setup {
+    /// A fresh database with a source whose shard `holder` has leased, and a second store on it.
+    func leasedSource() throws -> Setup {
+        let url = try TestDatabase.fresh()
+        try TestDatabase.migrate(url)
         let conn = try PostgresConnection(url: url)
         try conn.execute("CREATE TABLE public.readings (series text, ts timestamptz, v double precision)")
         let table = SourceTable(table: SQLName(schema: "public", name: "readings"), seriesColumn: "series",
@@ -32,7 +36,7 @@ final class CommitFenceTests: XCTestCase {
         config.seqLength = 4
         config.warmup = 8
         config.initialEpochs = 1
-        return Setup(holder: holder, writer: writer, session: try StreamSession(config: config, training: .inline), generation: generation)
+        return Setup(url: url, holder: holder, writer: writer, session: try StreamSession(config: config, training: .inline), generation: generation)
     }
 
     func insert(_ conn: PostgresConnection, hours: Range<Int>) throws {
@@ -45,9 +49,7 @@ final class CommitFenceTests: XCTestCase {
     func count(_ conn: PostgresConnection, _ sql: String) throws -> Int { Int(try conn.execute(sql).scalar ?? "-1") ?? -1 }
 
     func testACommitUnderTheCurrentLeaseIsWrittenAndTheNextReadSkipsItsRows() throws {
-        let url = try TestDatabase.fresh()
-        try TestDatabase.migrate(url)
-        let s = try setUp(url)
+        let s = try leasedSource()
         try insert(s.holder.connection, hours: 0..<12)
         let first = try s.holder.nextRows(limit: 5, commitWait: 0)
         XCTAssertEqual(first.count, 5)
@@ -62,16 +64,14 @@ final class CommitFenceTests: XCTestCase {
     }
 
     func testACommitAfterATakeoverWritesNothingAndLeavesItsRowsQueued() throws {
-        let url = try TestDatabase.fresh()
-        try TestDatabase.migrate(url)
-        let s = try setUp(url)
+        let s = try leasedSource()
         try insert(s.holder.connection, hours: 0..<6)
         let rows = try s.holder.nextRows(limit: 100, commitWait: 0)
         let fence = try s.holder.fence(generation: s.generation)
         let batch = s.session.process(rows.map(\.row))
         // The holder's session ends (its lock goes with it) and another daemon takes the shard.
         s.holder.connection.close()
-        let other = try PostgresConnection(url: url)
+        let other = try PostgresConnection(url: s.url)
         let taker = try ForecastStore(connection: other, source: s.writer.resolved)
         XCTAssertTrue(try taker.tryLock())
         XCTAssertEqual(try taker.recordLease(worker: "b"), s.generation + 1)

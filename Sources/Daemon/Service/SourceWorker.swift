@@ -474,7 +474,7 @@ final class SourceWorker: @unchecked Sendable {
             }
             try publish(batch, consumed: queued.map(\.id))
         } else {
-            try publishOverlapped(batch, consumed: queued.map(\.id))
+            try publish(batch, consumed: queued.map(\.id), overlapped: true)
         }
         seriesCount += batch.series.count - batch.series.filter { knownSeries.contains($0.series) }.count
         for u in batch.series { knownSeries.insert(u.series) }
@@ -487,27 +487,21 @@ final class SourceWorker: @unchecked Sendable {
 
     /// Commits a batch with the queue rows it was made from; one the database did not take is
     /// kept and committed first on reconnect (a second commit of the same rows writes nothing).
-    private func publish(_ batch: StreamBatch, consumed: [Int64] = []) throws {
+    /// Commits the batch once the one in flight is committed: here, or `overlapped`, by handing
+    /// it to the pipeline to commit beside the next cycle. A batch not taken is kept.
+    private func publish(_ batch: StreamBatch, consumed: [Int64] = [], overlapped: Bool = false) throws {
         guard !batch.isEmpty || !consumed.isEmpty else { return }
         do {
             try settle()
-            try commit(batch, consumed: consumed)
+            if overlapped, let pipeline, unsaved.isEmpty {
+                pipeline.submit(CommitPipeline.Job(batch: batch, consumed: consumed))
+            } else {
+                try commit(batch, consumed: consumed)
+            }
         } catch {
             unsaved.append(CommitPipeline.Job(batch: batch, consumed: consumed))
             throw error
         }
-    }
-
-    /// Hands the batch to the pipeline once the one before it is committed; without a pipeline,
-    /// commits it here.
-    private func publishOverlapped(_ batch: StreamBatch, consumed: [Int64]) throws {
-        guard let pipeline, unsaved.isEmpty else { return try publish(batch, consumed: consumed) }
-        guard !batch.isEmpty || !consumed.isEmpty else { return }
-        do { try settle() } catch {
-            unsaved.append(CommitPipeline.Job(batch: batch, consumed: consumed))
-            throw error
-        }
-        pipeline.submit(CommitPipeline.Job(batch: batch, consumed: consumed))
     }
 
     /// Waits for the batch in flight; one that failed is kept, before any made after it.
