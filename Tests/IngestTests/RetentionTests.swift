@@ -4,6 +4,19 @@ import Forecast
 import TestSupport
 import XCTest
 
+/// A connection used from another thread, and what its one call returned.
+private final class OtherThreadCall: @unchecked Sendable {
+    private let lock = NSLock()
+    private let connection: PostgresConnection
+    private var value: Result<String?, Error>?
+    init(_ connection: PostgresConnection) { self.connection = connection }
+    func run(_ sql: String) {
+        let r = Result { try connection.execute(sql).scalar }
+        lock.lock(); value = r; lock.unlock()
+    }
+    var result: Result<String?, Error>? { lock.lock(); defer { lock.unlock() }; return value }
+}
+
 /// forecast.predictions and forecast.paths are partitioned by day: the cycle's writes create
 /// the days they need, retention drops whole days and keeps pending forecasts, and databases
 /// migrated before partitioning keep every row.
@@ -104,6 +117,37 @@ final class RetentionTests: XCTestCase {
         XCTAssertThrowsError(try conn.execute("SELECT forecast.ensure_day_partition('models', '2024-03-01')")) { e in
             XCTAssertTrue("\(e)".contains("unknown table models"), "\(e)")
         }
+    }
+
+    /// Two connections that need the same new day at once (two daemons, or two sources of one
+    /// daemon committing on their own connections): the one that waited on the other's creation
+    /// finds the day made and goes on, instead of failing with "relation ... already exists".
+    func testTwoWritersCreatingTheSameDayAtOnceBothSucceed() throws {
+        let url = try TestDatabase.fresh()
+        try TestDatabase.migrate(url)
+        let first = try PostgresConnection(url: url), second = try PostgresConnection(url: url)
+        // `first` holds the creators' lock, so `second` checks (the day is missing) and waits.
+        try first.execute("BEGIN")
+        try first.execute("SELECT pg_advisory_xact_lock(7316031416)")
+        let waiting = DispatchSemaphore(value: 0)
+        let call = OtherThreadCall(second)
+        Thread {
+            call.run("SELECT forecast.ensure_day_partition('predictions', date '2024-03-01')")
+            waiting.signal()
+        }.start()
+        var blocked = false
+        for _ in 0..<100 where !blocked {
+            blocked = try first.execute("""
+                SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%ensure_day_partition%'
+                """).scalar == "1"
+            if !blocked { Thread.sleep(forTimeInterval: 0.05) }
+        }
+        XCTAssertTrue(blocked, "the second caller waits on the lock")
+        XCTAssertEqual(try first.execute("SELECT forecast.ensure_day_partition('predictions', date '2024-03-01')").scalar, "t")
+        try first.execute("COMMIT")
+        XCTAssertEqual(waiting.wait(timeout: .now() + 30), .success)
+        XCTAssertEqual(try call.result?.get(), "f", "the day already existed when the second caller got the lock")
+        XCTAssertEqual(try partitions(first, "predictions").filter { $0 == "predictions_p20240301" }.count, 1)
     }
 
     func testRowsStoredBeforePartitioningAreKeptAndRetentionAppliesToThem() throws {
