@@ -93,7 +93,8 @@ public final class DaemonHarness {
         try? FileManager.default.removeItem(at: directory)
     }
 
-    public func writeConfig(_ extra: String, pollInterval: Double = 0.5, logLevel: String = "info", batchRows: Int = 500) throws {
+    public func writeConfig(_ extra: String, pollInterval: Double = 0.5, logLevel: String = "info", batchRows: Int = 500,
+                            checkpointInterval: Int = 2) throws {
         let text = """
             [database]
             url = "\(url)"
@@ -110,7 +111,7 @@ public final class DaemonHarness {
             \(ingestLines)
 
             [checkpoints]
-            interval = 2
+            interval = \(checkpointInterval)
 
             [logging]
             level = "\(logLevel)"

@@ -32,10 +32,19 @@ final class CommitPipeline: @unchecked Sendable {
         thread.start()
     }
 
-    /// The queue rows of the batch in flight: the next read must not return them.
+    /// The queue rows of the batch in flight, or of the one that failed and was not taken yet:
+    /// the next read must not return them (the failed one is committed again, from `unsaved`).
     var inFlight: [Int64] {
         condition.lock(); defer { condition.unlock() }
-        return job?.consumed ?? []
+        return (job ?? failure?.job)?.consumed ?? []
+    }
+
+    /// The commit that failed, if the last one finished with an error; does not wait.
+    func takeFailure() -> (job: Job, error: Error)? {
+        condition.lock(); defer { condition.unlock() }
+        guard job == nil else { return nil }
+        defer { failure = nil }
+        return failure
     }
 
     /// Starts committing `job`. The previous one must have been drained.

@@ -251,7 +251,7 @@ final class SourceWorker: @unchecked Sendable {
     /// checkpointed (the next holder starts from it), the lease released, the session dropped.
     private func handOver() throws {
         guard let store else { return }
-        try commitUnsaved()
+        try commitUnsaved(waiting: true)
         try checkpoint()
         try store.releaseLease()
         _ = trainer.takeFinished()
@@ -437,13 +437,17 @@ final class SourceWorker: @unchecked Sendable {
     private func cycle() throws -> Int {
         guard let store, let session else { return 0 }
         let live = settings
-        if Date().timeIntervalSince(lastHeartbeat) >= 1 {
-            try store.heartbeat()
-            lastHeartbeat = Date()
-        }
+        if pipeline?.inFlight.isEmpty ?? true { try heartbeatIfDue() }
         let queued = try store.nextRows(limit: live.batchRows, commitWait: live.commitWait, skipping: pipeline?.inFlight ?? [])
         if queued.isEmpty {
+            // The batch in flight commits on while the loop waits for rows; the checks below
+            // read committed state, so they wait for an idle cycle with nothing in flight.
+            if let pipeline, !pipeline.inFlight.isEmpty {
+                health.progressed(observations: 0, series: seriesCount, lag: nil)
+                return 0
+            }
             try settle()
+            try heartbeatIfDue()
             // Idle: make sure rows can still arrive (a dropped or renamed table, a removed trigger),
             // and pick up a rolled-back model.
             guard try store.hasCaptureTrigger() else {
@@ -493,6 +497,7 @@ final class SourceWorker: @unchecked Sendable {
         guard !batch.isEmpty || !consumed.isEmpty else { return }
         do {
             try settle()
+            try heartbeatIfDue()
             if overlapped, let pipeline, unsaved.isEmpty {
                 pipeline.submit(CommitPipeline.Job(batch: batch, consumed: consumed))
             } else {
@@ -511,7 +516,26 @@ final class SourceWorker: @unchecked Sendable {
         throw failed.error
     }
 
-    private func commitUnsaved() throws {
+    /// The lease's heartbeat, when no commit is in flight: the commit holds the lease row
+    /// (`FOR SHARE`, the fence), so an UPDATE of it beside a commit would wait for the commit.
+    private func heartbeatIfDue() throws {
+        guard let store, Date().timeIntervalSince(lastHeartbeat) >= 1 else { return }
+        try store.heartbeat()
+        lastHeartbeat = Date()
+    }
+
+    /// Commits the batches kept from failed commits, oldest first. Without them it does not
+    /// wait: the batch in flight goes on beside the next cycle, and one that failed is picked
+    /// up here or by the next publish. `waiting` (a stop, a hand-over) first waits for the batch
+    /// in flight, and one that failed is committed again here, on the shard's own connection.
+    private func commitUnsaved(waiting: Bool = false) throws {
+        if waiting {
+            do { try settle() } catch { logger.notice("commit in flight failed (\(error)); committing it again") }
+        } else if let failed = pipeline?.takeFailure() {
+            unsaved.append(failed.job)
+            throw failed.error
+        }
+        guard !unsaved.isEmpty else { return }
         try settle()
         while let u = unsaved.first {
             try commit(u.batch, consumed: u.consumed)
@@ -575,7 +599,7 @@ final class SourceWorker: @unchecked Sendable {
     private func shutdown() {
         trainer.stop()
         do {
-            if store != nil { try commitUnsaved() }
+            if store != nil { try commitUnsaved(waiting: true) }
             try checkpoint()
             if session != nil { try? store?.releaseLease() }
             logger.info("stopped: checkpoint saved")
@@ -610,3 +634,4 @@ extension SourceConfig {
         SourceTable(table: table, seriesColumn: seriesColumn, timeColumn: timeColumn, valueColumn: valueColumn)
     }
 }
+
