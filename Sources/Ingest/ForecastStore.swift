@@ -82,14 +82,28 @@ public final class ForecastStore {
     /// transaction left open for hours stalls the source for that long at most; rows it then
     /// commits behind its series count as late). Cost: the new rows, through ingest_queue_next.
     /// `skipping`: queue rows of a batch whose commit is still in flight (deleted by it).
-    public func nextRows(limit: Int, commitWait: Double, skipping: [Int64] = []) throws -> [QueuedRow] {
+    /// `committer`: the backend of that commit. Its transaction is left out of the horizon: it
+    /// writes no source rows, and counting it would hold back every row queued after it began
+    /// until it ends, so rows arriving during a commit would wait for it to be read.
+    public func nextRows(limit: Int, commitWait: Double, skipping: [Int64] = [], committer: Int? = nil) throws -> [QueuedRow] {
         let skip = skipping.isEmpty ? "" : "\n  AND id <> ALL($4::bigint[])"
         var params: [String?] = [sourceKey, String(limit), String(commitWait)]
         if !skipping.isEmpty { params.append("{" + skipping.map(String.init).joined(separator: ",") + "}") }
+        var horizon = "pg_snapshot_xmin(pg_current_snapshot())"
+        if let committer {
+            params.append(String(committer))
+            // A transaction id the committer gets after pg_stat_activity is read stays in: that
+            // only waits longer, never reads a row that a running transaction could precede.
+            horizon = """
+                COALESCE((SELECT min(x) FROM pg_snapshot_xip(pg_current_snapshot()) x
+                          WHERE x::xid IS DISTINCT FROM (SELECT backend_xid FROM pg_stat_activity WHERE pid = $\(params.count)::int)),
+                         pg_snapshot_xmax(pg_current_snapshot()))
+                """
+        }
         let r = try connection.execute("""
             SELECT id, series, t, v FROM forecast.ingest_queue
             WHERE source = $1
-              AND (xid < pg_snapshot_xmin(pg_current_snapshot()) OR queued_at < now() - make_interval(secs => $3::float8))\(inShard("series"))\(skip)
+              AND (xid < \(horizon) OR queued_at < now() - make_interval(secs => $3::float8))\(inShard("series"))\(skip)
             ORDER BY t, series, id
             LIMIT $2::bigint
             """, params)

@@ -101,8 +101,10 @@ final class SeveralDaemonsTests: XCTestCase {
         XCTAssertEqual(try h.admin.execute("""
             SELECT string_agg(DISTINCT model_key, ',' ORDER BY model_key) FROM forecast.models WHERE model_key <> '*'
             """).scalar, "*1/2,*2/2")
-        XCTAssertEqual(try h.count("SELECT min(version) FROM forecast.models WHERE model_key <> '*'"), old,
-                       "the shards go on from the old model's version")
+        // A shard may retrain before its first checkpoint, so its oldest stored version can be a
+        // later one; it never numbers from scratch below the adopted version.
+        XCTAssertGreaterThanOrEqual(try h.count("SELECT min(version) FROM forecast.models WHERE model_key <> '*'"), old,
+                                    "the shards go on from the old model's version")
         XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.status WHERE model_version IS NULL"), 0)
     }
 

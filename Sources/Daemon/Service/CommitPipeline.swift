@@ -24,9 +24,13 @@ final class CommitPipeline: @unchecked Sendable {
     private var closed = false
     private var finished = false
 
-    init(store: ForecastStore, fence: ForecastStore.Fence, name: String) {
+    /// The backend the commits run in: its transaction is not one the next read waits for.
+    let backendPID: Int
+
+    init(store: ForecastStore, fence: ForecastStore.Fence, name: String) throws {
         self.store = store
         self.fence = fence
+        backendPID = Int(try store.connection.execute("SELECT pg_backend_pid()").scalar ?? "") ?? 0
         let thread = Thread { [self] in loop() }
         thread.name = "commit \(name)"
         thread.start()

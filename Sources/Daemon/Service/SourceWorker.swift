@@ -304,7 +304,7 @@ final class SourceWorker: @unchecked Sendable {
         self.store = store
         if !Self.serialCommit, let generation = leaseGeneration {
             let writer = try ForecastStore(connection: try PostgresConnection(url: databaseURL), source: store.resolved, shard: shard)
-            pipeline = CommitPipeline(store: writer, fence: try store.fence(generation: generation), name: name)
+            pipeline = try CommitPipeline(store: writer, fence: try store.fence(generation: generation), name: name)
         }
         let listener = try PostgresConnection(url: databaseURL)
         self.listener = listener
@@ -438,7 +438,9 @@ final class SourceWorker: @unchecked Sendable {
         guard let store, let session else { return 0 }
         let live = settings
         if pipeline?.inFlight.isEmpty ?? true { try heartbeatIfDue() }
-        let queued = try store.nextRows(limit: live.batchRows, commitWait: live.commitWait, skipping: pipeline?.inFlight ?? [])
+        let inFlight = pipeline?.inFlight ?? []
+        let queued = try store.nextRows(limit: live.batchRows, commitWait: live.commitWait, skipping: inFlight,
+                                        committer: inFlight.isEmpty ? nil : pipeline?.backendPID)
         if queued.isEmpty {
             // The batch in flight commits on while the loop waits for rows; the checks below
             // read committed state, so they wait for an idle cycle with nothing in flight.
@@ -468,6 +470,13 @@ final class SourceWorker: @unchecked Sendable {
                     "\(whose): row at \(at) not used (\(r.issue.rawValue)); further rows of this kind are only counted in forecast.status")
         }
         logRetrains(batch.retrains)
+        // Counted once forecast, before the publish that may wait for the commit in flight: a
+        // batch the database has not taken yet is kept and committed, never dropped.
+        seriesCount += batch.series.count - batch.series.filter { knownSeries.contains($0.series) }.count
+        for u in batch.series { knownSeries.insert(u.series) }
+        let newest = rows.compactMap(\.time).filter(\.isFinite).max()
+        health.progressed(observations: rows.count, series: seriesCount,
+                          lag: newest.map { Date().timeIntervalSince1970 - $0 })
         // Saved before any prediction of a new version is published (inline training), so a
         // crash never leaves predictions from a model that cannot be reloaded.
         if batch.retrains.contains(where: \.accepted) {
@@ -480,11 +489,6 @@ final class SourceWorker: @unchecked Sendable {
         } else {
             try publish(batch, consumed: queued.map(\.id), overlapped: true)
         }
-        seriesCount += batch.series.count - batch.series.filter { knownSeries.contains($0.series) }.count
-        for u in batch.series { knownSeries.insert(u.series) }
-        let newest = rows.compactMap(\.time).filter(\.isFinite).max()
-        health.progressed(observations: rows.count, series: seriesCount,
-                          lag: newest.map { Date().timeIntervalSince1970 - $0 })
         try checkpointIfDue()
         return rows.count
     }

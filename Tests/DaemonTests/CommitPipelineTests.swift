@@ -1,0 +1,61 @@
+import Foundation
+import Ingest
+import TestSupport
+import XCTest
+
+/// The commit of a batch runs beside the next cycle: while one commit waits in the database,
+/// the daemon reads and forecasts the rows that arrive after it, and nothing is counted twice
+/// or lost when the commit goes through.
+final class CommitPipelineTests: XCTestCase {
+    /// Backends of this test's database waiting for a lock.
+    private func lockWaits(_ h: DaemonHarness) throws -> Int {
+        try h.count("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+    }
+
+    /// The newest `N observations` in STATUS=.
+    private func statusObservations(_ notify: NotifyListener) -> Int? {
+        for (_, line) in notify.assignments.reversed() where line.hasPrefix("STATUS=") {
+            guard let r = line.range(of: #"(\d+) observations"#, options: .regularExpression) else { continue }
+            return Int(line[r].split(separator: " ")[0])
+        }
+        return nil
+    }
+
+    func testTheNextBatchIsForecastWhileACommitWaitsInTheDatabase() throws {
+        let h = try DaemonHarness(notifySocket: true)
+        // No periodic checkpoint inside the test: a checkpoint waits for the commit in flight.
+        try h.writeConfig(DaemonHarness.smallModel, checkpointInterval: 600)
+        try h.start(watchdogSeconds: 0.6)  // STATUS= every 0.2 s
+        let notify = try XCTUnwrap(h.notify)
+        try h.insert(DaemonHarness.rows(sensors: 2, steps: 0..<40))
+        h.waitFor("SELECT sum(observations) FROM forecast.status") { $0 == "80" }
+        h.waitFor("SELECT count(*) FROM forecast.latest") { $0 == "2" }
+
+        // Another session locks the state table against writes, so the next commit waits for it
+        // in the database. A table lock takes no transaction id (a row lock would), so the
+        // blocker does not hold back the ingest's snapshot horizon and new rows stay readable.
+        let blocker = try PostgresConnection(url: h.url)
+        try blocker.execute("BEGIN")
+        try blocker.execute("LOCK TABLE forecast.series_state IN EXCLUSIVE MODE")
+        try h.insert(DaemonHarness.rows(sensors: 2, steps: 40..<41))
+        let waitDeadline = Date().addingTimeInterval(30)
+        while try lockWaits(h) < 1 && Date() < waitDeadline { usleep(50_000) }
+        let activity = try h.admin.execute("SELECT pid, datname, state, wait_event_type, wait_event, left(query, 80) FROM pg_stat_activity").rows.map { $0.map { $0 ?? "-" }.joined(separator: " | ") }.joined(separator: "\n") + "\n" + h.log.suffix(1500)
+        XCTAssertEqual(try lockWaits(h), 1, activity)
+
+        // Rows that arrive now are read and forecast beside the waiting commit.
+        try h.insert(DaemonHarness.rows(sensors: 2, steps: 41..<42))
+        let deadline = Date().addingTimeInterval(30)
+        while (statusObservations(notify) ?? 0) < 84 && Date() < deadline { usleep(50_000) }
+        XCTAssertEqual(statusObservations(notify), 84, "the rows after the waiting commit were forecast")
+        XCTAssertEqual(try lockWaits(h), 1, "the first commit is still waiting")
+        XCTAssertEqual(try h.count("SELECT sum(observations) FROM forecast.status"), 80, "nothing committed yet")
+
+        try blocker.execute("ROLLBACK")
+        h.waitFor("SELECT sum(observations) FROM forecast.status") { $0 == "84" }
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.ingest_queue"), 0)
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.predictions WHERE actual IS NOT NULL AND ts >= to_timestamp(\(DaemonHarness.t0 + 40 * 60))"), 4,
+                       "each of the four rows has its one completed prediction")
+        XCTAssertEqual(h.stop(), 0)
+    }
+}
