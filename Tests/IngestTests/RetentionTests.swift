@@ -135,9 +135,12 @@ final class RetentionTests: XCTestCase {
             call.run("SELECT forecast.ensure_day_partition('predictions', date '2024-03-01')")
             waiting.signal()
         }.start()
+        // Watched from a third connection: inside `first`'s transaction pg_stat_activity would
+        // answer from the snapshot of its first read, taken before `second` may have blocked.
+        let observer = try PostgresConnection(url: url)
         var blocked = false
         for _ in 0..<100 where !blocked {
-            blocked = try first.execute("""
+            blocked = try observer.execute("""
                 SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%ensure_day_partition%'
                 """).scalar == "1"
             if !blocked { Thread.sleep(forTimeInterval: 0.05) }
