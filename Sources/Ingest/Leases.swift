@@ -88,7 +88,12 @@ extension ForecastStore {
 
     /// The fence for commits made on behalf of this store's session (after `recordLease`).
     public func fence(generation: Int64) throws -> Fence {
-        Fence(generation: generation, backendPID: Int(try connection.execute("SELECT pg_backend_pid()").scalar ?? "") ?? 0)
+        Fence(generation: generation, backendPID: try backendPID())
+    }
+
+    /// The server process of this store's connection.
+    public func backendPID() throws -> Int {
+        Int(try connection.execute("SELECT pg_backend_pid()").scalar ?? "") ?? 0
     }
 
     func check(_ fence: Fence) throws {

@@ -30,7 +30,7 @@ final class CommitPipeline: @unchecked Sendable {
     init(store: ForecastStore, fence: ForecastStore.Fence, name: String) throws {
         self.store = store
         self.fence = fence
-        backendPID = Int(try store.connection.execute("SELECT pg_backend_pid()").scalar ?? "") ?? 0
+        backendPID = try store.backendPID()
         let thread = Thread { [self] in loop() }
         thread.name = "commit \(name)"
         thread.start()

@@ -437,8 +437,8 @@ final class SourceWorker: @unchecked Sendable {
     private func cycle() throws -> Int {
         guard let store, let session else { return 0 }
         let live = settings
-        if pipeline?.inFlight.isEmpty ?? true { try heartbeatIfDue() }
         let inFlight = pipeline?.inFlight ?? []
+        if inFlight.isEmpty { try heartbeatIfDue() }
         let queued = try store.nextRows(limit: live.batchRows, commitWait: live.commitWait, skipping: inFlight,
                                         committer: inFlight.isEmpty ? nil : pipeline?.backendPID)
         if queued.isEmpty {
