@@ -248,11 +248,14 @@ public final class ForecastStore {
     /// after the COMMIT's acknowledgement was lost), the batch was stored and nothing is written.
     /// `fence`: the lease this commit is made under, when it runs on a connection other than the
     /// one holding the shard's lock (see `Fence`).
-    public func commit(_ batch: StreamBatch, consumed: [Int64] = [], fence: Fence? = nil) throws {
+    /// `saving`: model versions stored in the same transaction, before the batch (a checkpoint
+    /// that the batch's rows must not be published without, and that must not outlive them).
+    public func commit(_ batch: StreamBatch, consumed: [Int64] = [], fence: Fence? = nil, saving models: [ModelSave] = []) throws {
         try ensurePartitions("predictions", times: batch.completed.map(\.time) + batch.forecasts.map(\.forecast.time))
         if !batch.paths.isEmpty { try ensurePartitions("paths", times: batch.paths.compactMap(\.forecast.issuedAt)) }
         try connection.transaction {
             if let fence { try check(fence) }
+            for m in models { try write(m) }
             if !consumed.isEmpty {
                 let ids = "{" + consumed.map(String.init).joined(separator: ",") + "}"
                 let deleted = try connection.execute(
@@ -453,39 +456,84 @@ public final class ForecastStore {
     /// for a bytea, and small enough that no single statement carries much.
     public var stateChunkBytes = 8 << 20
 
+    /// One model version to store: its weights, its engine state and what its training
+    /// measured (see `saveModel`).
+    public struct ModelSave: Sendable {
+        public var modelKey: String
+        public var version: Int
+        public var trainedAtPoint: Int?
+        public var windows: Int?
+        public var trainLoss: Double?
+        public var holdoutLoss: Double?
+        public var previousHoldoutLoss: Double?
+        public var checkpoint: [UInt8]?
+        public var engineState: [UInt8]
+        /// Versions of the model kept: older ones are deleted.
+        public var keep: Int
+        public var restoredFrom: Int?
+
+        public init(modelKey: String, version: Int, trainedAtPoint: Int? = nil, windows: Int? = nil, trainLoss: Double? = nil,
+                    holdoutLoss: Double? = nil, previousHoldoutLoss: Double? = nil, checkpoint: [UInt8]?,
+                    engineState: [UInt8], keep: Int, restoredFrom: Int? = nil) {
+            self.modelKey = modelKey
+            self.version = version
+            self.trainedAtPoint = trainedAtPoint
+            self.windows = windows
+            self.trainLoss = trainLoss
+            self.holdoutLoss = holdoutLoss
+            self.previousHoldoutLoss = previousHoldoutLoss
+            self.checkpoint = checkpoint
+            self.engineState = engineState
+            self.keep = keep
+            self.restoredFrom = restoredFrom
+        }
+    }
+
     /// Saves (or refreshes) a model version and keeps only the newest `keep` versions of it.
     /// The engine state goes in chunks of `stateChunkBytes`: the first in forecast.models, the
-    /// rest in forecast.model_state_chunks, all in one transaction.
+    /// rest in forecast.model_state_chunks, all in one transaction. `fence`: as for `commit`.
     public func saveModel(modelKey: String, version: Int, trainedAtPoint: Int?, windows: Int?, trainLoss: Double?,
                           holdoutLoss: Double?, previousHoldoutLoss: Double?, checkpoint: [UInt8]?,
                           engineState: [UInt8], keep: Int, restoredFrom: Int? = nil) throws {
-        let chunks = chunks(engineState)
+        try save(ModelSave(modelKey: modelKey, version: version, trainedAtPoint: trainedAtPoint, windows: windows,
+                           trainLoss: trainLoss, holdoutLoss: holdoutLoss, previousHoldoutLoss: previousHoldoutLoss,
+                           checkpoint: checkpoint, engineState: engineState, keep: keep, restoredFrom: restoredFrom))
+    }
+
+    public func save(_ model: ModelSave, fence: Fence? = nil) throws {
         try connection.transaction {
-            try connection.execute("""
-                INSERT INTO forecast.models AS m (source, model_key, version, trained_at_point, windows, train_loss,
-                    holdout_loss, previous_holdout_loss, checkpoint, engine_state, engine_state_chunks, restored_from)
-                VALUES ($1, $2, $3, $4, $5, $6, $7, $8, decode($9, 'base64'), decode($10, 'base64'), $11, $12)
-                ON CONFLICT (source, model_key, version) DO UPDATE SET engine_state = EXCLUDED.engine_state,
-                    engine_state_chunks = EXCLUDED.engine_state_chunks,
-                    checkpoint = COALESCE(EXCLUDED.checkpoint, m.checkpoint)
-                """, [sourceKey, modelKey, String(version), trainedAtPoint.map { String($0) }, windows.map { String($0) },
-                      trainLoss.map { String($0) }, holdoutLoss.map { String($0) }, previousHoldoutLoss.map { String($0) },
-                      checkpoint.map { Data($0).base64EncodedString() }, Data(chunks[0]).base64EncodedString(),
-                      String(chunks.count), restoredFrom.map { String($0) }])
-            try connection.execute("DELETE FROM forecast.model_state_chunks WHERE source = $1 AND model_key = $2 AND version = $3",
-                                   [sourceKey, modelKey, String(version)])
-            for (k, chunk) in chunks.enumerated().dropFirst() {
-                try connection.execute("""
-                    INSERT INTO forecast.model_state_chunks (source, model_key, version, chunk, bytes)
-                    VALUES ($1, $2, $3, $4, decode($5, 'base64'))
-                    """, [sourceKey, modelKey, String(version), String(k), Data(chunk).base64EncodedString()])
-            }
-            try connection.execute("""
-                DELETE FROM forecast.models WHERE source = $1 AND model_key = $2 AND version NOT IN (
-                    SELECT version FROM forecast.models WHERE source = $1 AND model_key = $2
-                    ORDER BY version DESC LIMIT $3::bigint)
-                """, [sourceKey, modelKey, String(keep)])
+            if let fence { try check(fence) }
+            try write(model)
         }
+    }
+
+    /// The statements of a save, inside the caller's transaction.
+    private func write(_ m: ModelSave) throws {
+        let chunks = chunks(m.engineState)
+        try connection.execute("""
+            INSERT INTO forecast.models AS m (source, model_key, version, trained_at_point, windows, train_loss,
+                holdout_loss, previous_holdout_loss, checkpoint, engine_state, engine_state_chunks, restored_from)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, decode($9, 'base64'), decode($10, 'base64'), $11, $12)
+            ON CONFLICT (source, model_key, version) DO UPDATE SET engine_state = EXCLUDED.engine_state,
+                engine_state_chunks = EXCLUDED.engine_state_chunks,
+                checkpoint = COALESCE(EXCLUDED.checkpoint, m.checkpoint)
+            """, [sourceKey, m.modelKey, String(m.version), m.trainedAtPoint.map { String($0) }, m.windows.map { String($0) },
+                  m.trainLoss.map { String($0) }, m.holdoutLoss.map { String($0) }, m.previousHoldoutLoss.map { String($0) },
+                  m.checkpoint.map { Data($0).base64EncodedString() }, Data(chunks[0]).base64EncodedString(),
+                  String(chunks.count), m.restoredFrom.map { String($0) }])
+        try connection.execute("DELETE FROM forecast.model_state_chunks WHERE source = $1 AND model_key = $2 AND version = $3",
+                               [sourceKey, m.modelKey, String(m.version)])
+        for (k, chunk) in chunks.enumerated().dropFirst() {
+            try connection.execute("""
+                INSERT INTO forecast.model_state_chunks (source, model_key, version, chunk, bytes)
+                VALUES ($1, $2, $3, $4, decode($5, 'base64'))
+                """, [sourceKey, m.modelKey, String(m.version), String(k), Data(chunk).base64EncodedString()])
+        }
+        try connection.execute("""
+            DELETE FROM forecast.models WHERE source = $1 AND model_key = $2 AND version NOT IN (
+                SELECT version FROM forecast.models WHERE source = $1 AND model_key = $2
+                ORDER BY version DESC LIMIT $3::bigint)
+            """, [sourceKey, m.modelKey, String(m.keep)])
     }
 
     func chunks(_ bytes: [UInt8]) -> [ArraySlice<UInt8>] {
@@ -659,6 +707,29 @@ public final class ForecastStore {
                 WHERE st.watermark IS NULL OR NOT (src.t <= st.watermark)
                 """, [sourceKey])
         }
+    }
+
+    /// Whether this role may VACUUM the ingest queue (its owner, a member of the owner's role, a
+    /// superuser or the database's owner), asked once per store.
+    private lazy var mayVacuumQueue: Bool = {
+        (try? connection.execute("""
+            SELECT pg_has_role(c.relowner, 'USAGE')
+                OR (SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+                OR pg_has_role((SELECT datdba FROM pg_database WHERE datname = current_database()), 'USAGE')
+            FROM pg_class c WHERE c.oid = 'forecast.ingest_queue'::regclass
+            """).scalar) == "t"
+    }()
+
+    /// Vacuums the ingest queue, unless another vacuum (autovacuum, another shard) is at it.
+    /// Every row read is deleted from the queue, and until a vacuum removes them the dead rows
+    /// are read again by every `nextRows`: 150,000 of them (a catch-up, a minute at a few
+    /// thousand rows/s) made each read 8 ms instead of 0.1, and autovacuum comes at most once a
+    /// minute. Returns false when this role may not vacuum it (autovacuum then does it alone).
+    @discardableResult
+    public func vacuumQueue() throws -> Bool {
+        guard mayVacuumQueue else { return false }
+        try connection.execute("VACUUM (SKIP_LOCKED) forecast.ingest_queue")
+        return true
     }
 
     /// Whether the source table has forecastd's queueing trigger, enabled.

@@ -58,4 +58,48 @@ final class CommitPipelineTests: XCTestCase {
                        "each of the four rows has its one completed prediction")
         XCTAssertEqual(h.stop(), 0)
     }
+
+    /// A checkpoint is a commit like a batch: while one waits in the database (here for a lock
+    /// on forecast.models), rows that arrive are read and forecast, and nothing is lost or
+    /// counted twice when it goes through. Before, the cycle stopped for every checkpoint.
+    func testRowsAreForecastWhileACheckpointWaitsInTheDatabase() throws {
+        let h = try DaemonHarness(notifySocket: true)
+        try h.writeConfig(DaemonHarness.smallModel, checkpointInterval: 1)
+        try h.start(watchdogSeconds: 0.6)
+        let notify = try XCTUnwrap(h.notify)
+        try h.insert(DaemonHarness.rows(sensors: 2, steps: 0..<40))
+        h.waitFor("SELECT sum(observations) FROM forecast.status") { $0 == "80" }
+        h.waitFor("SELECT count(*) FROM forecast.latest") { $0 == "2" }
+        h.waitFor("SELECT count(*) FROM forecast.models WHERE engine_state IS NOT NULL") { $0 != "0" }
+
+        let blocker = try PostgresConnection(url: h.url)
+        try blocker.execute("BEGIN")
+        try blocker.execute("LOCK TABLE forecast.models IN EXCLUSIVE MODE")
+        let newestState = "SELECT md5(engine_state) FROM forecast.models ORDER BY version DESC LIMIT 1"
+        let before = try h.admin.execute(newestState).scalar
+        // The next checkpoint (one is due every second) waits for the lock.
+        let waitDeadline = Date().addingTimeInterval(30)
+        while try lockWaits(h) < 1 && Date() < waitDeadline { usleep(50_000) }
+        let activity = try h.admin.execute("SELECT pid, state, wait_event_type, wait_event, left(query, 80) FROM pg_stat_activity WHERE datname = current_database()").rows.map { $0.map { $0 ?? "-" }.joined(separator: " | ") }.joined(separator: "\n") + "\n" + h.log.suffix(1500)
+        XCTAssertEqual(try lockWaits(h), 1, activity)
+        XCTAssertEqual(try h.count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%forecast.models%'"), 1,
+                       "the waiting statement is the checkpoint's\n" + activity)
+
+        try h.insert(DaemonHarness.rows(sensors: 2, steps: 40..<42))
+        let deadline = Date().addingTimeInterval(30)
+        while (statusObservations(notify) ?? 0) < 84 && Date() < deadline { usleep(50_000) }
+        XCTAssertEqual(statusObservations(notify), 84, "the rows that came during the checkpoint were forecast")
+        XCTAssertEqual(try lockWaits(h), 1, "the checkpoint is still waiting")
+        XCTAssertEqual(try h.count("SELECT sum(observations) FROM forecast.status"), 80, "their batch waits for the checkpoint")
+
+        try blocker.execute("ROLLBACK")
+        h.waitFor("SELECT sum(observations) FROM forecast.status") { $0 == "84" }
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.ingest_queue"), 0)
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.predictions WHERE actual IS NOT NULL AND ts >= to_timestamp(\(DaemonHarness.t0 + 40 * 60))"), 4,
+                       "each of the four rows has its one completed prediction")
+        // Checkpoints go on: the next holds the four new observations.
+        h.waitFor(newestState) { $0 != nil && $0 != before }
+        XCTAssertEqual(h.stop(), 0)
+        XCTAssertFalse(h.log.contains("stopped without a final checkpoint"), h.log.suffix(2000).description)
+    }
 }

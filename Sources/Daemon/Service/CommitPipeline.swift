@@ -2,8 +2,8 @@ import Forecast
 import Foundation
 import Ingest
 
-/// Commits a cycle's batch on a connection of its own while the worker reads and processes the
-/// next one, so that the database's share of a cycle (COPY encoding, the transaction, the server's
+/// Commits a cycle's batch (and a checkpoint, when one is due) on a connection of its own while
+/// the worker reads and processes the next one, so that the database's share of a cycle (COPY encoding, the transaction, the server's
 /// work) runs beside the engine's instead of after it. One batch is in flight at a time: the
 /// worker waits for it (`drain`) before it hands over the next, so batches commit in the order
 /// they were made, and the next read skips the rows of the batch in flight.
@@ -14,6 +14,8 @@ final class CommitPipeline: @unchecked Sendable {
     struct Job {
         var batch: StreamBatch
         var consumed: [Int64]
+        /// Model versions stored in the batch's transaction, before it (a checkpoint).
+        var saves: [ForecastStore.ModelSave] = []
     }
 
     private let store: ForecastStore
@@ -41,6 +43,12 @@ final class CommitPipeline: @unchecked Sendable {
     var inFlight: [Int64] {
         condition.lock(); defer { condition.unlock() }
         return (job ?? failure?.job)?.consumed ?? []
+    }
+
+    /// Whether a commit is running (its transaction may hold row locks and a transaction id).
+    var isBusy: Bool {
+        condition.lock(); defer { condition.unlock() }
+        return job != nil
     }
 
     /// The commit that failed, if the last one finished with an error; does not wait.
@@ -87,7 +95,7 @@ final class CommitPipeline: @unchecked Sendable {
             guard let next = job else { break }
             condition.unlock()
             var error: Error?
-            do { try store.commit(next.batch, consumed: next.consumed, fence: fence) } catch let e { error = e }
+            do { try store.commit(next.batch, consumed: next.consumed, fence: fence, saving: next.saves) } catch let e { error = e }
             condition.lock()
             if let error { failure = (next, error) }
             job = nil

@@ -25,6 +25,12 @@ final class SourceWorker: @unchecked Sendable {
     /// Whether this worker has a place in the book (reserved or holding the lease).
     private var booked = false
     private var lastHeartbeat = Date.distantPast
+    /// Queue rows read since the queue was last vacuumed (see `ForecastStore.vacuumQueue`).
+    private var readSinceVacuum = 0
+    private var lastVacuum = Date.distantPast
+    /// Rows read between vacuums of the queue: their dead versions cost every read about 50 ns
+    /// each until then, and a vacuum of this many takes a few milliseconds.
+    static let vacuumEveryRows = 10_000
     private let engineConfig: EngineConfig
     private let trainingMode: TrainingMode
     private let databaseURL: String
@@ -437,14 +443,23 @@ final class SourceWorker: @unchecked Sendable {
     private func cycle() throws -> Int {
         guard let store, let session else { return 0 }
         let live = settings
+        if readSinceVacuum >= Self.vacuumEveryRows && Date().timeIntervalSince(lastVacuum) >= 1 {
+            if try !store.vacuumQueue() {
+                logOnce("vacuum", level: .notice, "this role may not VACUUM forecast.ingest_queue (it is not the owner): the queue is left to autovacuum, and reads slow down as deleted rows pile up between its runs")
+            }
+            readSinceVacuum = 0
+            lastVacuum = Date()
+        }
+        // A commit in flight may be a checkpoint alone, with no queue rows of its own.
         let inFlight = pipeline?.inFlight ?? []
-        if inFlight.isEmpty { try heartbeatIfDue() }
+        let busy = pipeline?.isBusy ?? false
+        if !busy { try heartbeatIfDue() }
         let queued = try store.nextRows(limit: live.batchRows, commitWait: live.commitWait, skipping: inFlight,
-                                        committer: inFlight.isEmpty ? nil : pipeline?.backendPID)
+                                        committer: busy ? pipeline?.backendPID : nil)
         if queued.isEmpty {
-            // The batch in flight commits on while the loop waits for rows; the checks below
+            // The commit in flight goes on while the loop waits for rows; the checks below
             // read committed state, so they wait for an idle cycle with nothing in flight.
-            if let pipeline, !pipeline.inFlight.isEmpty {
+            if let pipeline, pipeline.isBusy {
                 health.progressed(observations: 0, series: seriesCount, lag: nil)
                 return 0
             }
@@ -460,6 +475,7 @@ final class SourceWorker: @unchecked Sendable {
             try checkpointIfDue()
             return 0
         }
+        readSinceVacuum += queued.count
         let rows = queued.map(\.row)
         let batch = session.process(rows, notAfter: Date().timeIntervalSince1970 + live.maxFutureSkew)
         trainer.submit(session.takeTrainingJobs())
@@ -477,18 +493,10 @@ final class SourceWorker: @unchecked Sendable {
         let newest = rows.compactMap(\.time).filter(\.isFinite).max()
         health.progressed(observations: rows.count, series: seriesCount,
                           lag: newest.map { Date().timeIntervalSince1970 - $0 })
-        // Saved before any prediction of a new version is published (inline training), so a
-        // crash never leaves predictions from a model that cannot be reloaded.
-        if batch.retrains.contains(where: \.accepted) {
-            // A batch the checkpoint could not follow is kept, or its rows would be lost with it.
-            do { try checkpoint() } catch {
-                unsaved.append(CommitPipeline.Job(batch: batch, consumed: queued.map(\.id)))
-                throw error
-            }
-            try publish(batch, consumed: queued.map(\.id))
-        } else {
-            try publish(batch, consumed: queued.map(\.id), overlapped: true)
-        }
+        // A new version (inline training) is saved in the transaction of the first batch with its
+        // predictions, so a crash never leaves predictions from a model that cannot be reloaded.
+        try publish(batch, consumed: queued.map(\.id), overlapped: true,
+                    saving: batch.retrains.contains(where: \.accepted) ? checkpointSaves() : [])
         try checkpointIfDue()
         return rows.count
     }
@@ -497,20 +505,25 @@ final class SourceWorker: @unchecked Sendable {
     /// kept and committed first on reconnect (a second commit of the same rows writes nothing).
     /// Commits the batch once the one in flight is committed: here, or `overlapped`, by handing
     /// it to the pipeline to commit beside the next cycle. A batch not taken is kept.
-    private func publish(_ batch: StreamBatch, consumed: [Int64] = [], overlapped: Bool = false) throws {
-        guard !batch.isEmpty || !consumed.isEmpty else { return }
+    /// `saving`: a checkpoint committed in the batch's transaction, before it; `lastCheckpoint`
+    /// counts from its hand-over.
+    private func publish(_ batch: StreamBatch, consumed: [Int64] = [], overlapped: Bool = false,
+                         saving saves: [ForecastStore.ModelSave] = []) throws {
+        guard !batch.isEmpty || !consumed.isEmpty || !saves.isEmpty else { return }
+        let job = CommitPipeline.Job(batch: batch, consumed: consumed, saves: saves)
         do {
             try settle()
             try heartbeatIfDue()
             if overlapped, let pipeline, unsaved.isEmpty {
-                pipeline.submit(CommitPipeline.Job(batch: batch, consumed: consumed))
+                pipeline.submit(job)
             } else {
-                try commit(batch, consumed: consumed)
+                try commit(job)
             }
         } catch {
-            unsaved.append(CommitPipeline.Job(batch: batch, consumed: consumed))
+            unsaved.append(job)
             throw error
         }
+        if !saves.isEmpty { lastCheckpoint = Date() }
     }
 
     /// Waits for the batch in flight; one that failed is kept, before any made after it.
@@ -542,14 +555,14 @@ final class SourceWorker: @unchecked Sendable {
         guard !unsaved.isEmpty else { return }
         try settle()
         while let u = unsaved.first {
-            try commit(u.batch, consumed: u.consumed)
+            try commit(u)
             unsaved.removeFirst()
         }
     }
 
-    private func commit(_ batch: StreamBatch, consumed: [Int64]) throws {
+    private func commit(_ job: CommitPipeline.Job) throws {
         guard let store else { throw PostgresError(.connectionLost, "not connected") }
-        try store.commit(batch, consumed: consumed)
+        try store.commit(job.batch, consumed: job.consumed, saving: job.saves)
     }
 
     // MARK: training and checkpoints
@@ -559,8 +572,7 @@ final class SourceWorker: @unchecked Sendable {
         let outcomes = trainer.takeFinished()
         let batch = session.install(outcomes)
         logRetrains(batch.retrains)
-        if batch.retrains.contains(where: \.accepted) { try checkpoint() }
-        try publish(batch)
+        try publish(batch, overlapped: true, saving: batch.retrains.contains(where: \.accepted) ? checkpointSaves() : [])
     }
 
     private func logRetrains(_ records: [RetrainRecord]) {
@@ -574,30 +586,51 @@ final class SourceWorker: @unchecked Sendable {
         }
     }
 
+    /// A due checkpoint goes to the commit pipeline like a batch: the engine state is encoded
+    /// here, and written beside the next cycle (at 100,000 series the write is seconds).
     private func checkpointIfDue() throws {
-        if Date().timeIntervalSince(lastCheckpoint) >= settings.checkpointInterval { try checkpoint() }
+        guard Date().timeIntervalSince(lastCheckpoint) >= settings.checkpointInterval else { return }
+        guard pipeline != nil else { try checkpoint(); return }
+        try settle()
+        try applyRetention()
+        try publish(StreamBatch(), overlapped: true, saving: checkpointSaves())
     }
 
+    /// Saves every model and its engine state now, after what is in flight (a stop, a
+    /// hand-over, a daemon without a commit pipeline).
     func checkpoint() throws {
-        guard let store, let session else { return }
+        guard let store else { return }
         // What the checkpoint holds must be committed first.
         try settle()
-        for g in session.snapshot() where g.checkpoint != nil {
-            let r = g.lastRetrain
-            try store.saveModel(modelKey: g.key.isEmpty ? shard.sharedModelKey : g.key, version: g.version, trainedAtPoint: r?.atPoint,
-                                windows: r?.windows, trainLoss: r?.trainLoss, holdoutLoss: r?.holdoutLoss,
-                                previousHoldoutLoss: r?.currentHoldoutLoss, checkpoint: g.checkpoint,
-                                engineState: SnapshotCodec.encode(g), keep: settings.checkpointsKept)
-        }
-        // The partitions are shared by every shard: the holder of the first one prunes them.
-        if shard.index == 0 {
-            let live = settings
-            let dropped = try store.applyRetention(predictionDays: live.predictionsKeepDays, pathDays: live.pathsKeepDays)
-            if dropped.predictionPartitions + dropped.pathPartitions > 0 {
-                logger.info("retention: dropped \(dropped.predictionPartitions) day(s) of predictions older than \(live.predictionsKeepDays) days and \(dropped.pathPartitions) of paths older than \(live.pathsKeepDays) days")
-            }
-        }
+        for m in checkpointSaves() { try store.save(m) }
+        try applyRetention()
         lastCheckpoint = Date()
+    }
+
+    /// Each model's newest version with the engine state as it is now: what a checkpoint writes.
+    private func checkpointSaves() -> [ForecastStore.ModelSave] {
+        guard let session else { return [] }
+        let started = Date()
+        let saves = session.snapshot().filter { $0.checkpoint != nil }.map { g in
+            let r = g.lastRetrain
+            return ForecastStore.ModelSave(modelKey: g.key.isEmpty ? shard.sharedModelKey : g.key, version: g.version,
+                                           trainedAtPoint: r?.atPoint, windows: r?.windows, trainLoss: r?.trainLoss,
+                                           holdoutLoss: r?.holdoutLoss, previousHoldoutLoss: r?.currentHoldoutLoss,
+                                           checkpoint: g.checkpoint, engineState: SnapshotCodec.encode(g),
+                                           keep: settings.checkpointsKept)
+        }
+        logger.debug("checkpoint: \(saves.reduce(0) { $0 + $1.engineState.count }) bytes of engine state encoded in \(String(format: "%.3f", Date().timeIntervalSince(started))) s")
+        return saves
+    }
+
+    /// The partitions are shared by every shard: the holder of the first one prunes them.
+    private func applyRetention() throws {
+        guard let store, shard.index == 0 else { return }
+        let live = settings
+        let dropped = try store.applyRetention(predictionDays: live.predictionsKeepDays, pathDays: live.pathsKeepDays)
+        if dropped.predictionPartitions + dropped.pathPartitions > 0 {
+            logger.info("retention: dropped \(dropped.predictionPartitions) day(s) of predictions older than \(live.predictionsKeepDays) days and \(dropped.pathPartitions) of paths older than \(live.pathsKeepDays) days")
+        }
     }
 
     private func shutdown() {

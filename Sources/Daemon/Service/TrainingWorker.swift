@@ -55,7 +55,18 @@ final class TrainingWorker: @unchecked Sendable {
     }
 
 
+    /// The nice value of the training thread. A retrain is a few seconds of one core at full
+    /// load; at the ingest threads' priority it takes half of the core a forecast is split onto,
+    /// and every row that arrives meanwhile waits twice as long for its prediction. Below them it
+    /// runs on what ingest leaves, which on a machine that keeps up is most of a core (weight
+    /// 335 against 1024: a quarter of a contended core, so retrains still finish when ingest
+    /// saturates the machine).
+    static let niceness: Int32 = 5
+
     private func loop() {
+        // On Linux the nice value belongs to a thread, and `who` 0 is the calling one. Should it
+        // fail, the retrain competes with ingest as an equal, as it did before.
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, Self.niceness)
         while true {
             lock.lock()
             while queue.isEmpty && !stopped { lock.wait() }
