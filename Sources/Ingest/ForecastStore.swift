@@ -145,8 +145,18 @@ public final class ForecastStore {
             """, [sourceKey, after, String(seriesPerPage)]).rows.compactMap { $0[0] }
         guard let last = keys.last else { return ([], nil) }
         let array = PostgresConnection.textArray(keys)
-        var page = try rows(of: connection.execute(historyQuery(usingIndex: true, seriesIn: "$3::text[]", flags: false),
-                                                   [sourceKey, String(perSeries), array]))
+        var page: [RawRow] = []
+        page.reserveCapacity(keys.count * min(perSeries, 1024))
+        // Read as libpq holds them, in the order the index walk gives (each series' rows
+        // together, newest first) rather than sorted by the server: a page is hundreds of
+        // thousands of rows, and their sort and a string per field were most of a restart.
+        var series = ""
+        try connection.forEachRow(historyQuery(usingIndex: true, seriesIn: "$3::text[]", flags: false, sorted: false),
+                                  [sourceKey, String(perSeries), array]) { row in
+            if !row.equals(0, series) { series = row.string(0) ?? "" }
+            page.append(RawRow(series: series, time: row.double(1), valueText: row.string(2)))
+        }
+        Self.putInTimeOrder(&page)
         // The flagged points of the page, from the partial index of anomalies, instead of a
         // lookup in forecast.predictions for every history row. Matched to the microsecond, as
         // to_timestamp stores them.
@@ -162,9 +172,34 @@ public final class ForecastStore {
         return (page, last)
     }
 
+    /// Puts each series' rows in time order, oldest first, as the engine takes them. The rows of
+    /// a series come together from the index walk, newest first: each run is reversed (or
+    /// sorted, if it is in no order); should a series' rows not all be in one run, the page is
+    /// sorted by series and time.
+    static func putInTimeOrder(_ rows: inout [RawRow]) {
+        var seen = Set<String>()
+        var start = 0
+        while start < rows.count {
+            var end = start + 1
+            while end < rows.count && rows[end].series == rows[start].series { end += 1 }
+            guard seen.insert(rows[start].series).inserted else {
+                rows.sort { ($0.series, $0.time ?? -.infinity) < ($1.series, $1.time ?? -.infinity) }
+                return
+            }
+            let times = rows[start..<end].map { $0.time ?? -.infinity }
+            if zip(times, times.dropFirst()).allSatisfy({ $0 >= $1 }) {
+                rows[start..<end].reverse()
+            } else if !zip(times, times.dropFirst()).allSatisfy({ $0 <= $1 }) {
+                rows[start..<end].sort { ($0.time ?? -.infinity) < ($1.time ?? -.infinity) }
+            }
+            start = end
+        }
+    }
+
     /// The history query, with $1 the source key and $2 the rows per series; `seriesIn` names a
-    /// text[] parameter that limits it to those series (index walk only).
-    func historyQuery(usingIndex: Bool, seriesIn: String? = nil, flags: Bool = true) -> String {
+    /// text[] parameter that limits it to those series (index walk only). `sorted`: by time and
+    /// series (otherwise in the order the plan gives).
+    func historyQuery(usingIndex: Bool, seriesIn: String? = nil, flags: Bool = true, sorted: Bool = true) -> String {
         let src = resolved
         let rows: String
         if usingIndex, let bound = src.rawTimeAtMost("st.watermark") {
@@ -192,7 +227,7 @@ public final class ForecastStore {
                 WHERE r.k <= $2::bigint
                 """
         }
-        guard flags else { return "SELECT h.series, h.t, h.v, false FROM (\(rows)) h ORDER BY h.t, h.series" }
+        guard flags else { return "SELECT h.series, h.t, h.v, false FROM (\(rows)) h" + (sorted ? " ORDER BY h.t, h.series" : "") }
         return """
             SELECT h.series, h.t, h.v, COALESCE(p.is_anomaly, false) FROM (\(rows)) h
             LEFT JOIN forecast.predictions p ON p.source = $1 AND p.series = h.series AND p.ts = to_timestamp(h.t)

@@ -105,9 +105,29 @@ final class HistoryQueryTests: XCTestCase {
                 after = page.last
                 pages.append(page.rows)
                 XCTAssertLessThanOrEqual(Set(page.rows.map(\.series)).count, size)
+                for series in Set(page.rows.map(\.series)) {
+                    let times = page.rows.filter { $0.series == series }.compactMap(\.time)
+                    XCTAssertEqual(times, times.sorted(), "\(series): oldest first, as the engine takes them")
+                }
             } while after != nil
             XCTAssertEqual(bySeries(pages.flatMap { $0 }), bySeries(whole), "pages of \(size)")
             XCTAssertTrue(pages.flatMap { $0 }.contains { $0.series == "q\\\"x" })
         }
+    }
+
+    /// Each series' run of rows is put oldest first whatever order it came in, and a page whose
+    /// series are not each in one run is sorted by series and time.
+    func testRowsArePutInTimeOrderPerSeries() {
+        func rows(_ spec: [(String, Double)]) -> [RawRow] { spec.map { RawRow(series: $0.0, time: $0.1, value: .number($0.1)) } }
+        func order(_ spec: [(String, Double)]) -> [String] {
+            var r = rows(spec)
+            ForecastStore.putInTimeOrder(&r)
+            return r.map { "\($0.series)@\(Int($0.time!))" }
+        }
+        XCTAssertEqual(order([("a", 3), ("a", 2), ("a", 1), ("b", 9), ("b", 8)]), ["a@1", "a@2", "a@3", "b@8", "b@9"])
+        XCTAssertEqual(order([("a", 1), ("a", 2), ("b", 5)]), ["a@1", "a@2", "b@5"])
+        XCTAssertEqual(order([("a", 2), ("a", 3), ("a", 1)]), ["a@1", "a@2", "a@3"])
+        XCTAssertEqual(order([("b", 2), ("a", 1), ("b", 1)]), ["a@1", "b@1", "b@2"])
+        XCTAssertEqual(order([]), [])
     }
 }

@@ -497,9 +497,12 @@ public final class StreamingEngine {
     /// of training and scaling, and each series' cooldown goes on from its last flag.
     public func prime(_ observations: [Observation], flagged: [Bool] = []) {
         var sinceFlag: [Int: Int] = [:]
+        // A restart's history comes a series at a time: one lookup per run of rows, not per row.
+        var last: (key: String, s: Int)?
         for (i, o) in observations.enumerated() {
             guard let v = o.value, v.isFinite, config.transform.accepts(v) else { continue }
-            let s = seriesFor(o.series)
+            let s: Int
+            if let last, last.key == o.series { s = last.s } else { s = seriesFor(o.series); last = (o.series, s) }
             if let last = series[s].lastTime, o.time <= last { continue }
             series[s].append(v, time: o.time)
             if i < flagged.count && flagged[i] {

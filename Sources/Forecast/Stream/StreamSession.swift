@@ -84,12 +84,19 @@ public final class StreamSession {
             var observations: [Observation] = []
             var flagged: [Bool] = []
             observations.reserveCapacity(history.count)
+            // Each series' last value, stored when the next series begins (rows of a series
+            // mostly come together: one dictionary write per series, not per row).
+            var lastValue: (series: String, value: Double)?
             for r in history {
                 guard let t = r.time, t.isFinite, r.rejected == nil else { continue }
                 observations.append(Observation(series: r.series, time: t, value: r.value.number))
                 flagged.append(r.flagged)
-                if let v = r.value.number { previousActual[r.series] = v }
+                if let v = r.value.number {
+                    if let l = lastValue, l.series != r.series { previousActual[l.series] = l.value }
+                    lastValue = (r.series, v)
+                }
             }
+            if let l = lastValue { previousActual[l.series] = l.value }
             report.historyRows += observations.count
             engine.prime(observations, flagged: flagged)
         }

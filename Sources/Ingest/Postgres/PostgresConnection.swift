@@ -73,6 +73,26 @@ public final class PostgresConnection {
         // PQexec returns only the last result; the rest were consumed by libpq.
     }
 
+    /// Runs one statement like `execute` and hands each row of the result to `body` as libpq
+    /// holds it, without first copying every field into a Swift string: for results of hundreds
+    /// of thousands of rows (a restart's history), where those copies took most of the time.
+    public func forEachRow(_ sql: String, _ parameters: [String?] = [], _ body: (ResultRow) throws -> Void) throws {
+        let conn = try handle()
+        let result: OpaquePointer?
+        if parameters.isEmpty {
+            result = PQexec(conn, sql)
+        } else {
+            result = parameters.withOptionalCStrings { params in
+                PQexecParams(conn, sql, Int32(parameters.count), nil, params, nil, nil, 0)
+            }
+        }
+        guard let result else { throw lostOrFailed(conn, fallback: "no result from server") }
+        defer { PQclear(result) }
+        let status = PQresultStatus(result)
+        guard status == PGRES_TUPLES_OK || status == PGRES_COMMAND_OK else { throw failure(result, conn: conn) }
+        for r in 0..<PQntuples(result) { try body(ResultRow(result: result, row: r)) }
+    }
+
     private func check(_ result: OpaquePointer?, conn: OpaquePointer, sql: String) throws -> QueryResult {
         guard let result else {
             throw lostOrFailed(conn, fallback: "no result from server")
@@ -81,14 +101,19 @@ public final class PostgresConnection {
         case PGRES_COMMAND_OK, PGRES_TUPLES_OK, PGRES_EMPTY_QUERY, PGRES_COPY_IN:
             return QueryResult(result)
         default:
-            let message = String(cString: PQresultErrorMessage(result)).trimmed.oneLine
-            let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
-            PQclear(result)
-            if PQstatus(conn) != CONNECTION_OK {
-                throw PostgresError(.connectionLost, "lost connection to PostgreSQL at \(target): \(message)", sqlState: state)
-            }
-            throw PostgresError(.query, message, sqlState: state)
+            defer { PQclear(result) }
+            throw failure(result, conn: conn)
         }
+    }
+
+    /// The error a failed result reports (the caller clears the result).
+    private func failure(_ result: OpaquePointer, conn: OpaquePointer) -> PostgresError {
+        let message = String(cString: PQresultErrorMessage(result)).trimmed.oneLine
+        let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+        if PQstatus(conn) != CONNECTION_OK {
+            return PostgresError(.connectionLost, "lost connection to PostgreSQL at \(target): \(message)", sqlState: state)
+        }
+        return PostgresError(.query, message, sqlState: state)
     }
 
     private func lostOrFailed(_ conn: OpaquePointer, fallback: String) -> PostgresError {

@@ -1,4 +1,5 @@
 import CLibPQ
+import Glibc
 
 /// The rows of one statement, copied out of libpq's result as text (NULL is nil).
 public struct QueryResult: Sendable {
@@ -36,6 +37,39 @@ public struct QueryResult: Sendable {
     public func column(_ name: String) -> [String?] {
         guard let i = columns.firstIndex(of: name) else { return [] }
         return rows.map { $0[i] }
+    }
+}
+
+/// One row of a result while `PostgresConnection.forEachRow` runs (valid only inside its body).
+public struct ResultRow {
+    let result: OpaquePointer
+    let row: Int32
+
+    public func isNull(_ column: Int) -> Bool { PQgetisnull(result, row, Int32(column)) != 0 }
+
+    public func string(_ column: Int) -> String? {
+        isNull(column) ? nil : String(cString: PQgetvalue(result, row, Int32(column)))
+    }
+
+    /// The field read as a number: nil for NULL or text that is not entirely one (as `Double(_:)`).
+    public func double(_ column: Int) -> Double? {
+        guard !isNull(column) else { return nil }
+        let p = PQgetvalue(result, row, Int32(column))!
+        guard p.pointee != 0 else { return nil }
+        var end: UnsafeMutablePointer<CChar>?
+        let v = strtod(p, &end)
+        guard let end, end.pointee == 0, isspace(Int32(UInt8(bitPattern: p.pointee))) == 0 else { return nil }
+        return v
+    }
+
+    /// Whether the field's text is `s`, byte for byte, without making a string of it.
+    public func equals(_ column: Int, _ s: String) -> Bool {
+        guard !isNull(column) else { return false }
+        let n = Int(PQgetlength(result, row, Int32(column)))
+        guard n == s.utf8.count else { return false }
+        return PQgetvalue(result, row, Int32(column)).withMemoryRebound(to: UInt8.self, capacity: n) { p in
+            s.utf8.elementsEqual(UnsafeBufferPointer(start: p, count: n))
+        }
     }
 }
 
