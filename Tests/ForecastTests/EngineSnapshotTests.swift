@@ -45,6 +45,29 @@ final class EngineSnapshotTests: XCTestCase {
         XCTAssertEqual(a.map { $0.forecast?.value }, b.map { $0.forecast?.value })
     }
 
+    /// No state is stored before the first model, so a restart (or a shard taken over) during
+    /// warm-up has only the history: it must train from that at once, not wait a warm-up more.
+    func testResumeDuringWarmUpTrainsFromTheHistoryAtOnce() throws {
+        let rows = data(70).map { RawRow(series: $0.series, time: $0.time, value: RawValue($0.value)) }
+        // Inline (replay): the model is trained inside resume and every series gets a forecast.
+        let inline = try StreamSession(config: config(), training: .inline)
+        let report = inline.resume(states: [], history: rows, pending: [])
+        XCTAssertEqual(report.models.count, 0, "nothing was stored")
+        XCTAssertEqual(inline.modelVersions[""], 1)
+        XCTAssertEqual(Set(report.batch.forecasts.map(\.series)), ["a", "b"])
+        XCTAssertEqual(report.batch.retrains.count, 1)
+
+        // Deferred (the daemon): the job is handed out without a new value arriving.
+        let deferred = try StreamSession(config: config(), training: .deferred)
+        _ = deferred.resume(states: [], history: rows, pending: [])
+        XCTAssertEqual(deferred.takeTrainingJobs().count, 1)
+
+        // Fewer points than the warm-up: nothing to train yet.
+        let short = try StreamSession(config: config(), training: .deferred)
+        _ = short.resume(states: [], history: Array(rows.prefix(2 * 50)), pending: [])
+        XCTAssertTrue(short.takeTrainingJobs().isEmpty)
+    }
+
     /// A horizon model's per-step intervals go on after a restart instead of starting from the
     /// wide stand-in: the same step windows and levels, so the same path bounds from the first
     /// path made after it.

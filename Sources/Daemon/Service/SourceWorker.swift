@@ -376,6 +376,7 @@ final class SourceWorker: @unchecked Sendable {
         }, pending: pending, watermarks: watermarks, storedVersions: storedAtStart)
         for w in report.warnings { logger.warning("\(w)") }
         self.session = session
+        trainer.submit(session.takeTrainingJobs())
         let resumed = Date()
         try publish(report.batch)
         initialized = true

@@ -513,7 +513,17 @@ public final class StreamingEngine {
             }
         }
         for (s, k) in sinceFlag { series[s].anomaly.noteFlag(pointsAgo: k) }
+        // A model not yet trained counts its warm-up in the points its series hold: a restart or
+        // a shard handed over during warm-up would otherwise wait a whole warm-up again for
+        // history it already has (no state is stored before the first model).
+        for g in groups.indices where groups[g].model == nil {
+            groups[g].points = max(groups[g].points, groups[g].series.reduce(0) { $0 + series[$1].raw.count })
+        }
     }
+
+    /// Starts the trainings that are due without waiting for a new value: after a restart or a
+    /// takeover the history alone may complete a warm-up or call for a retrain.
+    public func trainIfDue() { trainDueGroups() }
 
     /// Re-arms the forecast that was pending for `seriesKey` before a restart, so the next value
     /// is scored against what was actually published.

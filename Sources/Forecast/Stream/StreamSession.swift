@@ -101,7 +101,11 @@ public final class StreamSession {
             engine.prime(observations, flagged: flagged)
         }
         engine.restorePending(pending.map { ($0.series, $0.forecast) })
+        // Deferred: the jobs wait in `takeTrainingJobs()`; inline: the model is there already
+        // and the forecasts below use it.
+        engine.trainIfDue()
         report.batch = forecastMissing()
+        report.batch.retrains = newRetrains()
         return report
     }
 
