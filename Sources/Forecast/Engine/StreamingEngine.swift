@@ -175,10 +175,10 @@ public final class StreamingEngine {
 
     // MARK: training
 
-    private func trainDueGroups() {
+    private func trainDueGroups(firstOnly: Bool = false) {
         for g in groups.indices {
             let grp = groups[g]
-            guard !grp.inFlight else { continue }
+            guard !grp.inFlight, !firstOnly || grp.model == nil else { continue }
             // A shared model counts warm-up and retraining in points per series, so that a
             // thousand series do not retrain a thousand times as often as one.
             let scale = config.scope == .shared ? max(1, grp.series.count) : 1
@@ -521,9 +521,11 @@ public final class StreamingEngine {
         }
     }
 
-    /// Starts the trainings that are due without waiting for a new value: after a restart or a
-    /// takeover the history alone may complete a warm-up or call for a retrain.
-    public func trainIfDue() { trainDueGroups() }
+    /// Starts the first trainings that are due without waiting for a new value: after a restart
+    /// or a takeover during warm-up the history alone may complete it. A retrain due by the
+    /// restored counters waits for the next value, as it always has (after a rollback the
+    /// operator sees the restored weights forecast first).
+    public func trainFirstModelsIfDue() { trainDueGroups(firstOnly: true) }
 
     /// Re-arms the forecast that was pending for `seriesKey` before a restart, so the next value
     /// is scored against what was actually published.

@@ -103,7 +103,7 @@ public final class StreamSession {
         engine.restorePending(pending.map { ($0.series, $0.forecast) })
         // Deferred: the jobs wait in `takeTrainingJobs()`; inline: the model is there already
         // and the forecasts below use it.
-        engine.trainIfDue()
+        engine.trainFirstModelsIfDue()
         report.batch = forecastMissing()
         report.batch.retrains = newRetrains()
         return report
