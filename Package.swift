@@ -53,6 +53,7 @@ let package = Package(
         .target(name: "TestSupport", dependencies: ["Ingest"], path: "Tests/TestSupport"),
         .testTarget(name: "ForecastTests", dependencies: ["Forecast", "CKernels"], resources: [.copy("Fixtures")]),
         .testTarget(name: "IngestTests", dependencies: ["Ingest", "Forecast", "TestSupport"]),
-        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Ingest", "Forecast", "Replay", "TestSupport"]),
+        .testTarget(name: "DaemonTests", dependencies: ["Daemon", "Ingest", "Forecast", "Replay", "TestSupport",
+                                                  .product(name: "ServiceLifecycle", package: "swift-service-lifecycle")]),
     ]
 )

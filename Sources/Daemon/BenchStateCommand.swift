@@ -56,25 +56,18 @@ struct BenchState: AsyncParsableCommand {
                 print("\(k + 1) points: \(engine.seriesStateBytes / series) bytes of state per series, \(String(format: "%.0f", now() - t0)) s")
             }
         }
-        let rssAfter = residentBytes()
+        // As the running daemon does once a minute (`FreedMemoryService`).
+        let (rssUntrimmed, rssAfter) = FreedMemory.release()
         let perSeries = Double(engine.seriesStateBytes) / Double(series)
         let rssPerSeries = Double(rssAfter - rssBefore) / Double(series)
         try emit([
             "mode": "state", "series": series, "points": points, "step_seconds": stepSeconds,
             "state_bytes_per_series": Int(perSeries.rounded()),
             "rss_bytes_per_series": Int(rssPerSeries.rounded()),
-            "rss_before_mb": Double(rssBefore) / 1e6, "rss_after_mb": Double(rssAfter) / 1e6,
+            "rss_before_mb": Double(rssBefore) / 1e6, "rss_untrimmed_mb": Double(rssUntrimmed) / 1e6, "rss_after_mb": Double(rssAfter) / 1e6,
             "projected_series": projectSeries,
             "projected_rss_mb": (Double(rssBefore) + rssPerSeries * Double(projectSeries)) / 1e6,
             "flagged_points": flagged, "seconds": now() - t0,
         ], json: json)
     }
-}
-
-/// The process's resident set, from /proc/self/status (0 where there is none).
-func residentBytes() -> Int {
-    guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
-    let kb = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
-    return kb * 1024
 }

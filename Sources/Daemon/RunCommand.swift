@@ -67,6 +67,7 @@ struct RunCommand: AsyncParsableCommand {
                   failureTerminationBehavior: .gracefullyShutdownGroup)
         }
         services.append(.init(service: StatusService(workers: workers, notifier: notifier, logger: logger)))
+        services.append(.init(service: FreedMemoryService(logger: logger)))
         services.append(.init(service: RegistrationService(registration: registration, book: book, logger: logger)))
         services.append(.init(service: ReloadService(configPath: config, workers: workers, notifier: notifier, logger: logger,
                                                      applyLogLevel: { level.set($0) }, started: cfg)))
