@@ -173,6 +173,10 @@ final class AnomalyScorerTests: XCTestCase {
             XCTAssertTrue((6 * perDay + perDay * 3 / 8..<7 * perDay).contains(flags.first ?? -1), "step \(step): flags at \(flags)")
             XCTAssertEqual(s.state.shift.window, perDay)
             XCTAssertEqual(s.state.shortShift.window, perDay / 4)
+            // Three days of differences at any step, held as at most 1,000 samples.
+            XCTAssertLessThanOrEqual(s.state.shift.history.count, 1000, "step \(step)")
+            XCTAssertLessThanOrEqual(s.state.shortShift.history.count, 1000, "step \(step)")
+            if step == 60 { XCTAssertEqual(s.state.shift.history.count, 864, "three days, one difference in five") }
         }
     }
 

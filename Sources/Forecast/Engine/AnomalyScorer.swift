@@ -179,7 +179,8 @@ public struct AnomalyScorer: Sendable {
         rangeMinValues = max(config.minHistory, day > 0 ? day : dayPoints)
         // The history of a windowed check spans several windows and several days, so that its
         // spread is not that of a few overlapping windows and a daily cycle is remembered when
-        // a day has missed it (1-minute data: 1440-point days, 4320 differences).
+        // a day has missed it (1-minute data: 1440-point days, three days of differences, kept
+        // as 864 samples: `SpacedHistory`).
         func historyLength(_ window: Int) -> Int { max(config.longWindow, 3 * window, 3 * dayPoints) }
         func make(_ configured: Int?, _ window: Int, _ saved: LevelShiftDetector.State) -> LevelShiftDetector? {
             let w = configured == nil && saved.window > 0 ? saved.window : window

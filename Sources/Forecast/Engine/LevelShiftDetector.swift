@@ -12,16 +12,19 @@ public struct LevelShiftDetector: Sendable {
     private var values: Ring<Float>            // last 2·window values
     private var sortedOlder: [Float] = []      // the older half of `values`, sorted
     private var sortedNewer: [Float] = []      // the newer half, sorted
-    private(set) var history: RollingStats   // past differences
+    private(set) var history: SpacedHistory  // past differences
     private var gate = IncidentGate()
     var red: Bool { gate.red }
     var sinceFlag: Int { gate.sinceFlag }
+
+    /// Differences kept at most: a history longer than this is sampled (`SpacedHistory`).
+    static let maxHistorySamples = 1000
 
     init(window: Int, trim: Double, historyLength: Int) {
         self.window = window
         self.trim = trim
         values = Ring(capacity: 2 * window)
-        history = RollingStats(capacity: historyLength)
+        history = SpacedHistory(span: historyLength, maxSamples: Self.maxHistorySamples)
     }
 
     /// The detector's memory, oldest first.
@@ -44,7 +47,7 @@ public struct LevelShiftDetector: Sendable {
     init(window: Int, trim: Double, historyLength: Int, state: State) {
         self.init(window: window, trim: trim, historyLength: historyLength)
         for v in state.values.suffix(2 * window) { _ = pushValue(v) }
-        for d in state.history.suffix(historyLength) { history.push(d) }
+        history.restore(state.history)
         gate = IncidentGate(red: state.red, sinceFlag: state.sinceFlag)
     }
 
@@ -55,7 +58,7 @@ public struct LevelShiftDetector: Sendable {
     mutating func push(_ v: Double, level: Double, threshold: Double, minHistory: Int) -> (d: Double?, score: Double?) {
         gate.tick()
         guard let d = pushValue(v) else { return (nil, nil) }
-        guard history.count >= minHistory else { return (d, nil) }
+        guard history.pointsCovered >= minHistory else { return (d, nil) }
         let mean = history.mean
         // Floor far below any real change but above Float32 rounding of restored values.
         let std = max(history.variance.squareRoot(), 1e-5 * (level.isFinite ? level : 0), 1e-12)

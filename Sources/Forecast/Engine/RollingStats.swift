@@ -33,3 +33,50 @@ struct RollingStats: Sendable {
         sumSq += v * v
     }
 }
+
+/// The history of a windowed check: what it has seen over `span` points, kept as at most
+/// `maxSamples` of them, one every `stride` points.
+///
+/// The windows of such a check overlap (a day-long window moves by one point per point), so
+/// neighbouring values differ by a point's worth of the window and a sample every few points
+/// has the same mean, spread and tail as all of them. At one-minute steps a three-day history
+/// is 4,320 values per check; sampled, it is 864, and a series keeps four of these. At steps of
+/// about four minutes or more the span fits in `maxSamples` and every value is kept.
+struct SpacedHistory: Sendable {
+    let span: Int
+    let stride: Int
+    private var samples: RollingStats
+    /// Values offered since the last one kept.
+    private var skipped = 0
+
+    init(span: Int, maxSamples: Int) {
+        self.span = max(1, span)
+        stride = max(1, (self.span + maxSamples - 1) / max(1, maxSamples))
+        samples = RollingStats(capacity: (self.span + stride - 1) / stride)
+    }
+
+    /// Points the kept samples stand for (what a check's minimum history is measured in).
+    var pointsCovered: Int { samples.count * stride }
+    var count: Int { samples.count }
+    var mean: Double { samples.mean }
+    var variance: Double { samples.variance }
+    /// The kept samples, oldest first (what checkpoints store).
+    var values: [Double] { samples.values }
+    var bytesHeld: Int { samples.bytesHeld }
+
+    /// Offers the next value; one in `stride` is kept.
+    mutating func push(_ value: Double) {
+        if skipped == 0 { samples.push(value) }
+        skipped += 1
+        if skipped == stride { skipped = 0 }
+    }
+
+    /// Restores kept samples (from `values`). Samples saved more densely than this history
+    /// keeps them (a checkpoint from before sampling, or from a finer window) are thinned to
+    /// about its spacing, so they still span the history rather than its last stretch.
+    mutating func restore(_ saved: [Double]) {
+        let every = max(1, (saved.count + samples.capacity - 1) / samples.capacity)
+        let kept = every == 1 ? saved : Swift.stride(from: saved.count - 1, through: 0, by: -every).reversed().map { saved[$0] }
+        for v in kept.suffix(samples.capacity) { samples.push(v) }
+    }
+}

@@ -28,7 +28,7 @@ public struct SeasonalContextDetector: Sendable {
     private var deviations: [Double] = []     // last `window` value − expectation (ring)
     private var deviationHead = 0
     private var deviationSum = 0.0
-    private(set) var history: RollingStats    // past windowed deviations
+    private(set) var history: SpacedHistory   // past windowed deviations
     private var tail: TailModel?
     private var sinceFit = Int.max
     private var sinceReview = 0
@@ -55,7 +55,7 @@ public struct SeasonalContextDetector: Sendable {
         self.window = max(1, window)
         self.seasons = seasons
         self.historyLength = historyLength
-        history = RollingStats(capacity: historyLength)
+        history = SpacedHistory(span: historyLength, maxSamples: LevelShiftDetector.maxHistorySamples)
         values = Ring(capacity: 1)   // every stored property is set before `capacity` can be read
         values = Ring(capacity: max(1, capacity))
     }
@@ -90,7 +90,7 @@ public struct SeasonalContextDetector: Sendable {
                 if let e = deviation(at: n - 1 - back) { pushDeviation(e) }
             }
         }
-        for d in state.history.suffix(historyLength) { record(d) }
+        history.restore(state.history)
         gate = IncidentGate(red: state.red, sinceFlag: state.sinceFlag)
         sinceReview = state.sinceReview
         if state.sinceFit < Self.refitEvery && history.count > 0 {
@@ -114,7 +114,7 @@ public struct SeasonalContextDetector: Sendable {
         // Three days of windows, as the day-long level-shift check waits for: windows a
         // quarter day long overlap, so a single day holds only four independent ones, too few
         // to fit a tail to.
-        guard history.count >= max(minHistory, 3 * dayPoints) else { return (d, nil) }
+        guard history.pointsCovered >= max(minHistory, 3 * dayPoints) else { return (d, nil) }
         if tail == nil || sinceFit >= Self.refitEvery {
             tail = TailModel(fitting: history.values)
             sinceFit = 0
@@ -223,7 +223,7 @@ public struct SeasonalContextDetector: Sendable {
             deviations = []
             deviationHead = 0
             deviationSum = 0
-            history = RollingStats(capacity: historyLength)
+            history = SpacedHistory(span: historyLength, maxSamples: LevelShiftDetector.maxHistorySamples)
             tail = nil
             gate.red = false
         }
