@@ -94,12 +94,34 @@ final class SeasonalContextTests: XCTestCase {
         XCTAssertEqual(decoded.values.count, first.state.context.values.count)
         XCTAssertEqual(decoded.history.count, first.state.context.history.count)
         var second = AnomalyScorer(config: AnomalyConfig(), state: try SnapshotCodec.decode(SnapshotCodec.encode(snap)).series[0].anomaly)
+        // Restored, it holds exactly what it saved (its two-byte values included).
+        second.learn(history: [], step: 3600)
+        XCTAssertEqual(second.state.context.values, first.state.context.values)
+        XCTAssertEqual(second.state.context.history, first.state.context.history)
         var rest: [Int] = []
         for i in cut..<values.count where second.score(residual: residuals[i], scale: 1, value: values[i], step: 3600).flagged {
             rest.append(i)
         }
         XCTAssertEqual(rest, (cut..<values.count).filter { all[$0].flagged })
         XCTAssertTrue(rest.contains { (holiday * 24..<(holiday + 1) * 24).contains($0) })
+    }
+
+    /// A series that repeats exactly (NAB's `art_daily_no_noise`: 14 days of a noiseless 5-minute
+    /// cycle) has no departures from its season: the two-byte values' rounding differs from
+    /// block to block, and must not be taken for one.
+    func testAnExactlyRepeatingDayRaisesNoContextualFlag() throws {
+        let url = try XCTUnwrap(Bundle.module.url(forResource: "art_daily_no_noise", withExtension: "csv", subdirectory: "Fixtures"))
+        let rows = try String(contentsOf: url, encoding: .utf8).split(separator: "\n").dropFirst()
+        let values = rows.compactMap { Double($0.split(separator: ",").last!) }
+        XCTAssertEqual(values.count, 4032)
+        var s = AnomalyScorer(config: AnomalyConfig())
+        let residuals = gaussian(values.count, seed: 3)
+        var flags: [Int] = []
+        for (i, v) in values.enumerated() where s.score(residual: 0.01 * residuals[i], scale: 1, value: v, step: 300).flagged {
+            if s.lastReason == .unlikeSeason { flags.append(i) }
+        }
+        XCTAssertEqual(s.state.context.period, 288)
+        XCTAssertEqual(flags, [])
     }
 
     /// The fitted tail follows the history's own distribution: close to the truth for a

@@ -23,8 +23,8 @@ public struct SeasonalContextDetector: Sendable {
     let historyLength: Int
     /// The season in use (points), nil while none has shown itself.
     private(set) var period: Int?
-    // Float32, as checkpoints store them: three weeks of values are most of a series' memory.
-    private var values: Ring<Float>            // last `capacity` values
+    // Two bytes a value (`HalfRing`): three weeks of values were most of a series' memory.
+    private var values: HalfRing               // last `capacity` values
     private var deviations: [Double] = []     // last `window` value − expectation (ring)
     private var deviationHead = 0
     private var deviationSum = 0.0
@@ -56,8 +56,8 @@ public struct SeasonalContextDetector: Sendable {
         self.seasons = seasons
         self.historyLength = historyLength
         history = SpacedHistory(span: historyLength, maxSamples: LevelShiftDetector.maxHistorySamples)
-        values = Ring(capacity: 1)   // every stored property is set before `capacity` can be read
-        values = Ring(capacity: max(1, capacity))
+        values = HalfRing(capacity: 1)   // every stored property is set before `capacity` can be read
+        values = HalfRing(capacity: max(1, capacity))
     }
 
     /// The detector's memory, oldest first.
@@ -74,7 +74,7 @@ public struct SeasonalContextDetector: Sendable {
     }
 
     var state: State {
-        State(period: period ?? 0, values: values.elements.map(Double.init), history: history.values,
+        State(period: period ?? 0, values: values.stored.map(Double.init), history: history.values,
               red: gate.red, sinceFlag: gate.sinceFlag, sinceReview: sinceReview, sinceFit: tail == nil ? Int.max : sinceFit)
     }
 
@@ -82,7 +82,9 @@ public struct SeasonalContextDetector: Sendable {
     init(dayPoints: Int, window: Int, seasons: Int, historyLength: Int, state: State) {
         self.init(dayPoints: dayPoints, window: window, seasons: seasons, historyLength: historyLength)
         let restoredPeriod = state.period > 0 ? state.period : nil
-        for v in state.values.suffix(capacity) { appendValue(v) }
+        // Everything a ring of this size saved, so its blocks are sealed where they were; a
+        // longer save (other settings) is cut to the values this check keeps.
+        for v in state.values.count <= values.maxHeld ? state.values[...] : state.values.suffix(capacity) { appendValue(v) }
         period = restoredPeriod.flatMap { candidates.contains($0) ? $0 : nil }
         if period != nil {
             let n = values.count
@@ -94,7 +96,7 @@ public struct SeasonalContextDetector: Sendable {
         gate = IncidentGate(red: state.red, sinceFlag: state.sinceFlag)
         sinceReview = state.sinceReview
         if state.sinceFit < Self.refitEvery && history.count > 0 {
-            tail = TailModel(fitting: history.values)
+            tail = TailModel(fitting: history.values, floor: values.resolution)
             sinceFit = state.sinceFit
         }
     }
@@ -116,7 +118,7 @@ public struct SeasonalContextDetector: Sendable {
         // to fit a tail to.
         guard history.pointsCovered >= max(minHistory, 3 * dayPoints) else { return (d, nil) }
         if tail == nil || sinceFit >= Self.refitEvery {
-            tail = TailModel(fitting: history.values)
+            tail = TailModel(fitting: history.values, floor: values.resolution)
             sinceFit = 0
         }
         sinceFit += 1

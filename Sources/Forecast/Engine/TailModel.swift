@@ -17,17 +17,22 @@ struct TailModel: Sendable {
     /// Float32: a series keeps one of these for as long as it is scored, and the distances only
     /// rank a value among them.
     private var sortedDistances: [Float] = []
+    /// Distances up to this count as none: what the values compared cannot resolve (see
+    /// `HalfRing.resolution`). A perfectly periodic series then has a history of zeros, as it
+    /// would with exact values, not one of rounding noise to fit a tail to.
+    private var floor = 0.0
 
     /// Distances above this quantile of the history's distances form the fitted tail.
     static let level = 0.9
 
     /// Fits the model to a history (at least a few values).
-    init(fitting history: [Double]) {
+    init(fitting history: [Double], floor: Double = 0) {
+        self.floor = floor.isFinite ? max(floor, 0) : 0
         guard !history.isEmpty else { return }
         let sorted = history.sorted()
         let n = sorted.count
         median = n % 2 == 1 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2])
-        let distances = sorted.map { abs($0 - median) }.sorted()
+        let distances = sorted.map { distance($0) }.sorted()
         sortedDistances = distances.map { Float($0) }
         let k = min(n - 1, Int(Double(n) * Self.level))
         threshold = distances[k]
@@ -61,7 +66,7 @@ struct TailModel: Sendable {
     func tail(_ x: Double) -> Double {
         let n = sortedDistances.count
         guard n > 0 else { return 1 }
-        let distance = abs(x - median)
+        let distance = distance(x)
         if distance <= threshold || shareBeyond == 0 || scale <= 0 {
             // Share of the history at least this far out: by binary search on the distances.
             var lo = 0, hi = n
@@ -76,6 +81,8 @@ struct TailModel: Sendable {
         let survival = shape > 1e-9 ? pow(1 + shape * y / scale, -1 / shape) : exp(-y / scale)
         return max(shareBeyond * survival, 1e-10)
     }
+
+    private func distance(_ x: Double) -> Double { max(abs(x - median) - floor, 0) }
 
     var bytesHeld: Int { sortedDistances.capacity * MemoryLayout<Float>.stride }
 

@@ -1,0 +1,129 @@
+/// The last `capacity` values of a stream in two bytes each: the contextual check's three weeks
+/// of values, which were two fifths of a series' memory as `Float`.
+///
+/// Values arrive into an open block of `blockSize` `Float`s. A full block is sealed: each value
+/// is kept as a `Float16` offset from the block's median, scaled by a power of two so that the
+/// largest offset fits. What is lost is below the eleventh significant bit of a value's distance
+/// from its own block's typical level, so a level far from zero (a price, a temperature in
+/// kelvin) costs no precision, and a spike costs precision only to itself: the rest of its block
+/// sits near the median. The check compares the same hours of different days with medians and
+/// windowed means; a few parts in ten thousand of the day's swing do not move those.
+///
+/// Sealing is idempotent: sealing the values a sealed block gives back yields the same values,
+/// so a check restored from the values it saved (`stored`) holds exactly what it held.
+struct HalfRing: Sendable {
+    let capacity: Int
+    static let blockSize = 256
+    /// Sealed blocks kept: enough for `capacity` values when the open block is empty.
+    private let maxBlocks: Int
+    private var codes: [Float16] = []      // block slots of `blockSize`, in ring order from `first`
+    private var medians: [Float] = []
+    private var scales: [Float] = []       // powers of two
+    private var first = 0
+    private var sealed = 0
+    private var open: [Float] = []
+    /// How much of a difference between two held values may be the storage's rounding, for
+    /// values of a typical block (set at each seal, from the blocks' scales).
+    private(set) var resolution = 0.0
+
+    init(capacity: Int) {
+        precondition(capacity >= 1, "a ring holds at least one element")
+        self.capacity = capacity
+        maxBlocks = (capacity + Self.blockSize - 1) / Self.blockSize
+    }
+
+    /// Values held, the oldest of which may be older than the last `capacity`.
+    private var held: Int { sealed * Self.blockSize + open.count }
+    var count: Int { min(capacity, held) }
+    /// The most values held at once (what a snapshot may save).
+    var maxHeld: Int { maxBlocks * Self.blockSize + Self.blockSize - 1 }
+    var isEmpty: Bool { held == 0 }
+
+    /// The i-th of the last `count` values, oldest first.
+    subscript(i: Int) -> Float { stored(at: held - count + i) }
+
+    /// Every value held, oldest first, including the older part of the oldest block: what a
+    /// snapshot saves, so that a restored ring seals its blocks where this one did.
+    var stored: [Float] { (0..<held).map { stored(at: $0) } }
+
+    /// The newest `capacity` values, oldest first.
+    var elements: [Float] { (0..<count).map { self[$0] } }
+
+    mutating func append(_ value: Float) {
+        // A Double beyond Float's range arrives as an infinity: keep the largest finite value,
+        // so one absurd point does not turn its whole block into NaN.
+        let v = value.isInfinite ? (value > 0 ? Float.greatestFiniteMagnitude : -Float.greatestFiniteMagnitude) : value
+        if open.isEmpty { open.reserveCapacity(Self.blockSize) }
+        open.append(v)
+        if open.count == Self.blockSize { seal() }
+    }
+
+    var bytesHeld: Int {
+        codes.capacity * MemoryLayout<Float16>.stride + (medians.capacity + scales.capacity + open.capacity) * MemoryLayout<Float>.stride
+    }
+
+    private func stored(at p: Int) -> Float {
+        let b = Self.blockSize
+        let inSealed = sealed * b
+        if p >= inSealed { return open[p - inSealed] }
+        let slot = (first + p / b) % maxBlocks
+        return Self.decode(codes[slot * b + p % b], median: medians[slot], scale: scales[slot])
+    }
+
+    private static func exact<T>(_ a: [T]) -> [T] {
+        [T](unsafeUninitializedCapacity: a.count) { buffer, initialized in
+            _ = buffer.initialize(from: a)
+            initialized = a.count
+        }
+    }
+
+    private static func decode(_ code: Float16, median: Float, scale: Float) -> Float {
+        let v = Double(median) + Double(Float(code)) * Double(scale)
+        return Float(min(max(v, -Double(Float.greatestFiniteMagnitude)), Double(Float.greatestFiniteMagnitude)))
+    }
+
+    private mutating func seal() {
+        let b = Self.blockSize
+        let median = open.sorted()[b / 2]
+        var widest = 0.0
+        for v in open where v == v { widest = max(widest, abs(Double(v) - Double(median))) }
+        // The smallest power of two that brings the widest offset to 32,768 or below (Float16
+        // reaches 65,504), so the offsets keep all eleven bits Float16 has.
+        var scale = 1.0
+        if widest > 0 {
+            let e = (widest / 32768).exponent
+            scale = Double(sign: .plus, exponent: e, significand: 1)
+            if scale * 32768 < widest { scale *= 2 }
+        }
+        let slot: Int
+        if sealed < maxBlocks {
+            slot = (first + sealed) % maxBlocks
+            sealed += 1
+            if codes.count < maxBlocks * b {
+                codes.append(contentsOf: repeatElement(0, count: b))
+                medians.append(0)
+                scales.append(0)
+                // Full size reached: drop the spare capacity that array growth left.
+                if codes.count == maxBlocks * b {
+                    codes = Self.exact(codes)
+                    medians = Self.exact(medians)
+                    scales = Self.exact(scales)
+                }
+            }
+        } else {
+            slot = first
+            first = (first + 1) % maxBlocks
+        }
+        medians[slot] = median
+        scales[slot] = Float(scale)
+        for k in 0..<b { codes[slot * b + k] = Float16((Double(open[k]) - Double(median)) / scale) }
+        open.removeAll(keepingCapacity: true)
+        // A value is rounded by at most half a Float16 step at its offset, 8 scales at the widest
+        // (offsets up to 32,768 have steps of 16); a difference of two values, twice that; and a
+        // block of half or twice the typical width, within a factor of two: 32 typical scales.
+        // Blocks with a spike have a scale far from the typical one, but their other values sit
+        // near the median and are rounded far less.
+        let used = (0..<sealed).map { Double(scales[(first + $0) % maxBlocks]) }.sorted()
+        resolution = 32 * used[used.count / 2]
+    }
+}
