@@ -20,7 +20,7 @@ final class SpacedHistoryTests: XCTestCase {
 
     func testAShortSpanKeepsEveryValueExactlyAsRollingStats() {
         var spaced = SpacedHistory(span: 1000, maxSamples: 1000)
-        var full = RollingStats(capacity: 1000)
+        var full = RollingStats<Float>(capacity: 1000)
         for d in windowedDifferences(count: 3000, window: 288, seed: 1) {
             spaced.push(d)
             full.push(d)
@@ -35,7 +35,7 @@ final class SpacedHistoryTests: XCTestCase {
     func testThreeDaysOfOneMinuteDifferencesAreSampledWithTheSameMeanAndSpread() {
         // One-minute data: a day-long window, a three-day history of 4,320 differences.
         var spaced = SpacedHistory(span: 4320, maxSamples: 1000)
-        var full = RollingStats(capacity: 4320)
+        var full = RollingStats<Float>(capacity: 4320)
         let d = windowedDifferences(count: 9000, window: 1440, seed: 2)
         for v in d {
             spaced.push(v)

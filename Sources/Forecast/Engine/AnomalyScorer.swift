@@ -141,8 +141,9 @@ public struct AnomalyScorer: Sendable {
     let config: AnomalyConfig
     /// The check that gave the last scored point its score (nil when every check scored 0).
     public private(set) var lastReason: AnomalyReason?
-    private var recent: RollingStats       // last shortWindow raw scores
-    private var history: RollingStats      // long-run raw scores of points not flagged
+    private var recent: RollingStats<Float>       // last shortWindow raw scores
+    // Raw scores lie in [0, 1): Float16 keeps them to 1/2048, far finer than the spread floor.
+    private var history: RollingStats<Float16>    // long-run raw scores of points not flagged
     private var sinceFlag = Int.max
     private var previousRed = false
     private var valueMin = Double.infinity

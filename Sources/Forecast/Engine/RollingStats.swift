@@ -1,12 +1,13 @@
 /// The last `capacity` values with their running sum and sum of squares, so the mean and the
 /// variance of a sliding window cost O(1) per point.
 ///
-/// Values are held as Float32, as checkpoints store them: they are scores and differences that
-/// only feed means, spreads and tails, and the halved memory is what lets a daemon follow
-/// 100,000 series. The sums run in Float64 over the rounded values, so removing a value
-/// removes exactly what adding it added.
-struct RollingStats: Sendable {
-    private var ring: Ring<Float>
+/// Values are held as `Stored`: Float32 for differences in a series' own units (as checkpoints
+/// store them), Float16 for the residual check's raw scores, which lie in [0, 1). They only
+/// feed means, spreads and tails, and the smaller memory is what lets a daemon follow 100,000
+/// series. The sums run in Float64 over the rounded values, so removing a value removes exactly
+/// what adding it added.
+struct RollingStats<Stored: BinaryFloatingPoint & Sendable>: Sendable {
+    private var ring: Ring<Stored>
     private(set) var sum = 0.0
     private var sumSq = 0.0
 
@@ -24,8 +25,9 @@ struct RollingStats: Sendable {
     var bytesHeld: Int { ring.bytesHeld }
 
     mutating func push(_ value: Double) {
-        let v = Double(Float(value))
-        if let old = ring.append(Float(v)).map(Double.init) {
+        let stored = Stored(value)
+        let v = Double(stored)
+        if let old = ring.append(stored).map(Double.init) {
             sum -= old
             sumSq -= old * old
         }
@@ -45,7 +47,7 @@ struct RollingStats: Sendable {
 struct SpacedHistory: Sendable {
     let span: Int
     let stride: Int
-    private var samples: RollingStats
+    private var samples: RollingStats<Float>
     /// Values offered since the last one kept.
     private var skipped = 0
 

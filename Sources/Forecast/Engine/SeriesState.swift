@@ -7,7 +7,7 @@ struct SeriesState: Sendable {
     let groupIndex: Int
     /// The last `keep` raw values, oldest first, with `flagged` marking points judged anomalous.
     private(set) var raw: Ring<Double>
-    private(set) var flagged: Ring<Bool>
+    private(set) var flagged: BitRing
     var lastTime: Double?
     /// Recent time steps, for the time of the next forecast.
     private var steps: [Double] = []
@@ -29,7 +29,7 @@ struct SeriesState: Sendable {
         self.key = key
         self.groupIndex = groupIndex
         raw = Ring(capacity: keep)
-        flagged = Ring(capacity: keep)
+        flagged = BitRing(capacity: keep)
         residuals = ResidualWindow(capacity: config.residualWindow)
         anomaly = AnomalyScorer(config: config.anomaly)
         if config.horizon > 1 { horizon = HorizonResiduals(horizon: config.horizon, capacity: config.residualWindow, coverage: config.coverage) }
