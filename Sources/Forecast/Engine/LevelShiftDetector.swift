@@ -83,6 +83,8 @@ public struct LevelShiftDetector: Sendable {
         let w = window
         let v = Float(value)
         if !values.isFull {
+            // Each half holds a window: sized once, not grown to the next power of two.
+            if values.isEmpty { sortedOlder.reserveCapacity(w) } else if values.count == w { sortedNewer.reserveCapacity(w) }
             values.append(v)
             if values.count <= w { Self.insertSorted(&sortedOlder, v) } else { Self.insertSorted(&sortedNewer, v) }
             guard values.isFull else { return nil }

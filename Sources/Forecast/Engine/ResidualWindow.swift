@@ -19,6 +19,7 @@ struct ResidualWindow: Sendable {
     mutating func add(_ residual: Double) {
         let r = Float(residual)
         guard r.isFinite else { return }
+        if sorted.isEmpty { sorted.reserveCapacity(ring.capacity) }
         if let old = ring.append(r) { sorted.remove(at: insertionIndex(old)) }
         sorted.insert(r, at: insertionIndex(r))
     }

@@ -154,6 +154,7 @@ public struct SeasonalContextDetector: Sendable {
 
     private mutating func pushDeviation(_ e: Double) {
         if deviations.count < window {
+            if deviations.isEmpty { deviations.reserveCapacity(window) }
             deviations.append(e)
         } else {
             deviationSum -= deviations[deviationHead]
