@@ -55,6 +55,12 @@ struct Ring<Element: Sendable>: Sendable {
         for i in storage.indices { f(&storage[i]) }
     }
 
+    /// Every element in storage order (not oldest first): for sums and counts that do not care
+    /// about order, without copying.
+    func forEachStored(_ body: (Element) -> Void) {
+        for x in storage { body(x) }
+    }
+
     /// Bytes of element storage held (for the memory accounting of `StreamingEngine`).
     var bytesHeld: Int { storage.capacity * MemoryLayout<Element>.stride }
 

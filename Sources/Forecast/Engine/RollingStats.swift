@@ -23,6 +23,12 @@ struct RollingStats<Stored: BinaryFloatingPoint & Sendable>: Sendable {
     /// Oldest first.
     var values: [Double] { ring.elements.map(Double.init) }
     var bytesHeld: Int { ring.bytesHeld }
+    /// How many of the values satisfy `predicate`.
+    func count(where predicate: (Double) -> Bool) -> Int {
+        var n = 0
+        ring.forEachStored { if predicate(Double($0)) { n += 1 } }
+        return n
+    }
 
     mutating func push(_ value: Double) {
         let stored = Stored(value)
@@ -65,6 +71,7 @@ struct SpacedHistory: Sendable {
     /// The kept samples, oldest first (what checkpoints store).
     var values: [Double] { samples.values }
     var bytesHeld: Int { samples.bytesHeld }
+    func count(where predicate: (Double) -> Bool) -> Int { samples.count(where: predicate) }
 
     /// Offers the next value; one in `stride` is kept.
     mutating func push(_ value: Double) {
