@@ -20,7 +20,7 @@ final class SpacedHistoryTests: XCTestCase {
 
     func testAShortSpanKeepsEveryValueExactlyAsRollingStats() {
         var spaced = SpacedHistory(span: 1000, maxSamples: 1000)
-        var full = RollingStats<Float>(capacity: 1000)
+        var full = HalfStats(capacity: 1000)
         for d in windowedDifferences(count: 3000, window: 288, seed: 1) {
             spaced.push(d)
             full.push(d)
@@ -48,8 +48,10 @@ final class SpacedHistoryTests: XCTestCase {
         let sdFull = full.variance.squareRoot(), sdSpaced = spaced.variance.squareRoot()
         XCTAssertEqual(spaced.mean, full.mean, accuracy: 0.01 * sdFull)
         XCTAssertEqual(sdSpaced, sdFull, accuracy: 0.01 * sdFull)
-        // The kept values are offered ones, one in five (as Float32, like RollingStats).
-        XCTAssertEqual(Array(spaced.values.suffix(3)), [8985, 8990, 8995].map { Double(Float(d[$0])) })
+        // The kept values are offered ones, one in five (to Float16's eleven bits).
+        for (kept, i) in zip(spaced.values.suffix(3), [8985, 8990, 8995]) {
+            XCTAssertEqual(kept, d[i], accuracy: abs(d[i]) / 2048)
+        }
     }
 
     func testRestoringADenserHistoryThinsItToTheSpacing() {
@@ -58,8 +60,9 @@ final class SpacedHistoryTests: XCTestCase {
         var h = SpacedHistory(span: 4320, maxSamples: 1000)
         h.restore(saved)
         XCTAssertEqual(h.count, 864)
-        XCTAssertEqual(h.values.last, 4319)
-        XCTAssertEqual(h.values.first, 4319 - 5 * 863)
+        // (Held to Float16's eleven bits: 4,319 comes back as 4,320.)
+        XCTAssertEqual(h.values.last!, 4319, accuracy: 4319 / 2048)
+        XCTAssertEqual(h.values.first!, Double(4319 - 5 * 863), accuracy: 4319 / 2048)
         // Samples saved at this spacing come back as they were.
         var again = SpacedHistory(span: 4320, maxSamples: 1000)
         again.restore(h.values)

@@ -49,18 +49,19 @@ struct RollingStats<Stored: BinaryFloatingPoint & Sendable>: Sendable {
 /// neighbouring values differ by a point's worth of the window and a sample every few points
 /// has the same mean, spread and tail as all of them. At one-minute steps a three-day history
 /// is 4,320 values per check; sampled, it is 864, and a series keeps four of these. At steps of
-/// about four minutes or more the span fits in `maxSamples` and every value is kept.
+/// about four minutes or more the span fits in `maxSamples` and every value is kept. Samples
+/// are held in two bytes each (`HalfStats`).
 struct SpacedHistory: Sendable {
     let span: Int
     let stride: Int
-    private var samples: RollingStats<Float>
+    private var samples: HalfStats
     /// Values offered since the last one kept.
     private var skipped = 0
 
     init(span: Int, maxSamples: Int) {
         self.span = max(1, span)
         stride = max(1, (self.span + maxSamples - 1) / max(1, maxSamples))
-        samples = RollingStats(capacity: (self.span + stride - 1) / stride)
+        samples = HalfStats(capacity: (self.span + stride - 1) / stride)
     }
 
     /// Points the kept samples stand for (what a check's minimum history is measured in).
