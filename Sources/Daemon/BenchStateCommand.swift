@@ -56,6 +56,16 @@ struct BenchState: AsyncParsableCommand {
                 print("\(k + 1) points: \(engine.seriesStateBytes / series) bytes of state per series, \(String(format: "%.0f", now() - t0)) s")
             }
         }
+        // What a checkpoint writes for these series (before PostgreSQL's lz4), and how long
+        // encoding it takes: at steady state the checkpoint grows with the state.
+        let trimmed = FreedMemory.release().after
+        // The checkpoint's own memory at its peak: the resident high-water mark is reset first
+        // (Linux's clear_refs 5), so it is this encoding's peak, not the run's.
+        try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
+        let encodeStart = now()
+        let stateBytes = engine.encodedSnapshots().reduce(0) { $0 + $1.bytes.count }
+        let encodeSeconds = now() - encodeStart
+        let checkpointPeak = max(0, residentBytes(field: "VmHWM:") - trimmed)
         // As the running daemon does once a minute (`FreedMemoryService`).
         let (rssUntrimmed, rssAfter) = FreedMemory.release()
         let perSeries = Double(engine.seriesStateBytes) / Double(series)
@@ -67,6 +77,10 @@ struct BenchState: AsyncParsableCommand {
             "rss_before_mb": Double(rssBefore) / 1e6, "rss_untrimmed_mb": Double(rssUntrimmed) / 1e6, "rss_after_mb": Double(rssAfter) / 1e6,
             "projected_series": projectSeries,
             "projected_rss_mb": (Double(rssBefore) + rssPerSeries * Double(projectSeries)) / 1e6,
+            "checkpoint_bytes_per_series": Int((Double(stateBytes) / Double(series)).rounded()),
+            "projected_checkpoint_mb": Double(stateBytes) / Double(series) * Double(projectSeries) / 1e6,
+            "encode_seconds": encodeSeconds,
+            "checkpoint_rss_bytes_per_series": Int((Double(checkpointPeak) / Double(series)).rounded()),
             "flagged_points": flagged, "seconds": now() - t0,
         ], json: json)
     }

@@ -20,10 +20,11 @@ enum FreedMemory {
     }
 }
 
-/// The process's resident set, from /proc/self/status (0 where there is none).
-func residentBytes() -> Int {
+/// The process's resident set, from /proc/self/status (0 where there is none); `VmHWM:` for its
+/// high-water mark.
+func residentBytes(field: String = "VmRSS:") -> Int {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
-          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field) }) else { return 0 }
     let kb = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
     return kb * 1024
 }

@@ -612,12 +612,12 @@ final class SourceWorker: @unchecked Sendable {
     private func checkpointSaves() -> [ForecastStore.ModelSave] {
         guard let session else { return [] }
         let started = Date()
-        let saves = session.snapshot().filter { $0.checkpoint != nil }.map { g in
+        let saves = session.encodedSnapshots().filter { $0.group.checkpoint != nil }.map { g, bytes in
             let r = g.lastRetrain
             return ForecastStore.ModelSave(modelKey: g.key.isEmpty ? shard.sharedModelKey : g.key, version: g.version,
                                            trainedAtPoint: r?.atPoint, windows: r?.windows, trainLoss: r?.trainLoss,
                                            holdoutLoss: r?.holdoutLoss, previousHoldoutLoss: r?.currentHoldoutLoss,
-                                           checkpoint: g.checkpoint, engineState: SnapshotCodec.encode(g),
+                                           checkpoint: g.checkpoint, engineState: bytes,
                                            keep: settings.checkpointsKept)
         }
         logger.debug("checkpoint: \(saves.reduce(0) { $0 + $1.engineState.count }) bytes of engine state encoded in \(String(format: "%.3f", Date().timeIntervalSince(started))) s")

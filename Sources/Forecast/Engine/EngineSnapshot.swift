@@ -35,19 +35,36 @@ extension StreamingEngine {
     /// Snapshots of every model group (series that share a model come together).
     public func snapshot() -> [GroupSnapshot] {
         groupsForSnapshot.map { g in
-            GroupSnapshot(
-                key: g.key, version: g.version, trainings: g.trainings, points: g.points,
-                lastTrainPoints: g.lastTrainPoints,
-                checkpoint: g.model.map { Checkpoint(model: $0, adam: g.adam).encoded() },
-                series: g.series.map { s in
-                    let st = seriesForSnapshot(s)
-                    return SeriesSnapshot(key: st.key, scalerMean: st.scaler?.mean, scalerStd: st.scaler?.std,
-                                          residuals: st.residuals.values, anomaly: st.anomaly.state, blend: st.blend,
-                                          stepResiduals: st.horizon?.windows.map(\.values) ?? [],
-                                          stepAlpha: st.horizon?.alpha ?? [])
-                },
-                lastRetrain: g.retrains.last)
+            var snap = header(g)
+            snap.series = g.series.map(seriesSnapshot)
+            return snap
         }
+    }
+
+    /// Every group's snapshot encoded (`SnapshotCodec`), with the group's fields but no series:
+    /// what a checkpoint writes. Each series is snapshotted as the encoder reaches it, so a
+    /// checkpoint holds the encoded bytes and one series' state at a time, not every series'
+    /// state a second time in `Double`s (at steady state that was twice the engine's memory).
+    public func encodedSnapshots() -> [(group: GroupSnapshot, bytes: [UInt8])] {
+        groupsForSnapshot.map { g in
+            let h = header(g)
+            return (h, SnapshotCodec.encode(h, seriesCount: g.series.count) { seriesSnapshot(g.series[$0]) })
+        }
+    }
+
+    private func header(_ g: ModelGroup) -> GroupSnapshot {
+        GroupSnapshot(key: g.key, version: g.version, trainings: g.trainings, points: g.points,
+                      lastTrainPoints: g.lastTrainPoints,
+                      checkpoint: g.model.map { Checkpoint(model: $0, adam: g.adam).encoded() },
+                      series: [], lastRetrain: g.retrains.last)
+    }
+
+    private func seriesSnapshot(_ s: Int) -> SeriesSnapshot {
+        let st = seriesForSnapshot(s)
+        return SeriesSnapshot(key: st.key, scalerMean: st.scaler?.mean, scalerStd: st.scaler?.std,
+                              residuals: st.residuals.values, anomaly: st.anomaly.state, blend: st.blend,
+                              stepResiduals: st.horizon?.windows.map(\.values) ?? [],
+                              stepAlpha: st.horizon?.alpha ?? [])
     }
 }
 
@@ -81,6 +98,12 @@ public enum SnapshotCodec {
     static let version: UInt32 = 6
 
     public static func encode(_ g: GroupSnapshot) -> [UInt8] {
+        encode(g, seriesCount: g.series.count) { g.series[$0] }
+    }
+
+    /// Encodes a group whose series come one at a time from `series` (0..<seriesCount); the
+    /// fields of `g` other than `series` are the group's.
+    public static func encode(_ g: GroupSnapshot, seriesCount: Int, series: (Int) -> SeriesSnapshot) -> [UInt8] {
         var w = Writer()
         w.bytes += magic
         w.u32(version)
@@ -88,8 +111,13 @@ public enum SnapshotCodec {
         w.i64(g.version); w.i64(g.trainings); w.i64(g.points); w.i64(g.lastTrainPoints)
         w.blob(g.checkpoint)
         if let r = g.lastRetrain, let json = try? JSONEncoder().encode(r) { w.blob([UInt8](json)) } else { w.blob(nil) }
-        w.i64(g.series.count)
-        for s in g.series {
+        w.i64(seriesCount)
+        let headerBytes = w.bytes.count
+        for i in 0..<seriesCount {
+            // Sized from the first series: one allocation, not a doubling (and a copy) at each
+            // power of two, which at steady state briefly held the state up to three times.
+            if i == 1 { w.bytes.reserveCapacity(headerBytes + (w.bytes.count - headerBytes) * seriesCount * 21 / 20 + 4) }
+            let s = series(i)
             w.string(s.key)
             w.f64(s.scalerMean ?? .nan); w.f64(s.scalerStd ?? .nan)
             w.floats(s.residuals); w.floats(s.anomaly.recent); w.floats(s.anomaly.history)

@@ -215,6 +215,9 @@ public final class StreamSession {
 
     /// The engine state of every model, for a checkpoint.
     public func snapshot() -> [GroupSnapshot] { engine.snapshot() }
+    /// The same, encoded series by series (what a checkpoint writes; see
+    /// `StreamingEngine.encodedSnapshots()`).
+    public func encodedSnapshots() -> [(group: GroupSnapshot, bytes: [UInt8])] { engine.encodedSnapshots() }
 }
 
 /// Per-series bookkeeping of one batch, in order of first appearance.
