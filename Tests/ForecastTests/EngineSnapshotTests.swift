@@ -59,6 +59,39 @@ final class EngineSnapshotTests: XCTestCase {
         XCTAssertEqual(try SnapshotCodec.decode(encoded[0].bytes).series.map(\.key), ["a", "b"])
     }
 
+    /// Version 7 keeps what the engine holds in two bytes in two bytes, losslessly, and keeps
+    /// anything else (values from an older state) as Float32, as before.
+    func testTwoByteHistoriesArePackedLosslessly() throws {
+        var scorer = AnomalyScorer(config: AnomalyConfig())
+        var rng = SeededGenerator(seed: 4)
+        for i in 0..<3000 {
+            let v = 1e6 + 300 * sin(Double(i) / 288 * 2 * .pi) + rng.nextGaussian()
+            _ = scorer.score(residual: rng.nextGaussian(), scale: 1, value: v, step: 300)
+        }
+        var packed = scorer.state
+        XCTAssertGreaterThan(packed.context.values.count, 2 * HalfRing.blockSize)
+        XCTAssertGreaterThan(packed.shift.history.count, 100)
+        func snapshot(_ a: AnomalyScorer.State) -> GroupSnapshot {
+            GroupSnapshot(key: "g", version: 1, trainings: 1, points: 3000, lastTrainPoints: 3000, checkpoint: nil,
+                          series: [SeriesSnapshot(key: "s", scalerMean: 0, scalerStd: 1, residuals: [], anomaly: a)],
+                          lastRetrain: nil)
+        }
+        let bytes = SnapshotCodec.encode(snapshot(packed))
+        XCTAssertEqual(try SnapshotCodec.decode(bytes).series[0].anomaly, packed)
+        // Two bytes less than version 6 for every value of the histories and every value of the
+        // contextual check's full blocks, less a tag, a median and a scale per block and a tag
+        // and a unit per list.
+        let v6 = SnapshotCodec.encode(snapshot(packed), version: 6)
+        let blocks = packed.context.values.count / HalfRing.blockSize
+        let halves = packed.history.count + packed.shift.history.count + packed.shortShift.history.count
+            + packed.context.history.count + blocks * HalfRing.blockSize
+        XCTAssertGreaterThanOrEqual(v6.count - bytes.count, 2 * halves - 9 * blocks - 4 * 9)
+        // Values off the two-byte grid (one Float ulp up) come back exactly, as Float32.
+        packed.history = packed.history.map { Double(Float($0).nextUp) }
+        packed.context.values = packed.context.values.map { Double(Float($0).nextUp) }
+        XCTAssertEqual(try SnapshotCodec.decode(SnapshotCodec.encode(snapshot(packed))).series[0].anomaly, packed)
+    }
+
     /// No state is stored before the first model, so a restart (or a shard taken over) during
     /// warm-up has only the history: it must train from that at once, not wait a warm-up more.
     func testResumeDuringWarmUpTrainsFromTheHistoryAtOnce() throws {
@@ -149,7 +182,7 @@ final class EngineSnapshotTests: XCTestCase {
                                  series: [SeriesSnapshot(key: "s", scalerMean: 0, scalerStd: 1, residuals: [0.25],
                                                          anomaly: anomaly)],
                                  lastRetrain: nil)
-        let v4 = SnapshotCodec.encode(snap)
+        let v4 = SnapshotCodec.encode(snap, version: 6)
         // Version 4's short-shift fields, version 5's (empty) step residuals and levels and
         // version 6's (empty) contextual check.
         let shortFields = 8 + 8 + 8 + 8 + 8 + 8 + 8 + 6 * 8
@@ -163,6 +196,7 @@ final class EngineSnapshotTests: XCTestCase {
         XCTAssertEqual(decoded.series[0].anomaly, anomaly)
         XCTAssertEqual(decoded.series[0].anomaly.shortShift, LevelShiftDetector.State())
         XCTAssertEqual(try SnapshotCodec.decode(v4).series[0].anomaly, anomaly)
+        XCTAssertEqual(try SnapshotCodec.decode(SnapshotCodec.encode(snap)).series[0].anomaly, anomaly, "version 7")
     }
 
     func testCheckpointOfAnotherShapeIsRefused() throws {

@@ -91,6 +91,7 @@ final class SeasonalContextTests: XCTestCase {
                                  lastRetrain: nil)
         let decoded = try SnapshotCodec.decode(SnapshotCodec.encode(snap)).series[0].anomaly.context
         XCTAssertEqual(decoded.period, 168)
+        XCTAssertEqual(decoded, first.state.context, "two bytes a value in the snapshot too, losslessly")
         XCTAssertEqual(decoded.values.count, first.state.context.values.count)
         XCTAssertEqual(decoded.history.count, first.state.context.history.count)
         var second = AnomalyScorer(config: AnomalyConfig(), state: try SnapshotCodec.decode(SnapshotCodec.encode(snap)).series[0].anomaly)

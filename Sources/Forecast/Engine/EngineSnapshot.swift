@@ -94,17 +94,32 @@ public enum SnapshotCodec {
     /// 3 adds each series' persistence blend, 4 the short level-shift check and both checks'
     /// windows; version 2 and 3 states still decode (the short check then starts afresh and
     /// the day check takes the window the settings and the series' step give).
-    /// 5 adds a horizon model's per-step residuals and levels, 6 the contextual check.
-    static let version: UInt32 = 6
+    /// 5 adds a horizon model's per-step residuals and levels, 6 the contextual check, 7 packs
+    /// what the engine holds in two bytes (the checks' histories and the contextual check's
+    /// values) in two bytes here too, where that is lossless.
+    static let version: UInt32 = 7
 
     public static func encode(_ g: GroupSnapshot) -> [UInt8] {
         encode(g, seriesCount: g.series.count) { g.series[$0] }
     }
 
+    /// The form an earlier version wrote (6: every list as Float32), for the tests that old
+    /// states still restore.
+    static func encode(_ g: GroupSnapshot, version: UInt32) -> [UInt8] {
+        precondition((6...Self.version).contains(version), "only versions 6 and 7 are written")
+        return encode(g, seriesCount: g.series.count, version: version) { g.series[$0] }
+    }
+
     /// Encodes a group whose series come one at a time from `series` (0..<seriesCount); the
     /// fields of `g` other than `series` are the group's.
     public static func encode(_ g: GroupSnapshot, seriesCount: Int, series: (Int) -> SeriesSnapshot) -> [UInt8] {
+        encode(g, seriesCount: seriesCount, version: version, series: series)
+    }
+
+    private static func encode(_ g: GroupSnapshot, seriesCount: Int, version: UInt32,
+                               series: (Int) -> SeriesSnapshot) -> [UInt8] {
         var w = Writer()
+        w.packed = version >= 7
         w.bytes += magic
         w.u32(version)
         w.string(g.key)
@@ -120,24 +135,24 @@ public enum SnapshotCodec {
             let s = series(i)
             w.string(s.key)
             w.f64(s.scalerMean ?? .nan); w.f64(s.scalerStd ?? .nan)
-            w.floats(s.residuals); w.floats(s.anomaly.recent); w.floats(s.anomaly.history)
+            w.floats(s.residuals); w.floats(s.anomaly.recent); w.halves(s.anomaly.history)
             w.i64(s.anomaly.sinceFlag == Int.max ? -1 : s.anomaly.sinceFlag)
             let a = s.anomaly
             w.u32((a.previousRed ? 1 : 0) | (a.shift.red ? 2 : 0) | (a.shortShift.red ? 4 : 0) | (a.context.red ? 8 : 0))
             w.f64(a.valueMin); w.f64(a.valueMax); w.i64(a.valueCount)
-            w.floats(a.shift.values); w.floats(a.shift.history)
+            w.floats(a.shift.values); w.halves(a.shift.history)
             w.i64(a.shift.sinceFlag == Int.max ? -1 : a.shift.sinceFlag)
             let b = s.blend ?? PersistenceBlend()
             for e in b.errors { w.f64(e) }
             w.i64(b.scored)
             w.i64(a.shift.window); w.i64(a.shortShift.window)
-            w.floats(a.shortShift.values); w.floats(a.shortShift.history)
+            w.floats(a.shortShift.values); w.halves(a.shortShift.history)
             w.i64(a.shortShift.sinceFlag == Int.max ? -1 : a.shortShift.sinceFlag)
             w.i64(s.stepResiduals.count)
             for r in s.stepResiduals { w.floats(r) }
             w.floats(s.stepAlpha)
             w.i64(a.context.period)
-            w.floats(a.context.values); w.floats(a.context.history)
+            w.blocks(a.context.values); w.halves(a.context.history)
             w.i64(a.context.sinceFlag == Int.max ? -1 : a.context.sinceFlag)
             w.i64(a.context.sinceReview); w.i64(a.context.sinceFit == Int.max ? -1 : a.context.sinceFit)
         }
@@ -166,11 +181,11 @@ public enum SnapshotCodec {
         for _ in 0..<n {
             let k = try r.string()
             let m = try r.f64(), sd = try r.f64()
-            let res = try r.floats(), rec = try r.floats(), hist = try r.floats()
+            let res = try r.floats(), rec = try r.floats(), hist = stored >= 7 ? try r.halves() : try r.floats()
             let since = try r.i64()
             let bits = try r.u32()
             let vMin = try r.f64(), vMax = try r.f64(), vCount = try r.i64()
-            let shiftValues = try r.floats(), shiftHistory = try r.floats()
+            let shiftValues = try r.floats(), shiftHistory = stored >= 7 ? try r.halves() : try r.floats()
             let sinceShift = try r.i64()
             var blend: PersistenceBlend?
             if stored >= 3 {
@@ -181,7 +196,7 @@ public enum SnapshotCodec {
             if stored >= 4 {
                 shiftWindow = max(0, try r.i64())
                 let window = max(0, try r.i64())
-                let values = try r.floats(), history = try r.floats(), since = try r.i64()
+                let values = try r.floats(), history = stored >= 7 ? try r.halves() : try r.floats(), since = try r.i64()
                 shortShift = .init(window: window, values: values, history: history, red: bits & 4 != 0,
                                    sinceFlag: since < 0 ? Int.max : since)
             }
@@ -195,7 +210,8 @@ public enum SnapshotCodec {
             var context = SeasonalContextDetector.State()
             if stored >= 6 {
                 let period = max(0, try r.i64())
-                let values = try r.floats(), history = try r.floats(), since = try r.i64()
+                let values = stored >= 7 ? try r.blocks() : try r.floats()
+                let history = stored >= 7 ? try r.halves() : try r.floats(), since = try r.i64()
                 let review = max(0, try r.i64()), fit = try r.i64()
                 context = .init(period: period, values: values, history: history, red: bits & 8 != 0,
                                 sinceFlag: since < 0 ? Int.max : since, sinceReview: review, sinceFit: fit < 0 ? Int.max : fit)
@@ -215,6 +231,8 @@ public enum SnapshotCodec {
 
     private struct Writer {
         var bytes: [UInt8] = []
+        /// Version 7's two-byte lists; false writes version 6's Float32 ones.
+        var packed = true
         mutating func u32(_ x: UInt32) { withUnsafeBytes(of: x.littleEndian) { bytes += $0 } }
         mutating func i64(_ x: Int) { withUnsafeBytes(of: Int64(x).littleEndian) { bytes += $0 } }
         mutating func f64(_ x: Double) { withUnsafeBytes(of: x.bitPattern.littleEndian) { bytes += $0 } }
@@ -227,6 +245,51 @@ public enum SnapshotCodec {
         mutating func floats(_ xs: [Double]) {
             i64(xs.count)
             for x in xs { u32(Float(x).bitPattern) }
+        }
+        mutating func u16(_ x: UInt16) { withUnsafeBytes(of: x.littleEndian) { bytes += $0 } }
+
+        /// Values that are Float16 multiples of one power of two (`HalfStats`, the residual
+        /// check's scores) in two bytes each; anything else as `floats`. Lossless either way.
+        mutating func halves(_ xs: [Double]) {
+            guard packed else { floats(xs); return }
+            let largest = xs.reduce(0.0) { max($0, abs($1)) }
+            let e = largest > 0 && largest.isFinite ? largest.exponent - 14 : 0
+            let unit = Double(sign: .plus, exponent: e, significand: 1)
+            let codes = xs.map { Float16($0 / unit) }
+            guard zip(codes, xs).allSatisfy({ Double($0) * unit == $1 }) else {
+                bytes.append(0)
+                floats(xs)
+                return
+            }
+            bytes.append(1)
+            i64(e)
+            i64(xs.count)
+            for c in codes { u16(c.bitPattern) }
+        }
+
+        /// The contextual check's values: each full block of `HalfRing.blockSize` as the ring
+        /// seals it (median, scale, two-byte offsets) when that gives the values back exactly,
+        /// otherwise, and for the last part block, as Float32.
+        mutating func blocks(_ xs: [Double]) {
+            guard packed else { floats(xs); return }
+            let b = HalfRing.blockSize
+            i64(xs.count)
+            var start = 0
+            while start + b <= xs.count {
+                let block = xs[start..<(start + b)].map { Float($0) }
+                let (median, scale, codes) = HalfRing.seal(block)
+                if zip(codes, block).allSatisfy({ HalfRing.decode($0, median: median, scale: scale) == $1 }) {
+                    bytes.append(1)
+                    u32(median.bitPattern)
+                    u32(scale.bitPattern)
+                    for c in codes { u16(c.bitPattern) }
+                } else {
+                    bytes.append(0)
+                    for v in block { u32(v.bitPattern) }
+                }
+                start += b
+            }
+            for x in xs[start...] { u32(Float(x).bitPattern) }
         }
     }
 
@@ -266,6 +329,45 @@ public enum SnapshotCodec {
             var out: [Double] = []
             out.reserveCapacity(n)
             for _ in 0..<n { out.append(Double(Float(bitPattern: try u32()))) }
+            return out
+        }
+        mutating func u8() throws -> UInt8 { bytes[try take(1)] }
+        mutating func u16() throws -> UInt16 {
+            let p = try take(2)
+            return UInt16(bytes[p]) | UInt16(bytes[p + 1]) << 8
+        }
+        mutating func halves() throws -> [Double] {
+            switch try u8() {
+            case 0: return try floats()
+            case 1:
+                let e = try i64()
+                guard (-1100...1100).contains(e) else { throw ForecastError.invalidSetting("engine state: bad unit 2^\(e) at offset \(pos)") }
+                let n = try i64()
+                guard n >= 0, n <= (end - pos) / 2 else { throw ForecastError.invalidSetting("engine state: bad length \(n) at offset \(pos)") }
+                let unit = Double(sign: .plus, exponent: e, significand: 1)
+                var out: [Double] = []
+                out.reserveCapacity(n)
+                for _ in 0..<n { out.append(Double(Float16(bitPattern: try u16())) * unit) }
+                return out
+            case let tag: throw ForecastError.invalidSetting("engine state: unknown packing \(tag) at offset \(pos - 1)")
+            }
+        }
+        mutating func blocks() throws -> [Double] {
+            let n = try i64()
+            guard n >= 0, n <= (end - pos) / 2 else { throw ForecastError.invalidSetting("engine state: bad length \(n) at offset \(pos)") }
+            let b = HalfRing.blockSize
+            var out: [Double] = []
+            out.reserveCapacity(n)
+            while out.count + b <= n {
+                switch try u8() {
+                case 0: for _ in 0..<b { out.append(Double(Float(bitPattern: try u32()))) }
+                case 1:
+                    let median = Float(bitPattern: try u32()), scale = Float(bitPattern: try u32())
+                    for _ in 0..<b { out.append(Double(HalfRing.decode(Float16(bitPattern: try u16()), median: median, scale: scale))) }
+                case let tag: throw ForecastError.invalidSetting("engine state: unknown packing \(tag) at offset \(pos - 1)")
+                }
+            }
+            while out.count < n { out.append(Double(Float(bitPattern: try u32()))) }
             return out
         }
     }

@@ -77,16 +77,17 @@ struct HalfRing: Sendable {
         }
     }
 
-    private static func decode(_ code: Float16, median: Float, scale: Float) -> Float {
+    static func decode(_ code: Float16, median: Float, scale: Float) -> Float {
         let v = Double(median) + Double(Float(code)) * Double(scale)
         return Float(min(max(v, -Double(Float.greatestFiniteMagnitude)), Double(Float.greatestFiniteMagnitude)))
     }
 
-    private mutating func seal() {
-        let b = Self.blockSize
-        let median = open.sorted()[b / 2]
+    /// A full block as the ring seals it: its median, the power of two its offsets are in, and
+    /// the offsets. `decode` of each gives the values the ring holds (snapshots use the same).
+    static func seal(_ block: [Float]) -> (median: Float, scale: Float, codes: [Float16]) {
+        let median = block.sorted()[block.count / 2]
         var widest = 0.0
-        for v in open where v == v { widest = max(widest, abs(Double(v) - Double(median))) }
+        for v in block where v == v { widest = max(widest, abs(Double(v) - Double(median))) }
         // The smallest power of two that brings the widest offset to 32,768 or below (Float16
         // reaches 65,504), so the offsets keep all eleven bits Float16 has.
         var scale = 1.0
@@ -95,6 +96,12 @@ struct HalfRing: Sendable {
             scale = Double(sign: .plus, exponent: e, significand: 1)
             if scale * 32768 < widest { scale *= 2 }
         }
+        return (median, Float(scale), block.map { Float16((Double($0) - Double(median)) / scale) })
+    }
+
+    private mutating func seal() {
+        let b = Self.blockSize
+        let (median, scale, blockCodes) = Self.seal(open)
         let slot: Int
         if sealed < maxBlocks {
             slot = (first + sealed) % maxBlocks
@@ -115,8 +122,8 @@ struct HalfRing: Sendable {
             first = (first + 1) % maxBlocks
         }
         medians[slot] = median
-        scales[slot] = Float(scale)
-        for k in 0..<b { codes[slot * b + k] = Float16((Double(open[k]) - Double(median)) / scale) }
+        scales[slot] = scale
+        for k in 0..<b { codes[slot * b + k] = blockCodes[k] }
         open.removeAll(keepingCapacity: true)
         // A value is rounded by at most half a Float16 step at its offset, 8 scales at the widest
         // (offsets up to 32,768 have steps of 16); a difference of two values, twice that; and a
