@@ -4,6 +4,14 @@ import XCTest
 /// The windowed checks' two-byte histories: precision at any scale, a unit that follows the
 /// values up and down, and sums that stay those of the values held.
 final class HalfStatsTests: XCTestCase {
+    func testWideningByBitsIsTheLibrarysConversionForEveryFloat16() {
+        for bits in 0...UInt16.max {
+            let h = Float16(bitPattern: bits)
+            if h.isNaN { XCTAssertTrue(h.widened.isNaN); continue }
+            XCTAssertEqual(h.widened.bitPattern, Float(h).bitPattern, "bits \(bits)")
+        }
+    }
+
     func testValuesAtAnyScaleKeepElevenBitsAndTheSumsMatchThem() {
         var rng = SeededGenerator(seed: 5)
         for scale in [1e-7, 1.0, 3e4, 1e12] {

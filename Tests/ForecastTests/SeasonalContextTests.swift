@@ -130,8 +130,8 @@ final class SeasonalContextTests: XCTestCase {
     func testTailModelFollowsEachDistribution() {
         let normal = gaussian(1000, seed: 1)
         let g = TailModel(fitting: normal)
-        XCTAssertEqual(g.tail(g.median, among: normal), 1, accuracy: 1e-9)
-        let p3 = g.tail(3, among: normal)   // two-sided truth 0.0027
+        XCTAssertEqual(g.tail(g.median), 1, accuracy: 1e-9)
+        let p3 = g.tail(3)   // two-sided truth 0.0027
         XCTAssertGreaterThan(p3, 0.0027 / 3)
         XCTAssertLessThan(p3, 0.0027 * 3)
         // Laplace(0, 1): P(|X| > x) = e^(−x); at x = 8, 3.4e-4. A Gaussian of the same spread
@@ -142,10 +142,10 @@ final class SeasonalContextTests: XCTestCase {
             return -(u < 0 ? -1.0 : 1.0) * log(1 - 2 * abs(u))
         }
         let l = TailModel(fitting: laplace)
-        XCTAssertGreaterThan(l.tail(8, among: laplace), exp(-8) / 4)
-        XCTAssertLessThan(l.tail(8, among: laplace), exp(-8) * 4)
-        XCTAssertEqual(l.score(1e9, among: laplace), 1, "far beyond the history: the score's ceiling")
-        XCTAssertEqual(TailModel(fitting: [2, 2, 2]).tail(2, among: [2, 2, 2]), 1)
+        XCTAssertGreaterThan(l.tail(8), exp(-8) / 4)
+        XCTAssertLessThan(l.tail(8), exp(-8) * 4)
+        XCTAssertEqual(l.score(1e9), 1, "far beyond the history: the score's ceiling")
+        XCTAssertEqual(TailModel(fitting: [2, 2, 2]).tail(2), 1)
     }
 
     func testBadContextSettingIsNamed() {

@@ -256,7 +256,7 @@ public enum SnapshotCodec {
             let e = largest > 0 && largest.isFinite ? largest.exponent - 14 : 0
             let unit = Double(sign: .plus, exponent: e, significand: 1)
             let codes = xs.map { Float16($0 / unit) }
-            guard zip(codes, xs).allSatisfy({ Double($0) * unit == $1 }) else {
+            guard zip(codes, xs).allSatisfy({ $0.asDouble * unit == $1 }) else {
                 bytes.append(0)
                 floats(xs)
                 return
@@ -347,7 +347,7 @@ public enum SnapshotCodec {
                 let unit = Double(sign: .plus, exponent: e, significand: 1)
                 var out: [Double] = []
                 out.reserveCapacity(n)
-                for _ in 0..<n { out.append(Double(Float16(bitPattern: try u16())) * unit) }
+                for _ in 0..<n { out.append(Float16(bitPattern: try u16()).asDouble * unit) }
                 return out
             case let tag: throw ForecastError.invalidSetting("engine state: unknown packing \(tag) at offset \(pos - 1)")
             }

@@ -66,7 +66,8 @@ struct HalfRing: Sendable {
         let b = Self.blockSize
         let inSealed = sealed * b
         if p >= inSealed { return open[p - inSealed] }
-        let slot = (first + p / b) % maxBlocks
+        var slot = first + p / b        // no `%`: this runs for every value the check reads
+        if slot >= maxBlocks { slot -= maxBlocks }
         return Self.decode(codes[slot * b + p % b], median: medians[slot], scale: scales[slot])
     }
 
@@ -78,7 +79,7 @@ struct HalfRing: Sendable {
     }
 
     static func decode(_ code: Float16, median: Float, scale: Float) -> Float {
-        let v = Double(median) + Double(Float(code)) * Double(scale)
+        let v = Double(median) + Double(code.widened) * Double(scale)
         return Float(min(max(v, -Double(Float.greatestFiniteMagnitude)), Double(Float.greatestFiniteMagnitude)))
     }
 

@@ -27,15 +27,8 @@ struct HalfStats: Sendable {
     /// Population variance (never negative, despite rounding of the running sums).
     var variance: Double { max(sumSq / Double(max(ring.count, 1)) - mean * mean, 0) }
     /// Oldest first.
-    var values: [Double] { let u = unit; return ring.elements.map { Double($0) * u } }
+    var values: [Double] { let u = unit; return ring.elements.map { $0.asDouble * u } }
     var bytesHeld: Int { ring.bytesHeld }
-
-    func count(where predicate: (Double) -> Bool) -> Int {
-        let u = unit
-        var n = 0
-        ring.forEachStored { if predicate(Double($0) * u) { n += 1 } }
-        return n
-    }
 
     private var unit: Double { exponent.map(Self.power) ?? 1 }
 
@@ -52,11 +45,11 @@ struct HalfStats: Sendable {
         let u = unit
         let held = Float16(value / u)
         if let old = ring.append(held) {
-            let o = Double(old) * u
+            let o = old.asDouble * u
             sum -= o
             sumSq -= o * o
         }
-        let v = Double(held) * u
+        let v = held.asDouble * u
         sum += v
         sumSq += v * v
         sinceReview += 1
@@ -71,7 +64,7 @@ struct HalfStats: Sendable {
         var largest: Float16 = 0
         ring.forEachStored { if $0.isFinite { largest = max(largest, abs($0)) } }
         guard largest > 0 else { return }
-        let need = e + Self.exponent(for: Double(largest))
+        let need = e + Self.exponent(for: largest.asDouble)
         if need < e { rescale(to: need) }
     }
 
@@ -79,13 +72,13 @@ struct HalfStats: Sendable {
     /// Float16's range when the unit rises 2^28-fold or more) and recomputes the sums.
     private mutating func rescale(to e: Int) {
         let factor = Self.power(exponent! - e)
-        ring.update { $0 = Float16(Double($0) * factor) }
+        ring.update { $0 = Float16($0.asDouble * factor) }
         exponent = e
         let u = unit
         sum = 0
         sumSq = 0
         ring.forEachStored { h in
-            let v = Double(h) * u
+            let v = h.asDouble * u
             sum += v
             sumSq += v * v
         }

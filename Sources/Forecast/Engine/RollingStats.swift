@@ -6,7 +6,7 @@
 /// feed means, spreads and tails, and the smaller memory is what lets a daemon follow 100,000
 /// series. The sums run in Float64 over the rounded values, so removing a value removes exactly
 /// what adding it added.
-struct RollingStats<Stored: BinaryFloatingPoint & Sendable>: Sendable {
+struct RollingStats<Stored: StoredFloat>: Sendable {
     private var ring: Ring<Stored>
     private(set) var sum = 0.0
     private var sumSq = 0.0
@@ -21,19 +21,13 @@ struct RollingStats<Stored: BinaryFloatingPoint & Sendable>: Sendable {
     /// Population variance (never negative, despite rounding of the running sums).
     var variance: Double { max(sumSq / Double(max(ring.count, 1)) - mean * mean, 0) }
     /// Oldest first.
-    var values: [Double] { ring.elements.map(Double.init) }
+    var values: [Double] { ring.elements.map(\.asDouble) }
     var bytesHeld: Int { ring.bytesHeld }
-    /// How many of the values satisfy `predicate`.
-    func count(where predicate: (Double) -> Bool) -> Int {
-        var n = 0
-        ring.forEachStored { if predicate(Double($0)) { n += 1 } }
-        return n
-    }
 
     mutating func push(_ value: Double) {
         let stored = Stored(value)
-        let v = Double(stored)
-        if let old = ring.append(stored).map(Double.init) {
+        let v = stored.asDouble
+        if let old = ring.append(stored)?.asDouble {
             sum -= old
             sumSq -= old * old
         }
@@ -72,7 +66,6 @@ struct SpacedHistory: Sendable {
     /// The kept samples, oldest first (what checkpoints store).
     var values: [Double] { samples.values }
     var bytesHeld: Int { samples.bytesHeld }
-    func count(where predicate: (Double) -> Bool) -> Int { samples.count(where: predicate) }
 
     /// Offers the next value; one in `stride` is kept.
     mutating func push(_ value: Double) {

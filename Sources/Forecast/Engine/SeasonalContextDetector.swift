@@ -122,7 +122,7 @@ public struct SeasonalContextDetector: Sendable {
             sinceFit = 0
         }
         sinceFit += 1
-        let s = tail!.score(d, among: history)
+        let s = tail!.score(d)
         return (d, gate.flags(s, threshold: threshold, rest: window) ? s : nil)
     }
 
@@ -149,7 +149,7 @@ public struct SeasonalContextDetector: Sendable {
     }
 
     var bytesHeld: Int {
-        values.bytesHeld + deviations.capacity * MemoryLayout<Double>.stride + history.bytesHeld
+        values.bytesHeld + deviations.capacity * MemoryLayout<Double>.stride + history.bytesHeld + (tail?.bytesHeld ?? 0)
     }
 
     private mutating func pushDeviation(_ e: Double) {

@@ -8,17 +8,15 @@ import Foundation
 /// means about the same on calm and on bursty series. The shape is kept ≥ 0 (an exponential
 /// tail at the lightest): a bounded tail fitted to a hundred points would put an end to the
 /// values that can occur that the data cannot show.
-///
-/// The model holds only what the fit found (median, threshold, tail); the empirical share is
-/// counted in the history it is scored against (`tail(_:among:)`), which the check keeps anyway,
-/// so a series does not keep a second, sorted copy of its thousand past departures.
 struct TailModel: Sendable {
     private(set) var median = 0.0
     private var threshold = 0.0        // distance at the `level` quantile
     private var shareBeyond = 0.0      // share of distances above it
     private var shape = 0.0            // γ ≥ 0
     private var scale = 0.0            // σ > 0 once fitted
-    private(set) var fitted = false
+    /// Float32: a series keeps one of these for as long as it is scored, and the distances only
+    /// rank a value among them.
+    private var sortedDistances: [Float] = []
     /// Distances up to this count as none: what the values compared cannot resolve (see
     /// `HalfRing.resolution`). A perfectly periodic series then has a history of zeros, as it
     /// would with exact values, not one of rounding noise to fit a tail to.
@@ -34,8 +32,21 @@ struct TailModel: Sendable {
         let sorted = history.sorted()
         let n = sorted.count
         median = n % 2 == 1 ? sorted[n / 2] : 0.5 * (sorted[n / 2 - 1] + sorted[n / 2])
-        let distances = sorted.map { distance($0) }.sorted()
-        fitted = true
+        // The distances in order without a second sort: those of the values below the median
+        // ascend walking down from it, those above walking up; merge the two walks.
+        var distances: [Double] = []
+        distances.reserveCapacity(n)
+        var up = sorted.firstIndex { $0 >= median } ?? n, down = up - 1
+        while down >= 0 || up < n {
+            if up >= n || (down >= 0 && distance(sorted[down]) <= distance(sorted[up])) {
+                distances.append(distance(sorted[down]))
+                down -= 1
+            } else {
+                distances.append(distance(sorted[up]))
+                up += 1
+            }
+        }
+        sortedDistances = distances.map { Float($0) }
         let k = min(n - 1, Int(Double(n) * Self.level))
         threshold = distances[k]
         let excesses = distances[(k + 1)...].map { $0 - threshold }.filter { $0 > 0 }
@@ -64,25 +75,20 @@ struct TailModel: Sendable {
         if !(scale > 0 && scale.isFinite) { scale = max(a0, 1e-300) }
     }
 
-    /// P(|X − median| ≥ |x − median|) under the history (never 0: floored at 1e-10): up to the
-    /// threshold, the share of `history` at least this far out (the history the model was
-    /// fitted to, or that history as it has moved on since), beyond it the fitted tail.
-    func tail(_ x: Double, among history: SpacedHistory) -> Double {
-        tail(x, count: history.count) { d in history.count { Float(distance($0)) >= d } }
-    }
-
-    /// The same against a plain array of values (tests, and callers without a history).
-    func tail(_ x: Double, among history: [Double]) -> Double {
-        tail(x, count: history.count) { d in history.reduce(0) { $0 + (Float(distance($1)) >= d ? 1 : 0) } }
-    }
-
-    private func tail(_ x: Double, count n: Int, atLeast: (Float) -> Int) -> Double {
-        guard fitted, n > 0 else { return 1 }
+    /// P(|X − median| ≥ |x − median|) under the history (never 0: floored at 1e-10).
+    func tail(_ x: Double) -> Double {
+        let n = sortedDistances.count
+        guard n > 0 else { return 1 }
         let distance = distance(x)
         if distance <= threshold || shareBeyond == 0 || scale <= 0 {
-            // Distances compared as Float, as the history holds them.
-            let share = Double(atLeast(Float(distance))) / Double(n)
-            return max(share, distance > threshold ? 1 / Double(n) : 1e-10, 1e-10)
+            // Share of the history at least this far out: by binary search on the distances.
+            var lo = 0, hi = n
+            let d = Float(distance)
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if sortedDistances[mid] < d { lo = mid + 1 } else { hi = mid }
+            }
+            return max(Double(n - lo) / Double(n), distance > threshold ? 1 / Double(n) : 1e-10, 1e-10)
         }
         let y = distance - threshold
         let survival = shape > 1e-9 ? pow(1 + shape * y / scale, -1 / shape) : exp(-y / scale)
@@ -91,12 +97,10 @@ struct TailModel: Sendable {
 
     private func distance(_ x: Double) -> Double { max(abs(x - median) - floor, 0) }
 
-    /// The tail on the anomaly score's scale: −log10(tail) / 10, in [0, 1].
-    func score(_ x: Double, among history: SpacedHistory) -> Double {
-        min(1, max(0, -log10(tail(x, among: history)) / 10))
-    }
+    var bytesHeld: Int { sortedDistances.capacity * MemoryLayout<Float>.stride }
 
-    func score(_ x: Double, among history: [Double]) -> Double {
-        min(1, max(0, -log10(tail(x, among: history)) / 10))
+    /// The tail on the anomaly score's scale: −log10(tail) / 10, in [0, 1].
+    func score(_ x: Double) -> Double {
+        min(1, max(0, -log10(tail(x)) / 10))
     }
 }
