@@ -548,21 +548,22 @@ public final class ForecastStore {
         try connection.execute("""
             INSERT INTO forecast.models AS m (source, model_key, version, trained_at_point, windows, train_loss,
                 holdout_loss, previous_holdout_loss, checkpoint, engine_state, engine_state_chunks, restored_from)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, decode($9, 'base64'), decode($10, 'base64'), $11, $12)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::bytea, $10::bytea, $11, $12)
             ON CONFLICT (source, model_key, version) DO UPDATE SET engine_state = EXCLUDED.engine_state,
                 engine_state_chunks = EXCLUDED.engine_state_chunks,
                 checkpoint = COALESCE(EXCLUDED.checkpoint, m.checkpoint)
-            """, [sourceKey, m.modelKey, String(m.version), m.trainedAtPoint.map { String($0) }, m.windows.map { String($0) },
-                  m.trainLoss.map { String($0) }, m.holdoutLoss.map { String($0) }, m.previousHoldoutLoss.map { String($0) },
-                  m.checkpoint.map { Data($0).base64EncodedString() }, Data(chunks[0]).base64EncodedString(),
-                  String(chunks.count), m.restoredFrom.map { String($0) }])
+            """, parameters: [.text(sourceKey), .text(m.modelKey), .text(String(m.version)), .text(m.trainedAtPoint.map { String($0) }),
+                             .text(m.windows.map { String($0) }), .text(m.trainLoss.map { String($0) }),
+                             .text(m.holdoutLoss.map { String($0) }), .text(m.previousHoldoutLoss.map { String($0) }),
+                             .bytes(m.checkpoint?[...]), .bytes(chunks[0]),
+                             .text(String(chunks.count)), .text(m.restoredFrom.map { String($0) })])
         try connection.execute("DELETE FROM forecast.model_state_chunks WHERE source = $1 AND model_key = $2 AND version = $3",
                                [sourceKey, m.modelKey, String(m.version)])
         for (k, chunk) in chunks.enumerated().dropFirst() {
             try connection.execute("""
                 INSERT INTO forecast.model_state_chunks (source, model_key, version, chunk, bytes)
-                VALUES ($1, $2, $3, $4, decode($5, 'base64'))
-                """, [sourceKey, m.modelKey, String(m.version), String(k), Data(chunk).base64EncodedString()])
+                VALUES ($1, $2, $3, $4, $5::bytea)
+                """, parameters: [.text(sourceKey), .text(m.modelKey), .text(String(m.version)), .text(String(k)), .bytes(chunk)])
         }
         try connection.execute("""
             DELETE FROM forecast.models WHERE source = $1 AND model_key = $2 AND version NOT IN (

@@ -14,6 +14,16 @@ final class PostgresConnectionTests: XCTestCase {
         XCTAssertEqual(try conn.execute("SELECT $1::text", [evil]).scalar, evil)
     }
 
+    /// Bytes go as they are (binary format): every byte value, zeros included, an empty value
+    /// and NULL, next to text parameters.
+    func testByteParametersArriveAsTheyAre() throws {
+        let conn = try PostgresConnection(url: try TestDatabase.fresh())
+        let all = (0..<512).map { UInt8(truncatingIfNeeded: $0) }
+        let r = try conn.execute("SELECT encode($1::bytea, 'hex'), octet_length($2::bytea), $3::bytea IS NULL, $4::text",
+                                 parameters: [.bytes(all[...]), .bytes([][...]), .bytes(nil), .text("é")])
+        XCTAssertEqual(r.rows, [[all.map { String(format: "%02x", $0) }.joined(), "0", "t", "é"]])
+    }
+
     func testMigrateTwiceChangesNothingTheSecondTime() throws {
         let url = try TestDatabase.fresh()
         let first = try TestDatabase.migrate(url)

@@ -599,13 +599,19 @@ final class SourceWorker: @unchecked Sendable {
 
     /// Saves every model and its engine state now, after what is in flight (a stop, a
     /// hand-over, a daemon without a commit pipeline).
-    func checkpoint() throws {
-        guard let store else { return }
+    @discardableResult
+    func checkpoint() throws -> String {
+        guard let store else { return "no store" }
         // What the checkpoint holds must be committed first.
         try settle()
-        for m in checkpointSaves() { try store.save(m) }
+        let started = Date()
+        let saves = checkpointSaves()
+        for m in saves { try store.save(m) }
+        let written = "\(saves.reduce(0) { $0 + $1.engineState.count } / 1000) kB of engine state in \(String(format: "%.2f", Date().timeIntervalSince(started))) s"
+        logger.debug("checkpoint: \(written)")
         try applyRetention()
         lastCheckpoint = Date()
+        return written
     }
 
     /// Each model's newest version with the engine state as it is now: what a checkpoint writes.
@@ -638,9 +644,9 @@ final class SourceWorker: @unchecked Sendable {
         trainer.stop()
         do {
             if store != nil { try commitUnsaved(waiting: true) }
-            try checkpoint()
+            let written = try checkpoint()
             if session != nil { try? store?.releaseLease() }
-            logger.info("stopped: checkpoint saved")
+            logger.info("stopped: checkpoint saved (\(written))")
         } catch {
             logger.warning("stopped without a final checkpoint: \(error)")
         }

@@ -66,6 +66,54 @@ public final class PostgresConnection {
         return try check(result, conn: conn, sql: sql)
     }
 
+    /// A statement parameter: text (nil is SQL NULL) or raw bytes for a `bytea`, sent in libpq's
+    /// binary format, so a checkpoint's megabytes go as they are instead of as base64 text that
+    /// the server decodes again.
+    public enum Parameter {
+        case text(String?)
+        case bytes(ArraySlice<UInt8>?)
+    }
+
+    /// `execute` with parameters that may be bytes.
+    @discardableResult
+    public func execute(_ sql: String, parameters: [Parameter]) throws -> QueryResult {
+        let conn = try handle()
+        let n = parameters.count
+        // Every value copied into one buffer of its own, freed after the call: libpq needs all
+        // the pointers at once.
+        var buffers: [UnsafeMutablePointer<CChar>?] = []
+        var lengths: [Int32] = []
+        var formats: [Int32] = []
+        buffers.reserveCapacity(n)
+        defer { for b in buffers { b?.deallocate() } }
+        for p in parameters {
+            switch p {
+            case .text(nil), .bytes(nil):
+                buffers.append(nil); lengths.append(0); formats.append(0)
+            case .text(let s?):
+                let utf8 = Array(s.utf8CString)
+                let b = UnsafeMutablePointer<CChar>.allocate(capacity: utf8.count)
+                b.initialize(from: utf8, count: utf8.count)
+                buffers.append(b); lengths.append(0); formats.append(0)
+            case .bytes(let bytes?):
+                let b = UnsafeMutablePointer<CChar>.allocate(capacity: max(bytes.count, 1))
+                bytes.withUnsafeBytes { raw in
+                    if let base = raw.baseAddress { UnsafeMutableRawPointer(b).copyMemory(from: base, byteCount: raw.count) }
+                }
+                buffers.append(b); lengths.append(Int32(bytes.count)); formats.append(1)
+            }
+        }
+        let values = buffers.map { UnsafePointer($0) }
+        let result = values.withUnsafeBufferPointer { v in
+            lengths.withUnsafeBufferPointer { l in
+                formats.withUnsafeBufferPointer { f in
+                    PQexecParams(conn, sql, Int32(n), nil, v.baseAddress, l.baseAddress, f.baseAddress, 0)
+                }
+            }
+        }
+        return try check(result, conn: conn, sql: sql)
+    }
+
     /// Runs a script of several statements (a migration file). No parameters allowed.
     public func executeScript(_ sql: String) throws {
         let conn = try handle()
