@@ -8,7 +8,7 @@ struct Bench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Benchmark LSTM training and inference speed, and the memory each series needs.",
-        subcommands: [BenchTrain.self, BenchInfer.self, BenchState.self]
+        subcommands: [BenchTrain.self, BenchInfer.self, BenchState.self, BenchRestart.self]
     )
 }
 

@@ -36,25 +36,9 @@ struct BenchState: AsyncParsableCommand {
         // One training, at the warmup: retraining does not change what a series keeps.
         config.epochs = 0
         let rssBefore = residentBytes()
-        let engine = try StreamingEngine(config: config, mode: .inline)
-        var rng = SeededGenerator(seed: 7)
-        let phases = (0..<series).map { _ in Double(rng.nextUnitFloat()) * 6.283 }
-        let day = 86_400.0
         let t0 = now()
-        var batch: [Observation] = []
-        batch.reserveCapacity(series)
-        var flagged = 0
-        for k in 0..<points {
-            let t = 1_700_000_000 + Double(k) * stepSeconds
-            batch.removeAll(keepingCapacity: true)
-            for s in 0..<series {
-                let v = 100 + 10 * sin(2 * .pi * t / day + phases[s]) + Double(rng.nextGaussian())
-                batch.append(Observation(series: "s\(s)", time: t, value: v))
-            }
-            flagged += engine.process(batch).filter(\.isAnomaly).count
-            if !json && (k + 1) % 1000 == 0 {
-                print("\(k + 1) points: \(engine.seriesStateBytes / series) bytes of state per series, \(String(format: "%.0f", now() - t0)) s")
-            }
+        let (engine, flagged) = try steadyStateEngine(config: config, series: series, points: points, stepSeconds: stepSeconds) { k in
+            if !json && k % 1000 == 0 { print("\(k) points, \(String(format: "%.0f", now() - t0)) s") }
         }
         // What a checkpoint writes for these series (before PostgreSQL's lz4), and how long
         // encoding it takes: at steady state the checkpoint grows with the state.
@@ -84,4 +68,29 @@ struct BenchState: AsyncParsableCommand {
             "flagged_points": flagged, "seconds": now() - t0,
         ], json: json)
     }
+}
+
+/// An engine whose `series` synthetic series (a noisy daily sine each, phases apart) have streamed
+/// `points` points `stepSeconds` apart: with the defaults every window of their state is full.
+/// `progress` gets the points streamed so far after each step.
+func steadyStateEngine(config: EngineConfig, series: Int, points: Int, stepSeconds: Double,
+                       progress: (Int) -> Void = { _ in }) throws -> (engine: StreamingEngine, flagged: Int) {
+    let engine = try StreamingEngine(config: config, mode: .inline)
+    var rng = SeededGenerator(seed: 7)
+    let phases = (0..<series).map { _ in Double(rng.nextUnitFloat()) * 6.283 }
+    let day = 86_400.0
+    var batch: [Observation] = []
+    batch.reserveCapacity(series)
+    var flagged = 0
+    for k in 0..<points {
+        let t = 1_700_000_000 + Double(k) * stepSeconds
+        batch.removeAll(keepingCapacity: true)
+        for s in 0..<series {
+            let v = 100 + 10 * sin(2 * .pi * t / day + phases[s]) + Double(rng.nextGaussian())
+            batch.append(Observation(series: "s\(s)", time: t, value: v))
+        }
+        flagged += engine.process(batch).filter(\.isAnomaly).count
+        progress(k + 1)
+    }
+    return (engine, flagged)
 }

@@ -577,23 +577,52 @@ public final class ForecastStore {
         return stride(from: 0, to: bytes.count, by: stateChunkBytes).map { bytes[$0..<min($0 + stateChunkBytes, bytes.count)] }
     }
 
-    private static func bytes(_ base64: String?) -> [UInt8]? {
-        // encode(…, 'base64') breaks lines every 76 characters; skipping them in the decoder is
-        // far cheaper than filtering a string of hundreds of megabytes character by character.
-        base64.flatMap { Data(base64Encoded: $0, options: .ignoreUnknownCharacters) }.map { [UInt8]($0) }
+    /// A version's whole engine state: its first chunk followed by the others, in order, read in
+    /// binary one chunk at a time into one buffer sized from the stored lengths. A 2.6 GB state
+    /// read as base64 text in one result held it four times over (text, decoded, copies).
+    func engineState(modelKey: String, version: Int) throws -> [UInt8]? {
+        let key: [PostgresConnection.Parameter] = [.text(sourceKey), .text(modelKey), .text(String(version))]
+        let r = try connection.execute("""
+            SELECT octet_length(engine_state), engine_state_chunks,
+                   (SELECT count(*) FROM forecast.model_state_chunks c WHERE c.source = m.source AND c.model_key = m.model_key AND c.version = m.version),
+                   (SELECT sum(octet_length(bytes)) FROM forecast.model_state_chunks c WHERE c.source = m.source AND c.model_key = m.model_key AND c.version = m.version)
+            FROM forecast.models m WHERE source = $1 AND model_key = $2 AND version = $3
+            """, parameters: key)
+        guard let row = r.rows.first, let firstBytes = row[0].flatMap({ Int($0) }) else { return nil }
+        let chunks = Int(row[1] ?? "1") ?? 1, stored = Int(row[2] ?? "0") ?? 0
+        guard stored == chunks - 1 else {
+            throw PostgresError(.query, "model \(modelKey) version \(version) of \(sourceKey): \(stored + 1) of its \(chunks) engine-state chunks are stored")
+        }
+        var out: [UInt8] = []
+        out.reserveCapacity(firstBytes + (Int(row[3] ?? "0") ?? 0))
+        try connection.forEachBinaryRow("SELECT engine_state FROM forecast.models WHERE source = $1 AND model_key = $2 AND version = $3",
+                                        parameters: key) { _ = $0.append(0, to: &out) }
+        for k in 1..<max(chunks, 1) {
+            var found = false
+            try connection.forEachBinaryRow("""
+                SELECT bytes FROM forecast.model_state_chunks WHERE source = $1 AND model_key = $2 AND version = $3 AND chunk = $4
+                """, parameters: key + [.text(String(k))]) { found = $0.append(0, to: &out) }
+            guard found else {
+                throw PostgresError(.query, "model \(modelKey) version \(version) of \(sourceKey): chunk \(k) of its \(chunks) engine-state chunks is missing")
+            }
+        }
+        return out
     }
 
-    /// A version's whole engine state: its first chunk followed by the others, in order.
-    func engineState(modelKey: String, version: Int, first: [UInt8], chunks: Int) throws -> [UInt8] {
-        guard chunks > 1 else { return first }
-        let rest = try connection.execute("""
-            SELECT encode(bytes, 'base64') FROM forecast.model_state_chunks
-            WHERE source = $1 AND model_key = $2 AND version = $3 ORDER BY chunk
-            """, [sourceKey, modelKey, String(version)]).rows.compactMap { Self.bytes($0[0]) }
-        guard rest.count == chunks - 1 else {
-            throw PostgresError(.query, "model \(modelKey) version \(version) of \(sourceKey): \(rest.count + 1) of its \(chunks) engine-state chunks are stored")
+    /// The newest version of each model key that `condition` selects, with its checkpoint and
+    /// whole engine state.
+    private func storedModels(where condition: String, _ parameters: [PostgresConnection.Parameter]) throws -> [StoredModel] {
+        var heads: [(key: String, version: Int, checkpoint: [UInt8]?, hasState: Bool)] = []
+        try connection.forEachBinaryRow("""
+            SELECT DISTINCT ON (model_key) model_key, version::text, checkpoint, (engine_state IS NOT NULL)::text
+            FROM forecast.models WHERE \(condition) ORDER BY model_key, version DESC
+            """, parameters: parameters) { row in
+            heads.append((row.text(0) ?? "", Int(row.text(1) ?? "") ?? 0, row.bytes(2), row.text(3) == "true"))
         }
-        return rest.reduce(into: first) { $0 += $1 }
+        return try heads.map { h in
+            StoredModel(modelKey: h.key, version: h.version, checkpoint: h.checkpoint,
+                        engineState: h.hasState ? try engineState(modelKey: h.key, version: h.version) : nil)
+        }
     }
 
     /// The newest stored version per model key (`*` for the shared model).
@@ -638,14 +667,12 @@ public final class ForecastStore {
     public func rollback(modelKey: String, to version: Int, renumber: ([UInt8], Int) throws -> [UInt8]) throws -> Int {
         try connection.transaction {
             try connection.execute("LOCK TABLE forecast.models IN SHARE ROW EXCLUSIVE MODE")
-            let r = try connection.execute("""
-                SELECT encode(engine_state, 'base64'), engine_state_chunks FROM forecast.models
-                WHERE source = $1 AND model_key = $2 AND version = $3 AND checkpoint IS NOT NULL AND engine_state IS NOT NULL
-                """, [sourceKey, modelKey, String(version)])
-            guard let row = r.rows.first, let first = Self.bytes(row[0]) else {
+            let withCheckpoint = try connection.execute("""
+                SELECT 1 FROM forecast.models WHERE source = $1 AND model_key = $2 AND version = $3 AND checkpoint IS NOT NULL
+                """, [sourceKey, modelKey, String(version)]).rows.count == 1
+            guard withCheckpoint, let state = try engineState(modelKey: modelKey, version: version) else {
                 throw PostgresError(.query, "\(sourceKey) has no stored version \(version) of model \(modelKey) with a checkpoint (see `forecastd models list`)")
             }
-            let state = try engineState(modelKey: modelKey, version: version, first: first, chunks: Int(row[1] ?? "1") ?? 1)
             let next = (Int(try connection.execute(
                 "SELECT max(version) FROM forecast.models WHERE source = $1 AND model_key = $2", [sourceKey, modelKey]).scalar ?? "0") ?? 0) + 1
             let chunks = chunks(try renumber(state, next))
@@ -653,14 +680,15 @@ public final class ForecastStore {
                 INSERT INTO forecast.models (source, model_key, version, trained_at_point, windows, train_loss, holdout_loss,
                     previous_holdout_loss, checkpoint, engine_state, engine_state_chunks, restored_from)
                 SELECT source, model_key, $4, trained_at_point, windows, train_loss, holdout_loss, previous_holdout_loss,
-                       checkpoint, decode($5, 'base64'), $6, version
+                       checkpoint, $5::bytea, $6, version
                 FROM forecast.models WHERE source = $1 AND model_key = $2 AND version = $3
-                """, [sourceKey, modelKey, String(version), String(next), Data(chunks[0]).base64EncodedString(), String(chunks.count)])
+                """, parameters: [.text(sourceKey), .text(modelKey), .text(String(version)), .text(String(next)), .bytes(chunks[0]),
+                                 .text(String(chunks.count))])
             for (k, chunk) in chunks.enumerated().dropFirst() {
                 try connection.execute("""
                     INSERT INTO forecast.model_state_chunks (source, model_key, version, chunk, bytes)
-                    VALUES ($1, $2, $3, $4, decode($5, 'base64'))
-                    """, [sourceKey, modelKey, String(next), String(k), Data(chunk).base64EncodedString()])
+                    VALUES ($1, $2, $3, $4, $5::bytea)
+                    """, parameters: [.text(sourceKey), .text(modelKey), .text(String(next)), .text(String(k)), .bytes(chunk)])
             }
             try connection.execute("SELECT pg_notify('forecastd', $1)", [sourceKey])
             return next
@@ -669,38 +697,15 @@ public final class ForecastStore {
 
     /// The newest version of every model of this source, with its whole engine state.
     public func latestModels() throws -> [StoredModel] {
-        let r = try connection.execute("""
-            SELECT DISTINCT ON (model_key) model_key, version, encode(checkpoint, 'base64'), encode(engine_state, 'base64'),
-                   engine_state_chunks
-            FROM forecast.models WHERE source = $1\(modelsInShard) ORDER BY model_key, version DESC
-            """, [sourceKey])
-        return try r.rows.map { row in
-            let key = row[0]!, version = Int(row[1]!) ?? 0
-            let state = try Self.bytes(row[3]).map {
-                try engineState(modelKey: key, version: version, first: $0, chunks: Int(row[4] ?? "1") ?? 1)
-            }
-            return StoredModel(modelKey: key, version: version, checkpoint: Self.bytes(row[2]), engineState: state)
-        }
+        try storedModels(where: "source = $1\(modelsInShard)", [.text(sourceKey)])
     }
 
     /// The newest version of every shared model of this source stored under another shard
     /// layout ("*" before `[ingest] shards` was raised, "*1/2" and "*2/2" before it went to 4),
     /// with their whole engine states: what a shard without a model of its own starts from.
     public func sharedModelsOfOtherLayouts() throws -> [StoredModel] {
-        let r = try connection.execute("""
-            SELECT DISTINCT ON (model_key) model_key, version, encode(checkpoint, 'base64'), encode(engine_state, 'base64'),
-                   engine_state_chunks
-            FROM forecast.models
-            WHERE source = $1 AND model_key ~ '^[*]([0-9]+/[0-9]+)?$' AND model_key <> $2 AND engine_state IS NOT NULL
-            ORDER BY model_key, version DESC
-            """, [sourceKey, shard.sharedModelKey])
-        return try r.rows.map { row in
-            let key = row[0]!, version = Int(row[1]!) ?? 0
-            let state = try Self.bytes(row[3]).map {
-                try engineState(modelKey: key, version: version, first: $0, chunks: Int(row[4] ?? "1") ?? 1)
-            }
-            return StoredModel(modelKey: key, version: version, checkpoint: Self.bytes(row[2]), engineState: state)
-        }
+        try storedModels(where: "source = $1 AND model_key ~ '^[*]([0-9]+/[0-9]+)?$' AND model_key <> $2 AND engine_state IS NOT NULL",
+                         [.text(sourceKey), .text(shard.sharedModelKey)])
     }
 
     /// The series of this source that belong to this shard (those forecast.series_state knows).

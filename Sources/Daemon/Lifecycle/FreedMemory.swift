@@ -25,7 +25,9 @@ enum FreedMemory {
 func residentBytes(field: String = "VmRSS:") -> Int {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
           let line = status.split(separator: "\n").first(where: { $0.hasPrefix(field) }) else { return 0 }
-    let kb = line.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+    // "VmRSS:\t  123456 kB": the number is padded to eight places, so from 10 GB on there is
+    // only the tab before it.
+    let kb = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first.flatMap { Int($0) } ?? 0
     return kb * 1024
 }
 

@@ -161,23 +161,30 @@ public enum SnapshotCodec {
     }
 
     public static func decode(_ bytes: [UInt8]) throws -> GroupSnapshot {
+        var series: [SeriesSnapshot] = []
+        var g = try decode(bytes) { series.append($0) }
+        g.series = series
+        return g
+    }
+
+    /// The group's fields (with no series) after each series was handed to `body` as it was
+    /// decoded: a restart holds one series' state in `Double`s at a time, not all of them
+    /// (at steady state that was twice the engine's memory, on top of the stored bytes).
+    public static func decode(_ bytes: [UInt8], eachSeries body: (SeriesSnapshot) throws -> Void) throws -> GroupSnapshot {
         func bad(_ why: String) -> ForecastError { .invalidSetting("engine state: \(why)") }
         guard bytes.count >= magic.count + 8, Array(bytes[0..<magic.count]) == magic else { throw bad("not a forecastd engine state") }
-        let body = Array(bytes[0..<(bytes.count - 4)])
         var r = Reader(bytes: bytes, pos: magic.count, end: bytes.count - 4)
         let stored = try r.u32()
         guard (2...version).contains(stored) else { throw bad("unsupported version \(stored)") }
         var crc: UInt32 = 0
         for k in 0..<4 { crc |= UInt32(bytes[bytes.count - 4 + k]) << (8 * UInt32(k)) }
-        guard CRC32.checksum(body) == crc else { throw bad("checksum mismatch (corrupted)") }
+        guard CRC32.checksum(bytes[0..<(bytes.count - 4)]) == crc else { throw bad("checksum mismatch (corrupted)") }
         let key = try r.string()
         let v = try r.i64(), t = try r.i64(), p = try r.i64(), l = try r.i64()
         let cp = try r.blob()
         let retrain = try r.blob().flatMap { try? JSONDecoder().decode(RetrainRecord.self, from: Data($0)) }
         let n = try r.i64()
         guard n >= 0 && n < 10_000_000 else { throw bad("bad series count") }
-        var series: [SeriesSnapshot] = []
-        series.reserveCapacity(n)
         for _ in 0..<n {
             let k = try r.string()
             let m = try r.f64(), sd = try r.f64()
@@ -222,11 +229,11 @@ public enum SnapshotCodec {
                                               shift: .init(window: shiftWindow, values: shiftValues, history: shiftHistory, red: bits & 2 != 0,
                                                            sinceFlag: sinceShift < 0 ? Int.max : sinceShift),
                                               shortShift: shortShift, context: context)
-            series.append(SeriesSnapshot(key: k, scalerMean: m.isNaN ? nil : m, scalerStd: sd.isNaN ? nil : sd, residuals: res,
-                                         anomaly: anomaly, blend: blend, stepResiduals: stepResiduals, stepAlpha: stepAlpha))
+            try body(SeriesSnapshot(key: k, scalerMean: m.isNaN ? nil : m, scalerStd: sd.isNaN ? nil : sd, residuals: res,
+                                    anomaly: anomaly, blend: blend, stepResiduals: stepResiduals, stepAlpha: stepAlpha))
         }
         return GroupSnapshot(key: key, version: v, trainings: t, points: p, lastTrainPoints: l, checkpoint: cp,
-                             series: series, lastRetrain: retrain)
+                             series: [], lastRetrain: retrain)
     }
 
     private struct Writer {

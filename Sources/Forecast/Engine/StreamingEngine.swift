@@ -462,32 +462,63 @@ public final class StreamingEngine {
     /// group; a checkpoint that does not decode, or that was made for another model shape,
     /// throws and leaves the engine as it was.
     public func restore(_ snapshots: [GroupSnapshot]) throws {
-        var decoded: [(GroupSnapshot, Model?, Adam?)] = []
-        for snap in snapshots {
-            guard let bytes = snap.checkpoint else { decoded.append((snap, nil, nil)); continue }
-            let cp = try Checkpoint(decoding: bytes)
-            guard cp.config == config.modelConfig else {
-                throw ForecastError.invalidSetting("model \(snap.key.isEmpty ? "(shared)" : snap.key): checkpoint has \(cp.config.hiddenSizes) \(cp.config.cell), the configuration asks for \(config.hiddenSizes) \(config.cell)")
-            }
-            decoded.append((snap, try cp.makeModel(), cp.adam))
+        install(try snapshots.map { g in try prepareRestore(g, series: g.series) })
+    }
+
+    /// A stored state (`SnapshotCodec` form) made ready for `install`, decoded a series at a
+    /// time into the engine's own form: at steady state the `Double`s of every series at once
+    /// were twice the engine's memory. Throws `ModelDoesNotFit` for a model this configuration
+    /// cannot use, the decoder's error for a state that does not decode; the engine is unchanged.
+    public func prepareRestore(encoded bytes: [UInt8]) throws -> RestoredGroup {
+        var series: [RestoredSeries] = []
+        let header = try SnapshotCodec.decode(bytes) { series.append(restoredSeries($0)) }
+        var g = try prepareRestore(header, series: [])
+        g.series = series
+        return g
+    }
+
+    private func prepareRestore(_ snap: GroupSnapshot, series: [SeriesSnapshot]) throws -> RestoredGroup {
+        var g = RestoredGroup(header: snap, model: nil, adam: nil, series: series.map(restoredSeries))
+        g.header.series = []
+        guard let bytes = snap.checkpoint else { return g }
+        let model = "model \(snap.key.isEmpty ? "(shared)" : snap.key)"
+        let cp: Checkpoint
+        do { cp = try Checkpoint(decoding: bytes) } catch { throw ModelDoesNotFit(description: "\(model): \(error)") }
+        guard cp.config == config.modelConfig else {
+            throw ModelDoesNotFit(description: "\(model): checkpoint has \(cp.config.hiddenSizes) \(cp.config.cell), the configuration asks for \(config.hiddenSizes) \(config.cell)")
         }
-        for (snap, model, adam) in decoded {
-            for ss in snap.series {
+        do { g.model = try cp.makeModel() } catch { throw ModelDoesNotFit(description: "\(model): \(error)") }
+        g.adam = cp.adam
+        return g
+    }
+
+    private func restoredSeries(_ ss: SeriesSnapshot) -> RestoredSeries {
+        var w = ResidualWindow(capacity: config.residualWindow)
+        for r in ss.residuals { w.add(r) }
+        return RestoredSeries(key: ss.key, scaler: ss.scalerMean.flatMap { m in ss.scalerStd.map { Scaler(kind: .zScore, mean: m, std: $0) } },
+                              residuals: w, anomaly: AnomalyScorer(config: config.anomaly, state: ss.anomaly),
+                              blend: ss.blend ?? PersistenceBlend(), stepResiduals: ss.stepResiduals, stepAlpha: ss.stepAlpha)
+    }
+
+    /// Puts prepared groups in: their series are created in their group (or take the stored
+    /// state if they exist), each group gets its model, version and schedule.
+    public func install(_ restored: [RestoredGroup]) {
+        for r in restored {
+            for ss in r.series {
                 let s = seriesFor(ss.key)
-                if let m = ss.scalerMean, let sd = ss.scalerStd { series[s].scaler = Scaler(kind: .zScore, mean: m, std: sd) }
-                var w = ResidualWindow(capacity: config.residualWindow)
-                for r in ss.residuals { w.add(r) }
-                series[s].residuals = w
-                series[s].anomaly = AnomalyScorer(config: config.anomaly, state: ss.anomaly)
-                series[s].blend = ss.blend ?? PersistenceBlend()
+                if let scaler = ss.scaler { series[s].scaler = scaler }
+                series[s].residuals = ss.residuals
+                series[s].anomaly = ss.anomaly
+                series[s].blend = ss.blend
                 series[s].horizon?.restore(residuals: ss.stepResiduals, alpha: ss.stepAlpha)
             }
-            guard let first = snap.series.first, let g = seriesIndex[first.key].map({ series[$0].groupIndex }) else { continue }
-            if let model, let adam { groups[g].install(model, adam: adam, version: snap.version, predictThreads: config.predictThreads) }
+            let snap = r.header
+            guard let first = r.series.first, let g = seriesIndex[first.key].map({ series[$0].groupIndex }) else { continue }
+            if let model = r.model, let adam = r.adam { groups[g].install(model, adam: adam, version: snap.version, predictThreads: config.predictThreads) }
             groups[g].trainings = snap.trainings
             groups[g].points = snap.points
             groups[g].lastTrainPoints = snap.lastTrainPoints
-            if let r = snap.lastRetrain { groups[g].retrains = [r] }
+            if let last = snap.lastRetrain { groups[g].retrains = [last] }
         }
     }
 
@@ -603,4 +634,30 @@ public final class StreamingEngine {
         let v = groups[self.series[s].groupIndex].version
         return v > 0 ? v : nil
     }
+}
+
+/// A stored group in the engine's own form (`StreamingEngine.prepareRestore`), ready to install.
+public struct RestoredGroup {
+    /// The group's fields; its series are in `series`.
+    var header: GroupSnapshot
+    var model: Model?
+    var adam: Adam?
+    var series: [RestoredSeries]
+    public var key: String { header.key }
+    public var version: Int { header.version }
+}
+
+struct RestoredSeries {
+    var key: String
+    var scaler: Scaler?
+    var residuals: ResidualWindow
+    var anomaly: AnomalyScorer
+    var blend: PersistenceBlend
+    var stepResiduals: [[Double]]
+    var stepAlpha: [Double]
+}
+
+/// A stored model this configuration cannot use (another shape, or weights that do not decode).
+public struct ModelDoesNotFit: Error, CustomStringConvertible {
+    public var description: String
 }

@@ -67,18 +67,24 @@ public final class StreamSession {
         self.watermarks = watermarks
         engine.numberVersions(above: storedVersions)
         var report = ResumeReport()
-        var snapshots: [GroupSnapshot] = []
+        // Each state decoded into the engine's own form, a series at a time; installed only
+        // when every model fits (one that does not means the configuration changed: all retrain).
+        var restored: [RestoredGroup] = []
+        var misfit: ModelDoesNotFit?
         for s in states {
-            do { snapshots.append(try SnapshotCodec.decode(s.bytes)) } catch {
+            do { restored.append(try engine.prepareRestore(encoded: s.bytes)) } catch let e as ModelDoesNotFit {
+                misfit = misfit ?? e
+            } catch {
                 report.warnings.append("\(s.label) has an unusable engine state (\(error)); it will be retrained")
             }
         }
-        do {
-            try engine.restore(snapshots)
-            report.models = snapshots.map { ($0.key, $0.version) }
-        } catch {
-            report.warnings.append("stored models do not fit the configuration (\(error)); training new ones")
+        if let misfit {
+            report.warnings.append("stored models do not fit the configuration (\(misfit)); training new ones")
+        } else {
+            engine.install(restored)
+            report.models = restored.map { ($0.key, $0.version) }
         }
+        restored = []
         retrainsSeen = engine.allRetrains.count
         while let history = try nextHistory() {
             var observations: [Observation] = []

@@ -78,6 +78,22 @@ public final class PostgresConnection {
     @discardableResult
     public func execute(_ sql: String, parameters: [Parameter]) throws -> QueryResult {
         let conn = try handle()
+        return try check(Self.exec(conn, sql, parameters, resultFormat: 0), conn: conn, sql: sql)
+    }
+
+    /// Runs a query with its results in libpq's binary format, row by row: a `bytea` arrives as
+    /// its bytes (`ResultRow.bytes`), not as hex text twice its size that is decoded again, and
+    /// a `text` as its UTF-8 (`ResultRow.text`). Other types come in PostgreSQL's binary form:
+    /// cast them to text in the query.
+    public func forEachBinaryRow(_ sql: String, parameters: [Parameter], _ body: (ResultRow) throws -> Void) throws {
+        let conn = try handle()
+        guard let result = Self.exec(conn, sql, parameters, resultFormat: 1) else { throw lostOrFailed(conn, fallback: "no result from server") }
+        defer { PQclear(result) }
+        guard PQresultStatus(result) == PGRES_TUPLES_OK else { throw failure(result, conn: conn) }
+        for r in 0..<PQntuples(result) { try body(ResultRow(result: result, row: r)) }
+    }
+
+    private static func exec(_ conn: OpaquePointer, _ sql: String, _ parameters: [Parameter], resultFormat: Int32) -> OpaquePointer? {
         let n = parameters.count
         // Every value copied into one buffer of its own, freed after the call: libpq needs all
         // the pointers at once.
@@ -104,14 +120,13 @@ public final class PostgresConnection {
             }
         }
         let values = buffers.map { UnsafePointer($0) }
-        let result = values.withUnsafeBufferPointer { v in
+        return values.withUnsafeBufferPointer { v in
             lengths.withUnsafeBufferPointer { l in
                 formats.withUnsafeBufferPointer { f in
-                    PQexecParams(conn, sql, Int32(n), nil, v.baseAddress, l.baseAddress, f.baseAddress, 0)
+                    PQexecParams(conn, sql, Int32(n), nil, v.baseAddress, l.baseAddress, f.baseAddress, resultFormat)
                 }
             }
         }
-        return try check(result, conn: conn, sql: sql)
     }
 
     /// Runs a script of several statements (a migration file). No parameters allowed.

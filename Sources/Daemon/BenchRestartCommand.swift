@@ -1,0 +1,153 @@
+import ArgumentParser
+import Forecast
+import Foundation
+import Ingest
+
+/// `forecastd bench restart`: a checkpoint and a restart of many series at steady state, through
+/// PostgreSQL, with the daemon's own code (`StreamSession`, `ForecastStore`).
+///
+/// Streaming 100,000 series for three weeks of points takes hours; their state does not need
+/// it. `--series` series are streamed to steady state (as `bench state` does) and each one's state
+/// is given to `--copies` series under new names: a group snapshot as a daemon with that many
+/// series at steady state writes it. What is measured is what a daemon does with it: the restart
+/// (decode, restore, windows primed from rows), the memory it then holds, the checkpoint (encode,
+/// write), and reading it back for the next restart. The history query itself is `bench-daemon
+/// --restart`'s part (it needs the rows in a table).
+struct BenchRestart: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restart",
+        abstract: "Checkpoint and restart of many series at steady state through PostgreSQL.",
+        discussion: """
+            Needs a database the user may create a table and the forecast schema in (a throwaway \
+            one: scripts/bench-restart starts one). Writes the state under the source \
+            public.forecastd_bench_restart, replacing what an earlier run wrote there.
+            """)
+
+    @Option(help: "PostgreSQL URL (libpq connection string).") var database: String
+    @Option(help: "Series streamed to steady state.") var series = 1000
+    @Option(help: "Series each streamed one's state is given to (total: series x copies).") var copies = 100
+    @Option(help: "Points per streamed series.") var points = 7600
+    @Option(name: .customLong("step"), help: "Seconds between a series' points.") var stepSeconds = 300.0
+    @Option(help: "Hidden size of every layer of the (shared) model.") var hidden = 64
+    @Option(help: "Stacked layers.") var layers = 2
+    @Flag(help: "Print one JSON object as the last line.") var json = false
+
+    func run() async throws {
+        guard series >= 1, copies >= 1, points >= 1 else { throw ValidationError("--series, --copies and --points must be at least 1") }
+        var config = DaemonConfig.defaultEngine
+        config.hiddenSizes = Array(repeating: hidden, count: layers)
+        config.initialEpochs = 1
+        config.maxTrainWindows = 2048
+        config.epochs = 0
+        let total = series * copies
+        func say(_ s: String) { if !json { FileHandle.standardOutput.write(Data((s + "\n").utf8)) } }
+        func mb(_ b: Int) -> Double { (Double(b) / 1e6).rounded() }
+        var out: [String: Any] = ["mode": "restart", "series": total, "streamed_series": series, "points": points,
+                                  "step_seconds": stepSeconds]
+
+        // 1. The state of `total` series at steady state, as a checkpoint holds it.
+        let t0 = now()
+        var base = residentBytes()
+        var stored: [UInt8]
+        do {
+            let (engine, _) = try steadyStateEngine(config: config, series: series, points: points, stepSeconds: stepSeconds)
+            guard let g = engine.snapshot().first, g.checkpoint != nil else { throw CLIError("no model was trained while streaming (raise --points)") }
+            stored = SnapshotCodec.encode(g, seriesCount: total) { i in
+                var s = g.series[i % series]
+                s.key = "s\(i)"
+                return s
+            }
+        }
+        base = min(base, FreedMemory.release().after)
+        say("\(series) series streamed to steady state and copied to \(total): \(mb(stored.count)) MB of state, \(String(format: "%.0f", now() - t0)) s")
+
+        // 2. A restart from it: decode, restore, and each series' window from its own rows.
+        let historyRows = try StreamSession(config: config, training: .inline).historyNeeded
+        var session: StreamSession? = try StreamSession(config: config, training: .inline)
+        let (restartSeconds, restartPeakBytes, _) = try measured {
+            try resume(session!, states: [stored], total: total, rows: historyRows)
+        }
+        // The bytes read are freed once the engine holds their state, as in the daemon.
+        stored = []
+        let (_, held) = FreedMemory.release()
+        out["restart_resume_seconds"] = restartSeconds
+        out["restart_peak_mb"] = mb(restartPeakBytes - base)
+        out["rss_mb"] = mb(held - base)
+        out["rss_bytes_per_series"] = (held - base) / total
+        out["state_bytes_per_series"] = session!.engine.seriesStateBytes / total
+        say("restart: resumed in \(String(format: "%.1f", restartSeconds)) s, peak \(mb(restartPeakBytes - base)) MB; then \(mb(held - base)) MB resident (\((held - base) / total) B per series)")
+
+        // 3. The checkpoint: encoded and written as the daemon's checkpoint is.
+        let conn = try PostgresConnection(url: database)
+        _ = try Migrator(connection: conn).migrate(Migration.embedded)
+        try conn.execute("CREATE TABLE IF NOT EXISTS public.forecastd_bench_restart (series text, ts timestamptz, value float8)")
+        let table = SourceTable(table: try SQLName(parsing: "public.forecastd_bench_restart"), seriesColumn: "series", timeColumn: "ts", valueColumn: "value")
+        let store = try ForecastStore(connection: conn, source: try table.resolve(on: conn))
+        try conn.execute("DELETE FROM forecast.models WHERE source = $1", [store.resolved.source.table.display])
+        var saves: [ForecastStore.ModelSave] = []
+        let (encodeSeconds, encodePeak, _) = try measured {
+            saves = session!.encodedSnapshots().filter { $0.group.checkpoint != nil }.map { g, bytes in
+                ForecastStore.ModelSave(modelKey: g.key.isEmpty ? "*" : g.key, version: g.version, checkpoint: g.checkpoint,
+                                        engineState: bytes, keep: 3)
+            }
+        }
+        let checkpointBytes = saves.reduce(0) { $0 + $1.engineState.count }
+        let (writeSeconds, writePeak, _) = try measured { for m in saves { try store.save(m) } }
+        out["checkpoint_mb"] = mb(checkpointBytes)
+        out["checkpoint_encode_seconds"] = encodeSeconds
+        out["checkpoint_write_seconds"] = writeSeconds
+        out["checkpoint_seconds"] = encodeSeconds + writeSeconds
+        out["checkpoint_peak_mb"] = mb(max(encodePeak, writePeak) - held)
+        let stored_mb = mb(Int(try conn.execute("""
+            SELECT sum(pg_column_size(engine_state)) + coalesce((SELECT sum(pg_column_size(bytes)) FROM forecast.model_state_chunks WHERE source = $1), 0)
+            FROM forecast.models WHERE source = $1
+            """, [store.resolved.source.table.display]).scalar ?? "0") ?? 0)
+        out["stored_mb"] = stored_mb
+        say("checkpoint: \(mb(checkpointBytes)) MB encoded in \(String(format: "%.1f", encodeSeconds)) s, written in \(String(format: "%.1f", writeSeconds)) s (\(stored_mb) MB stored), peak \(mb(max(encodePeak, writePeak) - held)) MB above the engine")
+
+        // 4. The next restart reads it back (the engine above is gone by then, as in a restart).
+        saves = []
+        session = nil
+        let idle = FreedMemory.release().after
+        let (readSeconds, readPeak, models) = try measured { try store.latestModels() }
+        let states = models.compactMap(\.engineState)
+        let (resumeSeconds, resumePeak, report) = try measured {
+            try resume(try StreamSession(config: config, training: .inline), states: states, total: total, rows: historyRows)
+        }
+        guard report.warnings.isEmpty, report.models.count == 1 else { throw CLIError("the stored state did not restore: \(report.warnings)") }
+        out["read_seconds"] = readSeconds
+        out["read_peak_mb"] = mb(readPeak - idle)
+        out["resume_seconds"] = resumeSeconds
+        out["restart_seconds"] = readSeconds + resumeSeconds
+        out["resume_peak_mb"] = mb(resumePeak - idle)
+        say("restart from the database: read in \(String(format: "%.1f", readSeconds)) s (peak \(mb(readPeak - idle)) MB), resumed in \(String(format: "%.1f", resumeSeconds)) s (peak \(mb(resumePeak - idle)) MB)")
+        try emit(out, json: json)
+    }
+
+    /// A restart from `states`, each series' window primed from `rows` recent points, in pages of
+    /// 2,000 series made as the session asks for them (the daemon's history pages).
+    private func resume(_ session: StreamSession, states: [[UInt8]], total: Int, rows: Int) throws -> StreamSession.ResumeReport {
+        var first = 0
+        return session.resume(states: states.map { (label: "bench", bytes: $0) }, nextHistory: {
+            guard first < total else { return nil }
+            var page: [RawRow] = []
+            page.reserveCapacity(2000 * rows)
+            for i in first..<min(first + 2000, total) {
+                for k in 0..<rows {
+                    let t = 1_700_000_000 + Double(points - rows + k) * stepSeconds
+                    page.append(RawRow(series: "s\(i)", time: t, value: .number(100 + 10 * sin(2 * .pi * t / 86_400 + Double(i % 7)))))
+                }
+            }
+            first += 2000
+            return page
+        }, pending: [])
+    }
+
+    /// Seconds, the resident high-water mark while `body` ran (reset first: Linux's clear_refs 5) and its result.
+    private func measured<T>(_ body: () throws -> T) throws -> (Double, Int, T) {
+        try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
+        let t = now()
+        let r = try body()
+        return (now() - t, residentBytes(field: "VmHWM:"), r)
+    }
+}
