@@ -59,6 +59,31 @@ final class EngineSnapshotTests: XCTestCase {
         XCTAssertEqual(try SnapshotCodec.decode(encoded[0].bytes).series.map(\.key), ["a", "b"])
     }
 
+    /// Several threads write and rebuild the series of a checkpoint (batches of 256): the bytes
+    /// are those one thread writes, and a restore from them gives the same state back.
+    func testThreadsEncodeAndRestoreWhatOneThreadDoes() throws {
+        var c = config()
+        c.predictThreads = 3
+        let engine = try StreamingEngine(config: c, mode: .inline)
+        for step in 0..<130 {
+            _ = engine.process((0..<600).map { s in
+                Observation(series: "s\(s)", time: Double(step) * 60, value: Double(s) + sin(Double(step + s) / 4)) })
+        }
+        let snapshot = engine.snapshot()
+        let encoded = engine.encodedSnapshots()
+        let one = snapshot.map { SnapshotCodec.encode($0) }
+        XCTAssertEqual(encoded.count, one.count)
+        for (a, b) in zip(encoded.map(\.bytes), one) {
+            XCTAssertEqual(a.count, b.count)
+            let first = a.indices.first { $0 < b.count && a[$0] != b[$0] }
+            XCTAssertNil(first, "first differing byte at \(first ?? -1) of \(a.count)")
+        }
+        let restored = try StreamingEngine(config: c, mode: .inline)
+        restored.install(try encoded.map { try restored.prepareRestore(encoded: $0.bytes) })
+        XCTAssertEqual(restored.snapshot(), snapshot)
+        XCTAssertEqual(restored.snapshot().first?.series.count, 600)
+    }
+
     /// Version 7 keeps what the engine holds in two bytes in two bytes, losslessly, and keeps
     /// anything else (values from an older state) as Float32, as before.
     func testTwoByteHistoriesArePackedLosslessly() throws {

@@ -13,6 +13,22 @@ final class HalfRingTests: XCTestCase {
         }
     }
 
+    /// The median by selection is the sort's middle element: ties, runs, a few values only,
+    /// extremes, every length up to two blocks; and a block with NaN as the sort has it.
+    func testTheMiddleBySelectionIsTheSortedMiddle() {
+        var rng = SeededGenerator(seed: 5)
+        for n in 1...520 {
+            let few = (0..<n).map { _ in Float(Int.random(in: -2...2, using: &rng)) }
+            let wide = (0..<n).map { i in i % 7 == 0 ? Float.greatestFiniteMagnitude * (i % 2 == 0 ? 1 : -1) : Float(rng.nextGaussian()) }
+            let run = (0..<n).map { Float($0 % 11) }
+            for b in [few, wide, run, run.reversed()] {
+                XCTAssertEqual(HalfRing.middle(b), b.sorted()[n / 2], "n = \(n)")
+            }
+        }
+        let withNaN: [Float] = [3, .nan, 1, 2]
+        XCTAssertEqual(HalfRing.middle(withNaN).bitPattern, withNaN.sorted()[2].bitPattern)
+    }
+
     func testKeepsTheLastCapacityValuesInOrder() {
         var ring = HalfRing(capacity: 1000)
         let xs = values(3001, seed: 1)

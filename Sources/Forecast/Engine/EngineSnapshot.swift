@@ -48,7 +48,7 @@ extension StreamingEngine {
     public func encodedSnapshots() -> [(group: GroupSnapshot, bytes: [UInt8])] {
         groupsForSnapshot.map { g in
             let h = header(g)
-            return (h, SnapshotCodec.encode(h, seriesCount: g.series.count) { seriesSnapshot(g.series[$0]) })
+            return (h, SnapshotCodec.encode(h, seriesCount: g.series.count, threads: config.predictThreads) { seriesSnapshot(g.series[$0]) })
         }
     }
 
@@ -86,6 +86,12 @@ extension AnomalyScorer {
     }
 }
 
+/// A series source that threads may call at once (it only reads).
+private struct UncheckedSeries: @unchecked Sendable {
+    let f: (Int) -> SeriesSnapshot
+    init(_ f: @escaping (Int) -> SeriesSnapshot) { self.f = f }
+}
+
 /// Compact binary form of a group snapshot for forecast.models.engine_state: thousands of series
 /// with hundreds of residuals each must not turn every checkpoint into megabytes of JSON.
 /// Residual and score histories are stored as Float32 (they only feed quantiles and means).
@@ -112,11 +118,12 @@ public enum SnapshotCodec {
 
     /// Encodes a group whose series come one at a time from `series` (0..<seriesCount); the
     /// fields of `g` other than `series` are the group's.
-    public static func encode(_ g: GroupSnapshot, seriesCount: Int, series: (Int) -> SeriesSnapshot) -> [UInt8] {
-        encode(g, seriesCount: seriesCount, version: version, series: series)
+    /// `threads` > 1 encodes series side by side: `series` is then called from several threads.
+    public static func encode(_ g: GroupSnapshot, seriesCount: Int, threads: Int = 1, series: (Int) -> SeriesSnapshot) -> [UInt8] {
+        encode(g, seriesCount: seriesCount, version: version, threads: threads, series: series)
     }
 
-    private static func encode(_ g: GroupSnapshot, seriesCount: Int, version: UInt32,
+    private static func encode(_ g: GroupSnapshot, seriesCount: Int, version: UInt32, threads: Int = 1,
                                series: (Int) -> SeriesSnapshot) -> [UInt8] {
         var w = Writer()
         w.packed = version >= 7
@@ -125,36 +132,37 @@ public enum SnapshotCodec {
         w.string(g.key)
         w.i64(g.version); w.i64(g.trainings); w.i64(g.points); w.i64(g.lastTrainPoints)
         w.blob(g.checkpoint)
-        if let r = g.lastRetrain, let json = try? JSONEncoder().encode(r) { w.blob([UInt8](json)) } else { w.blob(nil) }
+        // Keys sorted: the same state gives the same bytes (and checksum) every time.
+        let json = JSONEncoder()
+        json.outputFormatting = .sortedKeys
+        if let r = g.lastRetrain, let text = try? json.encode(r) { w.blob([UInt8](text)) } else { w.blob(nil) }
         w.i64(seriesCount)
         let headerBytes = w.bytes.count
-        for i in 0..<seriesCount {
-            // Sized from the first series: one allocation, not a doubling (and a copy) at each
-            // power of two, which at steady state briefly held the state up to three times.
-            if i == 1 { w.bytes.reserveCapacity(headerBytes + (w.bytes.count - headerBytes) * seriesCount * 21 / 20 + 4) }
-            let s = series(i)
-            w.string(s.key)
-            w.f64(s.scalerMean ?? .nan); w.f64(s.scalerStd ?? .nan)
-            w.floats(s.residuals); w.floats(s.anomaly.recent); w.halves(s.anomaly.history)
-            w.i64(s.anomaly.sinceFlag == Int.max ? -1 : s.anomaly.sinceFlag)
-            let a = s.anomaly
-            w.u32((a.previousRed ? 1 : 0) | (a.shift.red ? 2 : 0) | (a.shortShift.red ? 4 : 0) | (a.context.red ? 8 : 0))
-            w.f64(a.valueMin); w.f64(a.valueMax); w.i64(a.valueCount)
-            w.floats(a.shift.values); w.halves(a.shift.history)
-            w.i64(a.shift.sinceFlag == Int.max ? -1 : a.shift.sinceFlag)
-            let b = s.blend ?? PersistenceBlend()
-            for e in b.errors { w.f64(e) }
-            w.i64(b.scored)
-            w.i64(a.shift.window); w.i64(a.shortShift.window)
-            w.floats(a.shortShift.values); w.halves(a.shortShift.history)
-            w.i64(a.shortShift.sinceFlag == Int.max ? -1 : a.shortShift.sinceFlag)
-            w.i64(s.stepResiduals.count)
-            for r in s.stepResiduals { w.floats(r) }
-            w.floats(s.stepAlpha)
-            w.i64(a.context.period)
-            w.blocks(a.context.values); w.halves(a.context.history)
-            w.i64(a.context.sinceFlag == Int.max ? -1 : a.context.sinceFlag)
-            w.i64(a.context.sinceReview); w.i64(a.context.sinceFit == Int.max ? -1 : a.context.sinceFit)
+        // Series a batch at a time, each written by one of `threads` into a buffer of its own,
+        // then appended in order: the bytes are those of one thread.
+        withoutActuallyEscaping(series) { series in
+            let make = UncheckedSeries(series)
+            var done = 0
+            while done < seriesCount {
+                let batch = min(seriesCount - done, done == 0 ? 1 : 256)
+                let parts = UnsafeMutableBufferPointer<[UInt8]>.allocate(capacity: batch)
+                parts.initialize(repeating: [])
+                defer { parts.deinitialize(); parts.deallocate() }
+                let out = UncheckedBuffer(parts), first = done, packed = w.packed
+                DispatchQueue.concurrentPerform(iterations: min(max(threads, 1), batch)) { t in
+                    for k in stride(from: t, to: batch, by: max(threads, 1)) {
+                        var part = Writer()
+                        part.packed = packed
+                        part.series(make.f(first + k))
+                        out.buffer[k] = part.bytes
+                    }
+                }
+                for p in parts { w.bytes += p }
+                done += batch
+                // Sized from the first series: one allocation, not a doubling (and a copy) at each
+                // power of two, which at steady state briefly held the state up to three times.
+                if done == 1 { w.bytes.reserveCapacity(headerBytes + (w.bytes.count - headerBytes) * seriesCount * 21 / 20 + 4) }
+            }
         }
         w.u32(CRC32.checksum(w.bytes))
         return w.bytes
@@ -238,6 +246,33 @@ public enum SnapshotCodec {
 
     private struct Writer {
         var bytes: [UInt8] = []
+
+        /// One series' fields, in the order `decode` reads them.
+        mutating func series(_ s: SeriesSnapshot) {
+            string(s.key)
+            f64(s.scalerMean ?? .nan); f64(s.scalerStd ?? .nan)
+            floats(s.residuals); floats(s.anomaly.recent); halves(s.anomaly.history)
+            i64(s.anomaly.sinceFlag == Int.max ? -1 : s.anomaly.sinceFlag)
+            let a = s.anomaly
+            u32((a.previousRed ? 1 : 0) | (a.shift.red ? 2 : 0) | (a.shortShift.red ? 4 : 0) | (a.context.red ? 8 : 0))
+            f64(a.valueMin); f64(a.valueMax); i64(a.valueCount)
+            floats(a.shift.values); halves(a.shift.history)
+            i64(a.shift.sinceFlag == Int.max ? -1 : a.shift.sinceFlag)
+            let b = s.blend ?? PersistenceBlend()
+            for e in b.errors { f64(e) }
+            i64(b.scored)
+            i64(a.shift.window); i64(a.shortShift.window)
+            floats(a.shortShift.values); halves(a.shortShift.history)
+            i64(a.shortShift.sinceFlag == Int.max ? -1 : a.shortShift.sinceFlag)
+            i64(s.stepResiduals.count)
+            for r in s.stepResiduals { floats(r) }
+            floats(s.stepAlpha)
+            i64(a.context.period)
+            blocks(a.context.values); halves(a.context.history)
+            i64(a.context.sinceFlag == Int.max ? -1 : a.context.sinceFlag)
+            i64(a.context.sinceReview); i64(a.context.sinceFit == Int.max ? -1 : a.context.sinceFit)
+        }
+
         /// Version 7's two-byte lists; false writes version 6's Float32 ones.
         var packed = true
         mutating func u32(_ x: UInt32) { withUnsafeBytes(of: x.littleEndian) { bytes += $0 } }

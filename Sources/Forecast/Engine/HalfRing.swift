@@ -86,7 +86,7 @@ struct HalfRing: Sendable {
     /// A full block as the ring seals it: its median, the power of two its offsets are in, and
     /// the offsets. `decode` of each gives the values the ring holds (snapshots use the same).
     static func seal(_ block: [Float]) -> (median: Float, scale: Float, codes: [Float16]) {
-        let median = block.sorted()[block.count / 2]
+        let median = middle(block)
         var widest = 0.0
         for v in block where v == v { widest = max(widest, abs(Double(v) - Double(median))) }
         // The smallest power of two that brings the widest offset to 32,768 or below (Float16
@@ -98,6 +98,31 @@ struct HalfRing: Sendable {
             if scale * 32768 < widest { scale *= 2 }
         }
         return (median, Float(scale), block.map { Float16((Double($0) - Double(median)) / scale) })
+    }
+
+    /// `block.sorted()[block.count / 2]` by selection (linear, not a sort: a restart and a
+    /// checkpoint seal every block of every series once).
+    static func middle(_ block: [Float]) -> Float {
+        let k = block.count / 2
+        // NaN orders nothing: keep the sort's answer for such a block.
+        guard !block.isEmpty, !block.contains(where: { $0 != $0 }) else { return block.sorted()[k] }
+        var a = block
+        return a.withUnsafeMutableBufferPointer { p in
+            var lo = 0, hi = p.count - 1
+            while lo < hi {
+                let x = p[lo], y = p[(lo + hi) / 2], z = p[hi]
+                let pivot = max(min(x, y), min(max(x, y), z))
+                var i = lo, j = hi
+                while i <= j {
+                    while p[i] < pivot { i += 1 }
+                    while p[j] > pivot { j -= 1 }
+                    if i <= j { p.swapAt(i, j); i += 1; j -= 1 }
+                }
+                // [lo, j] <= pivot <= [i, hi], and what lies between equals the pivot.
+                if k <= j { hi = j } else if k >= i { lo = i } else { return pivot }
+            }
+            return p[k]
+        }
     }
 
     private mutating func seal() {

@@ -471,7 +471,28 @@ public final class StreamingEngine {
     /// cannot use, the decoder's error for a state that does not decode; the engine is unchanged.
     public func prepareRestore(encoded bytes: [UInt8]) throws -> RestoredGroup {
         var series: [RestoredSeries] = []
-        let header = try SnapshotCodec.decode(bytes) { series.append(restoredSeries($0)) }
+        var batch: [SeriesSnapshot] = []
+        // Decoding the bytes is sequential; rebuilding each series' checks from its snapshot
+        // (sorted windows, sealed blocks, the fitted tail) is most of the work: a batch at a
+        // time, split across the forecast threads.
+        let workers = max(1, config.predictThreads)
+        func build() {
+            let current = batch
+            batch.removeAll(keepingCapacity: true)
+            let built = UnsafeMutableBufferPointer<RestoredSeries?>.allocate(capacity: current.count)
+            built.initialize(repeating: nil)
+            defer { built.deallocate() }
+            let out = UncheckedBuffer(built), config = self.config
+            DispatchQueue.concurrentPerform(iterations: min(workers, current.count)) { w in
+                for i in stride(from: w, to: current.count, by: workers) { out.buffer[i] = Self.restoredSeries(current[i], config: config) }
+            }
+            series.append(contentsOf: built.lazy.map { $0! })
+        }
+        let header = try SnapshotCodec.decode(bytes) { s in
+            batch.append(s)
+            if batch.count == 256 { build() }
+        }
+        if !batch.isEmpty { build() }
         var g = try prepareRestore(header, series: [])
         g.series = series
         return g
@@ -492,7 +513,9 @@ public final class StreamingEngine {
         return g
     }
 
-    private func restoredSeries(_ ss: SeriesSnapshot) -> RestoredSeries {
+    private func restoredSeries(_ ss: SeriesSnapshot) -> RestoredSeries { Self.restoredSeries(ss, config: config) }
+
+    private static func restoredSeries(_ ss: SeriesSnapshot, config: EngineConfig) -> RestoredSeries {
         var w = ResidualWindow(capacity: config.residualWindow)
         for r in ss.residuals { w.add(r) }
         return RestoredSeries(key: ss.key, scaler: ss.scalerMean.flatMap { m in ss.scalerStd.map { Scaler(kind: .zScore, mean: m, std: $0) } },
@@ -660,4 +683,10 @@ struct RestoredSeries {
 /// A stored model this configuration cannot use (another shape, or weights that do not decode).
 public struct ModelDoesNotFit: Error, CustomStringConvertible {
     public var description: String
+}
+
+/// A buffer whose elements threads write at indices of their own (`concurrentPerform`).
+struct UncheckedBuffer<T>: @unchecked Sendable {
+    let buffer: UnsafeMutableBufferPointer<T>
+    init(_ buffer: UnsafeMutableBufferPointer<T>) { self.buffer = buffer }
 }
