@@ -51,6 +51,7 @@ struct BenchRestart: AsyncParsableCommand {
         var stored: [UInt8]
         do {
             let (engine, _) = try steadyStateEngine(config: config, series: series, points: points, stepSeconds: stepSeconds)
+            out["streamed_state_bytes_per_series"] = engine.seriesStateBytes / series
             guard let g = engine.snapshot().first, g.checkpoint != nil else { throw CLIError("no model was trained while streaming (raise --points)") }
             stored = SnapshotCodec.encode(g, seriesCount: total) { i in
                 var s = g.series[i % series]

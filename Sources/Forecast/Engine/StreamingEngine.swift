@@ -567,6 +567,22 @@ public final class StreamingEngine {
             }
         }
         for (s, k) in sinceFlag { series[s].anomaly.noteFlag(pointsAgo: k) }
+        // The restored checks of the series this history primed are built now that their step
+        // is known (side by side: sorted windows, sealed blocks and fitted tails), so a restart
+        // does not hold every restored state in `Double`s until each series' next value.
+        var primed: [Int] = []
+        var seen = Set<Int>()
+        for o in observations { if let s = seriesIndex[o.series], seen.insert(s).inserted { primed.append(s) } }
+        let workers = max(1, min(config.predictThreads, primed.count)), toSettle = primed
+        series.withUnsafeMutableBufferPointer { all in
+            let states = UncheckedBuffer(all)
+            DispatchQueue.concurrentPerform(iterations: workers) { w in
+                for i in stride(from: w, to: toSettle.count, by: workers) {
+                    let s = toSettle[i]
+                    states.buffer[s].anomaly.settleRestored(step: states.buffer[s].typicalStep)
+                }
+            }
+        }
         // A model not yet trained counts its warm-up in the points its series hold: a restart or
         // a shard handed over during warm-up would otherwise wait a whole warm-up again for
         // history it already has (no state is stored before the first model).
