@@ -13,6 +13,8 @@ public final class StreamingEngine {
     }
 
     public let config: EngineConfig
+    /// Flags a restart's history carried, per series, until its stored state is installed.
+    private var primedFlags: [Int: Int] = [:]
     public let mode: TrainingMode
     private var groups: [ModelGroup] = []
     private var groupIndex: [String: Int] = [:]
@@ -483,8 +485,10 @@ public final class StreamingEngine {
             built.initialize(repeating: nil)
             defer { built.deallocate() }
             let out = UncheckedBuffer(built), config = self.config
+            // The steps of the series primed already (a restart primes before it decodes).
+            let steps = current.map { ss in seriesIndex[ss.key].map { self.series[$0].typicalStep } }
             DispatchQueue.concurrentPerform(iterations: min(workers, current.count)) { w in
-                for i in stride(from: w, to: current.count, by: workers) { out.buffer[i] = Self.restoredSeries(current[i], config: config) }
+                for i in stride(from: w, to: current.count, by: workers) { out.buffer[i] = Self.restoredSeries(current[i], config: config, step: steps[i]) }
             }
             series.append(contentsOf: built.lazy.map { $0! })
         }
@@ -513,13 +517,19 @@ public final class StreamingEngine {
         return g
     }
 
-    private func restoredSeries(_ ss: SeriesSnapshot) -> RestoredSeries { Self.restoredSeries(ss, config: config) }
+    private func restoredSeries(_ ss: SeriesSnapshot) -> RestoredSeries {
+        Self.restoredSeries(ss, config: config, step: seriesIndex[ss.key].map { series[$0].typicalStep })
+    }
 
-    private static func restoredSeries(_ ss: SeriesSnapshot, config: EngineConfig) -> RestoredSeries {
+    /// `step`: the primed series' step; nil for a series not primed yet (its checks are built
+    /// at its next value).
+    private static func restoredSeries(_ ss: SeriesSnapshot, config: EngineConfig, step: Double?) -> RestoredSeries {
         var w = ResidualWindow(capacity: config.residualWindow)
         for r in ss.residuals { w.add(r) }
+        var scorer = AnomalyScorer(config: config.anomaly, state: ss.anomaly)
+        if let step { scorer.settleRestored(step: step) }
         return RestoredSeries(key: ss.key, scaler: ss.scalerMean.flatMap { m in ss.scalerStd.map { Scaler(kind: .zScore, mean: m, std: $0) } },
-                              residuals: w, anomaly: AnomalyScorer(config: config.anomaly, state: ss.anomaly),
+                              residuals: w, anomaly: scorer,
                               blend: ss.blend ?? PersistenceBlend(), stepResiduals: ss.stepResiduals, stepAlpha: ss.stepAlpha)
     }
 
@@ -534,16 +544,22 @@ public final class StreamingEngine {
                 series[s].anomaly = ss.anomaly
                 series[s].blend = ss.blend
                 series[s].horizon?.restore(residuals: ss.stepResiduals, alpha: ss.stepAlpha)
+                if let k = primedFlags[s] { series[s].anomaly.noteFlag(pointsAgo: k) }
             }
             let snap = r.header
             guard let first = r.series.first, let g = seriesIndex[first.key].map({ series[$0].groupIndex }) else { continue }
             if let model = r.model, let adam = r.adam { groups[g].install(model, adam: adam, version: snap.version, predictThreads: config.predictThreads) }
             groups[g].trainings = snap.trainings
-            groups[g].points = snap.points
+            // Without a model the warm-up counts the points primed before, as `prime` does.
+            groups[g].points = r.model == nil ? max(groups[g].points, snap.points) : snap.points
             groups[g].lastTrainPoints = snap.lastTrainPoints
             if let last = snap.lastRetrain { groups[g].retrains = [last] }
         }
     }
+
+    /// After a restart: the checks of restored series that no history primed wait for their
+    /// next value; the flags noted while priming are done with.
+    public func settlePrimed() { primedFlags = [:] }
 
     /// Feeds already-processed history (rows up to the persisted watermark) into the series'
     /// windows without scoring, forecasting or counting them as new points.
@@ -567,22 +583,8 @@ public final class StreamingEngine {
             }
         }
         for (s, k) in sinceFlag { series[s].anomaly.noteFlag(pointsAgo: k) }
-        // The restored checks of the series this history primed are built now that their step
-        // is known (side by side: sorted windows, sealed blocks and fitted tails), so a restart
-        // does not hold every restored state in `Double`s until each series' next value.
-        var primed: [Int] = []
-        var seen = Set<Int>()
-        for o in observations { if let s = seriesIndex[o.series], seen.insert(s).inserted { primed.append(s) } }
-        let workers = max(1, min(config.predictThreads, primed.count)), toSettle = primed
-        series.withUnsafeMutableBufferPointer { all in
-            let states = UncheckedBuffer(all)
-            DispatchQueue.concurrentPerform(iterations: workers) { w in
-                for i in stride(from: w, to: toSettle.count, by: workers) {
-                    let s = toSettle[i]
-                    states.buffer[s].anomaly.settleRestored(step: states.buffer[s].typicalStep)
-                }
-            }
-        }
+        // Kept for a state installed after this history (a restart primes first).
+        for (s, k) in sinceFlag { primedFlags[s] = min(primedFlags[s] ?? k, k) }
         // A model not yet trained counts its warm-up in the points its series hold: a restart or
         // a shard handed over during warm-up would otherwise wait a whole warm-up again for
         // history it already has (no state is stored before the first model).

@@ -67,25 +67,9 @@ public final class StreamSession {
         self.watermarks = watermarks
         engine.numberVersions(above: storedVersions)
         var report = ResumeReport()
-        // Each state decoded into the engine's own form, a series at a time; installed only
-        // when every model fits (one that does not means the configuration changed: all retrain).
-        var restored: [RestoredGroup] = []
-        var misfit: ModelDoesNotFit?
-        for s in states {
-            do { restored.append(try engine.prepareRestore(encoded: s.bytes)) } catch let e as ModelDoesNotFit {
-                misfit = misfit ?? e
-            } catch {
-                report.warnings.append("\(s.label) has an unusable engine state (\(error)); it will be retrained")
-            }
-        }
-        if let misfit {
-            report.warnings.append("stored models do not fit the configuration (\(misfit)); training new ones")
-        } else {
-            engine.install(restored)
-            report.models = restored.map { ($0.key, $0.version) }
-        }
-        restored = []
-        retrainsSeen = engine.allRetrains.count
+        // The windows first: each series' history gives its step, so a stored series' checks
+        // are built as it is decoded (side by side), and the decoded values are freed before
+        // the next series is decoded rather than all at the end, with holes between.
         while let history = try nextHistory() {
             var observations: [Observation] = []
             var flagged: [Bool] = []
@@ -106,6 +90,26 @@ public final class StreamSession {
             report.historyRows += observations.count
             engine.prime(observations, flagged: flagged)
         }
+        // Each state decoded into the engine's own form, a series at a time; installed only
+        // when every model fits (one that does not means the configuration changed: all retrain).
+        var restored: [RestoredGroup] = []
+        var misfit: ModelDoesNotFit?
+        for s in states {
+            do { restored.append(try engine.prepareRestore(encoded: s.bytes)) } catch let e as ModelDoesNotFit {
+                misfit = misfit ?? e
+            } catch {
+                report.warnings.append("\(s.label) has an unusable engine state (\(error)); it will be retrained")
+            }
+        }
+        if let misfit {
+            report.warnings.append("stored models do not fit the configuration (\(misfit)); training new ones")
+        } else {
+            engine.install(restored)
+            report.models = restored.map { ($0.key, $0.version) }
+        }
+        restored = []
+        engine.settlePrimed()
+        retrainsSeen = engine.allRetrains.count
         engine.restorePending(pending.map { ($0.series, $0.forecast) })
         // Deferred: the jobs wait in `takeTrainingJobs()`; inline: the model is there already
         // and the forecasts below use it.
