@@ -19,7 +19,8 @@ struct BenchRestart: AsyncParsableCommand {
         abstract: "Checkpoint and restart of many series at steady state through PostgreSQL.",
         discussion: """
             Needs a database the user may create a table and the forecast schema in (a throwaway \
-            one: scripts/bench-restart starts one). Writes the state under the source \
+            one: scripts/pg-tmp run -- bash -c 'forecastd bench restart --database \
+            "$FORECASTD_DATABASE_URL"'). Writes the state under the source \
             public.forecastd_bench_restart, replacing what an earlier run wrote there.
             """)
 
@@ -59,6 +60,8 @@ struct BenchRestart: AsyncParsableCommand {
                 return s
             }
         }
+        // The baseline holds neither the streamed engine (freed) nor the stored bytes (the
+        // restart's own input, so part of its peak).
         base = min(base, FreedMemory.release().after)
         say("\(series) series streamed to steady state and copied to \(total): \(mb(stored.count)) MB of state, \(String(format: "%.0f", now() - t0)) s")
 
@@ -99,12 +102,12 @@ struct BenchRestart: AsyncParsableCommand {
         out["checkpoint_write_seconds"] = writeSeconds
         out["checkpoint_seconds"] = encodeSeconds + writeSeconds
         out["checkpoint_peak_mb"] = mb(max(encodePeak, writePeak) - held)
-        let stored_mb = mb(Int(try conn.execute("""
+        let storedMB = mb(Int(try conn.execute("""
             SELECT sum(pg_column_size(engine_state)) + coalesce((SELECT sum(pg_column_size(bytes)) FROM forecast.model_state_chunks WHERE source = $1), 0)
             FROM forecast.models WHERE source = $1
             """, [store.resolved.source.table.display]).scalar ?? "0") ?? 0)
-        out["stored_mb"] = stored_mb
-        say("checkpoint: \(mb(checkpointBytes)) MB encoded in \(String(format: "%.1f", encodeSeconds)) s, written in \(String(format: "%.1f", writeSeconds)) s (\(stored_mb) MB stored), peak \(mb(max(encodePeak, writePeak) - held)) MB above the engine")
+        out["stored_mb"] = storedMB
+        say("checkpoint: \(mb(checkpointBytes)) MB encoded in \(String(format: "%.1f", encodeSeconds)) s, written in \(String(format: "%.1f", writeSeconds)) s (\(storedMB) MB stored), peak \(mb(max(encodePeak, writePeak) - held)) MB above the engine")
 
         // 4. The next restart reads it back (the engine above is gone by then, as in a restart).
         saves = []

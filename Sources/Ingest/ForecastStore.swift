@@ -583,10 +583,11 @@ public final class ForecastStore {
     func engineState(modelKey: String, version: Int) throws -> [UInt8]? {
         let key: [PostgresConnection.Parameter] = [.text(sourceKey), .text(modelKey), .text(String(version))]
         let r = try connection.execute("""
-            SELECT octet_length(engine_state), engine_state_chunks,
-                   (SELECT count(*) FROM forecast.model_state_chunks c WHERE c.source = m.source AND c.model_key = m.model_key AND c.version = m.version),
-                   (SELECT sum(octet_length(bytes)) FROM forecast.model_state_chunks c WHERE c.source = m.source AND c.model_key = m.model_key AND c.version = m.version)
-            FROM forecast.models m WHERE source = $1 AND model_key = $2 AND version = $3
+            SELECT octet_length(m.engine_state), m.engine_state_chunks, c.stored, c.bytes
+            FROM forecast.models m CROSS JOIN LATERAL (
+                SELECT count(*), sum(octet_length(bytes)) FROM forecast.model_state_chunks
+                WHERE source = m.source AND model_key = m.model_key AND version = m.version) c(stored, bytes)
+            WHERE m.source = $1 AND m.model_key = $2 AND m.version = $3
             """, parameters: key)
         guard let row = r.rows.first, let firstBytes = row[0].flatMap({ Int($0) }) else { return nil }
         let chunks = Int(row[1] ?? "1") ?? 1, stored = Int(row[2] ?? "0") ?? 0

@@ -86,12 +86,6 @@ extension AnomalyScorer {
     }
 }
 
-/// A series source that threads may call at once (it only reads).
-private struct UncheckedSeries: @unchecked Sendable {
-    let f: (Int) -> SeriesSnapshot
-    init(_ f: @escaping (Int) -> SeriesSnapshot) { self.f = f }
-}
-
 /// Compact binary form of a group snapshot for forecast.models.engine_state: thousands of series
 /// with hundreds of residuals each must not turn every checkpoint into megabytes of JSON.
 /// Residual and score histories are stored as Float32 (they only feed quantiles and means).
@@ -140,29 +134,21 @@ public enum SnapshotCodec {
         let headerBytes = w.bytes.count
         // Series a batch at a time, each written by one of `threads` into a buffer of its own,
         // then appended in order: the bytes are those of one thread.
-        withoutActuallyEscaping(series) { series in
-            let make = UncheckedSeries(series)
-            var done = 0
-            while done < seriesCount {
-                let batch = min(seriesCount - done, done == 0 ? 1 : 256)
-                let parts = UnsafeMutableBufferPointer<[UInt8]>.allocate(capacity: batch)
-                parts.initialize(repeating: [])
-                defer { parts.deinitialize(); parts.deallocate() }
-                let out = UncheckedBuffer(parts), first = done, packed = w.packed
-                DispatchQueue.concurrentPerform(iterations: min(max(threads, 1), batch)) { t in
-                    for k in stride(from: t, to: batch, by: max(threads, 1)) {
-                        var part = Writer()
-                        part.packed = packed
-                        part.series(make.f(first + k))
-                        out.buffer[k] = part.bytes
-                    }
-                }
-                for p in parts { w.bytes += p }
-                done += batch
-                // Sized from the first series: one allocation, not a doubling (and a copy) at each
-                // power of two, which at steady state briefly held the state up to three times.
-                if done == 1 { w.bytes.reserveCapacity(headerBytes + (w.bytes.count - headerBytes) * seriesCount * 21 / 20 + 4) }
+        var done = 0
+        while done < seriesCount {
+            let batch = min(seriesCount - done, done == 0 ? 1 : 256)
+            let first = done, packed = w.packed
+            let parts = parallelMap(batch, threads: threads) { k in
+                var part = Writer()
+                part.packed = packed
+                part.series(series(first + k))
+                return part.bytes
             }
+            for p in parts { w.bytes += p }
+            done += batch
+            // Sized from the first series: one allocation, not a doubling (and a copy) at each
+            // power of two, which at steady state briefly held the state up to three times.
+            if done == 1 { w.bytes.reserveCapacity(headerBytes + (w.bytes.count - headerBytes) * seriesCount * 21 / 20 + 4) }
         }
         w.u32(CRC32.checksum(w.bytes))
         return w.bytes

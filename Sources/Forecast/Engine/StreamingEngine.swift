@@ -477,20 +477,14 @@ public final class StreamingEngine {
         // Decoding the bytes is sequential; rebuilding each series' checks from its snapshot
         // (sorted windows, sealed blocks, the fitted tail) is most of the work: a batch at a
         // time, split across the forecast threads.
-        let workers = max(1, config.predictThreads)
         func build() {
-            let current = batch
+            let current = batch, config = self.config
             batch.removeAll(keepingCapacity: true)
-            let built = UnsafeMutableBufferPointer<RestoredSeries?>.allocate(capacity: current.count)
-            built.initialize(repeating: nil)
-            defer { built.deallocate() }
-            let out = UncheckedBuffer(built), config = self.config
             // The steps of the series primed already (a restart primes before it decodes).
             let steps = current.map { ss in seriesIndex[ss.key].map { self.series[$0].typicalStep } }
-            DispatchQueue.concurrentPerform(iterations: min(workers, current.count)) { w in
-                for i in stride(from: w, to: current.count, by: workers) { out.buffer[i] = Self.restoredSeries(current[i], config: config, step: steps[i]) }
+            series += parallelMap(current.count, threads: config.predictThreads) { i in
+                Self.restoredSeries(current[i], config: config, step: steps[i])
             }
-            series.append(contentsOf: built.lazy.map { $0! })
         }
         let header = try SnapshotCodec.decode(bytes) { s in
             batch.append(s)
@@ -555,11 +549,8 @@ public final class StreamingEngine {
             groups[g].lastTrainPoints = snap.lastTrainPoints
             if let last = snap.lastRetrain { groups[g].retrains = [last] }
         }
+        primedFlags = [:]
     }
-
-    /// After a restart: the checks of restored series that no history primed wait for their
-    /// next value; the flags noted while priming are done with.
-    public func settlePrimed() { primedFlags = [:] }
 
     /// Feeds already-processed history (rows up to the persisted watermark) into the series'
     /// windows without scoring, forecasting or counting them as new points.
@@ -701,10 +692,4 @@ struct RestoredSeries {
 /// A stored model this configuration cannot use (another shape, or weights that do not decode).
 public struct ModelDoesNotFit: Error, CustomStringConvertible {
     public var description: String
-}
-
-/// A buffer whose elements threads write at indices of their own (`concurrentPerform`).
-struct UncheckedBuffer<T>: @unchecked Sendable {
-    let buffer: UnsafeMutableBufferPointer<T>
-    init(_ buffer: UnsafeMutableBufferPointer<T>) { self.buffer = buffer }
 }

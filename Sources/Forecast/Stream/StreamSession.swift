@@ -107,8 +107,6 @@ public final class StreamSession {
             engine.install(restored)
             report.models = restored.map { ($0.key, $0.version) }
         }
-        restored = []
-        engine.settlePrimed()
         retrainsSeen = engine.allRetrains.count
         engine.restorePending(pending.map { ($0.series, $0.forecast) })
         // Deferred: the jobs wait in `takeTrainingJobs()`; inline: the model is there already
