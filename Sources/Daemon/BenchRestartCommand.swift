@@ -10,9 +10,10 @@ import Ingest
 /// it. `--series` series are streamed to steady state (as `bench state` does) and each one's state
 /// is given to `--copies` series under new names: a group snapshot as a daemon with that many
 /// series at steady state writes it. What is measured is what a daemon does with it: the restart
-/// (decode, restore, windows primed from rows), the memory it then holds, the checkpoint (encode,
-/// write), and reading it back for the next restart. The history query itself is `bench-daemon
-/// --restart`'s part (it needs the rows in a table).
+/// (decode, restore, the rows after each stored window primed, the pending forecasts made again),
+/// the memory it then holds, the checkpoint (encode, write), and reading it back for the next
+/// restart. The history query itself is `bench-daemon --restart`'s part (it needs the rows in a
+/// table); here the rows after each window (`--tail`, none after a clean stop) are made up.
 struct BenchRestart: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "restart",
@@ -29,12 +30,13 @@ struct BenchRestart: AsyncParsableCommand {
     @Option(help: "Series each streamed one's state is given to (total: series x copies).") var copies = 100
     @Option(help: "Points per streamed series.") var points = 7600
     @Option(name: .customLong("step"), help: "Seconds between a series' points.") var stepSeconds = 300.0
+    @Option(help: "Rows of each series committed after the checkpoint (a restart after a crash reads them).") var tail = 0
     @Option(help: "Hidden size of every layer of the (shared) model.") var hidden = 64
     @Option(help: "Stacked layers.") var layers = 2
     @Flag(help: "Print one JSON object as the last line.") var json = false
 
     func run() async throws {
-        guard series >= 1, copies >= 1, points >= 1 else { throw ValidationError("--series, --copies and --points must be at least 1") }
+        guard series >= 1, copies >= 1, points >= 1, tail >= 0 else { throw ValidationError("--series, --copies and --points must be at least 1, --tail at least 0") }
         var config = DaemonConfig.defaultEngine
         config.hiddenSizes = Array(repeating: hidden, count: layers)
         config.initialEpochs = 1
@@ -44,16 +46,18 @@ struct BenchRestart: AsyncParsableCommand {
         func say(_ s: String) { if !json { FileHandle.standardOutput.write(Data((s + "\n").utf8)) } }
         func mb(_ b: Int) -> Double { (Double(b) / 1e6).rounded() }
         var out: [String: Any] = ["mode": "restart", "series": total, "streamed_series": series, "points": points,
-                                  "step_seconds": stepSeconds]
+                                  "step_seconds": stepSeconds, "tail_rows": tail]
 
         // 1. The state of `total` series at steady state, as a checkpoint holds it.
         let t0 = now()
         var base = residentBytes()
         var stored: [UInt8]
+        var ends: [Double] = []
         do {
             let (engine, _) = try steadyStateEngine(config: config, series: series, points: points, stepSeconds: stepSeconds)
             out["streamed_state_bytes_per_series"] = engine.seriesStateBytes / series
             guard let g = engine.snapshot().first, g.checkpoint != nil else { throw CLIError("no model was trained while streaming (raise --points)") }
+            ends = g.series.map { $0.window?.lastTime ?? 0 }
             stored = SnapshotCodec.encode(g, seriesCount: total) { i in
                 var s = g.series[i % series]
                 s.key = "s\(i)"
@@ -65,12 +69,12 @@ struct BenchRestart: AsyncParsableCommand {
         base = min(base, FreedMemory.release().after)
         say("\(series) series streamed to steady state and copied to \(total): \(mb(stored.count)) MB of state, \(String(format: "%.0f", now() - t0)) s")
 
-        // 2. A restart from it: decode, restore, and each series' window from its own rows.
-        let historyRows = try StreamSession(config: config, training: .inline).historyNeeded
+        // 2. A restart from it: decode, restore, the rows after each window, the pending forecasts.
         var session: StreamSession? = try StreamSession(config: config, training: .inline)
-        let (restartSeconds, restartPeakBytes, _) = try measured {
-            try resume(session!, states: [stored], total: total, rows: historyRows)
+        let (restartSeconds, restartPeakBytes, first) = try measured {
+            try resume(session!, states: [stored], total: total, ends: ends)
         }
+        out["restart_history_rows"] = first.historyRows
         // The bytes read are freed once the engine holds their state, as in the daemon.
         stored = []
         let (_, held) = FreedMemory.release()
@@ -116,7 +120,7 @@ struct BenchRestart: AsyncParsableCommand {
         let (readSeconds, readPeak, models) = try measured { try store.latestModels() }
         let states = models.compactMap(\.engineState)
         let (resumeSeconds, resumePeak, report) = try measured {
-            try resume(try StreamSession(config: config, training: .inline), states: states, total: total, rows: historyRows)
+            try resume(try StreamSession(config: config, training: .inline), states: states, total: total, ends: ends)
         }
         guard report.warnings.isEmpty, report.models.count == 1 else { throw CLIError("the stored state did not restore: \(report.warnings)") }
         out["read_seconds"] = readSeconds
@@ -128,23 +132,36 @@ struct BenchRestart: AsyncParsableCommand {
         try emit(out, json: json)
     }
 
-    /// A restart from `states`, each series' window primed from `rows` recent points, in pages of
-    /// 2,000 series made as the session asks for them (the daemon's history pages).
-    private func resume(_ session: StreamSession, states: [[UInt8]], total: Int, rows: Int) throws -> StreamSession.ResumeReport {
-        var first = 0
-        return session.resume(states: states.map { (label: "bench", bytes: $0) }, nextHistory: {
-            guard first < total else { return nil }
-            var page: [RawRow] = []
-            page.reserveCapacity(2000 * rows)
-            for i in first..<min(first + 2000, total) {
-                for k in 0..<rows {
-                    let t = 1_700_000_000 + Double(points - rows + k) * stepSeconds
-                    page.append(RawRow(series: "s\(i)", time: t, value: .number(100 + 10 * sin(2 * .pi * t / 86_400 + Double(i % 7)))))
+    /// A restart from `states` as the daemon makes it: the watermarks `--tail` points after each
+    /// stored window (`ends`: each streamed series' last time), the rows after the windows made
+    /// up when the session asks for them (in the daemon's pages), and a pending forecast for
+    /// every series, which the restart makes again.
+    private func resume(_ session: StreamSession, states: [[UInt8]], total: Int, ends: [Double]) throws -> StreamSession.ResumeReport {
+        let step = stepSeconds, tail = tail, series = series
+        var watermarks: [String: Double] = [:]
+        var pending: [StreamSession.PendingForecast] = []
+        watermarks.reserveCapacity(total)
+        pending.reserveCapacity(total)
+        for i in 0..<total {
+            let w = ends[i % series] + Double(tail) * step
+            watermarks["s\(i)"] = w
+            pending.append(.init(series: "s\(i)", forecast: Forecast(time: w + step, value: 100, lower: 90, upper: 110, modelVersion: 1)))
+        }
+        let limit = session.historyNeeded
+        return session.resume(states: states.map { (label: "bench", bytes: $0) }, history: { asked in
+            var rows: [RawRow] = []
+            for r in asked {
+                let w = watermarks[r.series]!
+                let first = max(r.after ?? -.infinity, w - Double(limit) * step)
+                var t = w
+                var times: [Double] = []
+                while t > first { times.append(t); t -= step }
+                for t in times.reversed() {
+                    rows.append(RawRow(series: r.series, time: t, value: .number(100 + 10 * sin(2 * .pi * t / 86_400))))
                 }
             }
-            first += 2000
-            return page
-        }, pending: [])
+            return rows
+        }, pending: pending, watermarks: watermarks)
     }
 
     /// Seconds, the resident high-water mark while `body` ran (reset first: Linux's clear_refs 5) and its result.

@@ -110,66 +110,44 @@ public final class ForecastStore {
         return r.rows.map { QueuedRow(id: Int64($0[0]!) ?? 0, row: RawRow(sourceRow: Array($0[1...]))) }
     }
 
-    /// The last `perSeries` rows at or before each series' watermark, oldest first: what a
-    /// restarted daemon feeds back into its windows. With an index on the source's (series,
-    /// time) each series is one short walk of that index, so startup reads about
-    /// series × `perSeries` rows however long the table is. Without one, the table is read once
-    /// and ranked, which is the best a table without an index allows.
-    public func history(perSeries: Int) throws -> [RawRow] {
-        try rows(of: connection.execute(historyQuery(usingIndex: try hasSeriesTimeIndex()), [sourceKey, String(perSeries)]))
-    }
-
-    /// Points the daemon flagged stay flagged: out of training and scaling, and the cooldown
-    /// goes on from the last flag.
-    private func rows(of r: QueryResult) -> [RawRow] {
-        r.rows.map { row in
-            var r = RawRow(sourceRow: row)
-            r.flagged = row[3] == "t"
-            return r
-        }
-    }
-
-    /// The same history a page of series at a time, for a restart with many series: each call
-    /// returns the rows of the next `seriesPerPage` series (by series id) after `after`, and
-    /// the last of them (nil once there are no more), so memory holds one page of rows, not
-    /// every series' history at once. Pages need the (series, time) index; without it the
-    /// whole history is one page, since each page would be a scan of the table.
-    public func historyPage(perSeries: Int, after: String?, seriesPerPage: Int) throws -> (rows: [RawRow], last: String?) {
-        guard try hasSeriesTimeIndex() else {
-            return after == nil ? (try history(perSeries: perSeries), nil) : ([], nil)
-        }
-        let keys = try connection.execute("""
-            SELECT series FROM forecast.series_state
-            WHERE source = $1 AND watermark IS NOT NULL AND ($2::text IS NULL OR series > $2::text)\(inShard("series"))
-            ORDER BY series LIMIT $3::bigint
-            """, [sourceKey, after, String(seriesPerPage)]).rows.compactMap { $0[0] }
-        guard let last = keys.last else { return ([], nil) }
-        let array = PostgresConnection.textArray(keys)
+    /// The rows a restarted daemon feeds back into its windows, for the series asked: of each,
+    /// the last `perSeries` rows at or before its watermark and after the request's `after`
+    /// (the end of the window its checkpoint restored; nil: no lower bound), oldest first. With
+    /// an index on the source's (series, time) each series is one short walk of that index, so
+    /// a restart reads what its checkpoint lacks however long the table is. Without one, the
+    /// table is read once and ranked, which is the best a table without an index allows: ask
+    /// for every series at once then (`hasSeriesTimeIndex`).
+    public func history(perSeries: Int, for requests: [StreamSession.HistoryRequest]) throws -> [RawRow] {
+        guard !requests.isEmpty else { return [] }
+        let keys = PostgresConnection.textArray(requests.map(\.series))
+        // No lower bound is -Infinity (not NULL): the bound stays a condition the index walk stops at.
+        let after = "{" + requests.map { $0.after.map { "\($0)" } ?? "-Infinity" }.joined(separator: ",") + "}"
         var page: [RawRow] = []
-        page.reserveCapacity(keys.count * min(perSeries, 1024))
-        // Read as libpq holds them, in the order the index walk gives (each series' rows
-        // together, newest first) rather than sorted by the server: a page is hundreds of
-        // thousands of rows, and their sort and a string per field were most of a restart.
+        page.reserveCapacity(requests.count * min(perSeries, 64))
+        // Read as libpq holds them, in the order the plan gives (with the index each series'
+        // rows together, newest first) rather than sorted by the server: a restart without
+        // windows reads hundreds of thousands of rows a page, and their sort and a string per
+        // field were most of it.
         var series = ""
-        try connection.forEachRow(historyQuery(usingIndex: true, seriesIn: "$3::text[]", flags: false, sorted: false),
-                                  [sourceKey, String(perSeries), array]) { row in
+        try connection.forEachRow(historyQuery(usingIndex: try hasSeriesTimeIndex()),
+                                  [sourceKey, String(perSeries), keys, after]) { row in
             if !row.equals(0, series) { series = row.string(0) ?? "" }
             page.append(RawRow(series: series, time: row.double(1), valueText: row.string(2)))
         }
         Self.putInTimeOrder(&page)
-        // The flagged points of the page, from the partial index of anomalies, instead of a
-        // lookup in forecast.predictions for every history row. Matched to the microsecond, as
+        // The flagged points of these series, from the partial index of anomalies, instead of
+        // a lookup in forecast.predictions for every row. Matched to the microsecond, as
         // to_timestamp stores them.
         let flagged = Set(try connection.execute("""
             SELECT series, round(extract(epoch FROM ts) * 1e6)::bigint FROM forecast.predictions
             WHERE source = $1 AND series = ANY($2::text[]) AND is_anomaly
-            """, [sourceKey, array]).rows.map { "\($0[0] ?? "")|\($0[1] ?? "")" })
+            """, [sourceKey, keys]).rows.map { "\($0[0] ?? "")|\($0[1] ?? "")" })
         if !flagged.isEmpty {
             for i in page.indices {
                 if let t = page[i].time, flagged.contains("\(page[i].series)|\(Int64((t * 1e6).rounded()))") { page[i].flagged = true }
             }
         }
-        return (page, last)
+        return page
     }
 
     /// Puts each series' rows in time order, oldest first, as the engine takes them. The rows of
@@ -196,42 +174,37 @@ public final class ForecastStore {
         }
     }
 
-    /// The history query, with $1 the source key and $2 the rows per series; `seriesIn` names a
-    /// text[] parameter that limits it to those series (index walk only). `sorted`: by time and
-    /// series (otherwise in the order the plan gives).
-    func historyQuery(usingIndex: Bool, seriesIn: String? = nil, flags: Bool = true, sorted: Bool = true) -> String {
+    /// The history query: $1 the source key, $2 the rows per series, $3 the series (text[]) and
+    /// $4 (float8[], aligned with $3) the time each series' rows must come after (-Infinity: any).
+    func historyQuery(usingIndex: Bool) -> String {
         let src = resolved
-        let rows: String
-        if usingIndex, let bound = src.rawTimeAtMost("st.watermark") {
-            rows = """
-                SELECT h.series, h.t, h.v FROM forecast.series_state st
+        let asked = "unnest($3::text[], $4::float8[]) AS k(series, after)"
+        if usingIndex, let upper = src.rawTimeAtMost("st.watermark"), let lower = src.rawTimeAfter("k.after") {
+            return """
+                SELECT h.series, h.t, h.v FROM \(asked)
+                JOIN forecast.series_state st ON st.source = $1 AND st.series = k.series
                 CROSS JOIN LATERAL (
                     SELECT \(src.seriesExpression) AS series, \(src.timeExpression) AS t, \(src.valueExpression) AS v
                     FROM \(src.source.table.quoted)
-                    WHERE \(src.seriesExpression) = st.series AND \(bound) AND \(src.timeExpression) <= st.watermark
+                    WHERE \(src.seriesExpression) = st.series AND \(upper) AND \(src.timeExpression) <= st.watermark
+                      AND \(lower) AND \(src.timeExpression) > k.after
                     ORDER BY \(src.rawTimeExpression) DESC
                     LIMIT $2::bigint) h
-                WHERE st.source = $1 AND st.watermark IS NOT NULL\(inShard("st.series"))\(seriesIn.map { " AND st.series = ANY(\($0))" } ?? "")
-                """
-        } else {
-            rows = """
-                SELECT r.series, r.t, r.v FROM (
-                    SELECT src.series, src.t, src.v,
-                           row_number() OVER (PARTITION BY src.series ORDER BY src.t DESC) AS k
-                    FROM (SELECT \(src.seriesExpression) AS series, \(src.timeExpression) AS t,
-                                 \(src.valueExpression) AS v
-                          FROM \(src.source.table.quoted)) src
-                    JOIN forecast.series_state st ON st.source = $1 AND st.series = src.series
-                    WHERE src.t <= st.watermark\(inShard("st.series"))
-                ) r
-                WHERE r.k <= $2::bigint
+                WHERE st.watermark IS NOT NULL\(inShard("st.series"))
                 """
         }
-        guard flags else { return "SELECT h.series, h.t, h.v, false FROM (\(rows)) h" + (sorted ? " ORDER BY h.t, h.series" : "") }
         return """
-            SELECT h.series, h.t, h.v, COALESCE(p.is_anomaly, false) FROM (\(rows)) h
-            LEFT JOIN forecast.predictions p ON p.source = $1 AND p.series = h.series AND p.ts = to_timestamp(h.t)
-            ORDER BY h.t, h.series
+            SELECT r.series, r.t, r.v FROM (
+                SELECT src.series, src.t, src.v,
+                       row_number() OVER (PARTITION BY src.series ORDER BY src.t DESC) AS n
+                FROM (SELECT \(src.seriesExpression) AS series, \(src.timeExpression) AS t,
+                             \(src.valueExpression) AS v
+                      FROM \(src.source.table.quoted)) src
+                JOIN \(asked) ON k.series = src.series
+                JOIN forecast.series_state st ON st.source = $1 AND st.series = src.series
+                WHERE src.t <= st.watermark AND src.t > k.after\(inShard("st.series"))
+            ) r
+            WHERE r.n <= $2::bigint
             """
     }
 

@@ -103,6 +103,16 @@ public struct ResolvedSource: Sendable, Equatable {
         }
     }
 
+    /// The same for every row after `epoch`, letting a microsecond more through.
+    public func rawTimeAfter(_ epoch: String) -> String? {
+        switch timeKind {
+        case .timestamptz: return "\(rawTimeExpression) >= to_timestamp(\(epoch) - 1e-6)"
+        case .timestamp: return "\(rawTimeExpression) >= (to_timestamp(\(epoch) - 1e-6) AT TIME ZONE 'UTC')"
+        case .date: return "\(rawTimeExpression) >= (to_timestamp(\(epoch)) AT TIME ZONE 'UTC')::date"
+        case .number: return nil
+        }
+    }
+
     /// Rows in stream order (time, then series), optionally limited to one series and a time
     /// range (both bounds in epoch seconds, inclusive), read through a cursor in pages.
     public func readAll(on conn: PostgresConnection, series: String? = nil, from: Double? = nil, to: Double? = nil,

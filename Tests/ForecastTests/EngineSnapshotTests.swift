@@ -110,11 +110,112 @@ final class EngineSnapshotTests: XCTestCase {
         let blocks = packed.context.values.count / HalfRing.blockSize
         let halves = packed.history.count + packed.shift.history.count + packed.shortShift.history.count
             + packed.context.history.count + blocks * HalfRing.blockSize
-        XCTAssertGreaterThanOrEqual(v6.count - bytes.count, 2 * halves - 9 * blocks - 4 * 9)
+        let v7 = SnapshotCodec.encode(snapshot(packed), version: 7)
+        XCTAssertEqual(bytes.count, v7.count + 8, "version 8 adds the window (here none: its length -1)")
+        XCTAssertGreaterThanOrEqual(v6.count - v7.count, 2 * halves - 9 * blocks - 4 * 9)
         // Values off the two-byte grid (one Float ulp up) come back exactly, as Float32.
         packed.history = packed.history.map { Double(Float($0).nextUp) }
         packed.context.values = packed.context.values.map { Double(Float($0).nextUp) }
         XCTAssertEqual(try SnapshotCodec.decode(SnapshotCodec.encode(snapshot(packed))).series[0].anomaly, packed)
+    }
+
+    func rows(_ obs: [Observation]) -> [RawRow] { obs.map { RawRow(series: $0.series, time: $0.time, value: RawValue($0.value)) } }
+
+    /// A state holds each series' window: a restart asks the source only for the rows after it
+    /// (none after a clean stop) and then forecasts as the engine that never stopped.
+    func testResumeTakesTheWindowsFromTheStateAndReadsOnlyTheRowsAfterThem() throws {
+        let original = try StreamSession(config: config(), training: .inline)
+        _ = original.process(rows(data(150)))
+        let states = original.engine.snapshot().map { (label: "m", bytes: SnapshotCodec.encode($0)) }
+        XCTAssertEqual(try SnapshotCodec.decode(states[0].bytes).series.map { $0.window?.values.count },
+                       [original.historyNeeded, original.historyNeeded])
+        // Committed after the checkpoint, before a crash: 5 rows of each series.
+        let later = data(5, from: 150)
+        _ = original.process(rows(later))
+        let pending = ["a", "b"].map { StreamSession.PendingForecast(series: $0, forecast: original.engine.pendingForecast(series: $0)!) }
+        let watermarks = ["a": 154 * 60.0, "b": 154 * 60.0]
+
+        func restart(_ marks: [String: Double], answer: [Observation]) throws -> (StreamSession, [StreamSession.HistoryRequest]) {
+            let s = try StreamSession(config: config(), training: .inline)
+            var asked: [StreamSession.HistoryRequest] = []
+            let report = s.resume(states: states, pageSize: 1, history: { page in
+                XCTAssertEqual(page.count, 1, "one page of one series at a time")
+                asked += page
+                return self.rows(answer.filter { o in page.contains { $0.series == o.series && o.time > ($0.after ?? -.infinity) } })
+            }, pending: pending, watermarks: marks)
+            XCTAssertEqual(report.warnings, [])
+            XCTAssertEqual(report.historyRows, asked.isEmpty ? 0 : later.count)
+            return (s, asked)
+        }
+        let (resumed, asked) = try restart(watermarks, answer: data(155))
+        XCTAssertEqual(asked, ["a", "b"].map { .init(series: $0, after: 149 * 60) }, "only the rows after each window")
+        // The state is the checkpoint's (older than the rows after it, as after any crash): the
+        // same engine as a state without windows and the newest rows of the source make.
+        var old = try SnapshotCodec.decode(states[0].bytes)
+        old.series = old.series.map { var x = $0; x.window = nil; return x }
+        let fromRows = try StreamSession(config: config(), training: .inline)
+        _ = fromRows.resume(states: [(label: "m", bytes: SnapshotCodec.encode(old))],
+                            history: rows(Array(data(155).suffix(2 * fromRows.historyNeeded))), pending: pending, watermarks: watermarks)
+        let next = rows(data(20, from: 155))
+        let a = fromRows.process(next), b = resumed.process(next)
+        XCTAssertEqual(a.forecasts, b.forecasts)
+        XCTAssertEqual(a.completed.map(\.previousActual), b.completed.map(\.previousActual))
+        XCTAssertEqual(a.completed.map(\.anomalyScore), b.completed.map(\.anomalyScore))
+
+        // After a clean stop the windows end at the watermarks: the source is not asked at all.
+        let clean = try StreamSession(config: config(), training: .inline)
+        var calls = 0
+        let report = clean.resume(states: states, history: { _ in calls += 1; return [] }, pending: [],
+                                  watermarks: ["a": 149 * 60.0, "b": 149 * 60.0])
+        XCTAssertEqual(calls, 0)
+        XCTAssertEqual(report.batch.forecasts.map(\.series).sorted(), ["a", "b"], "forecast from the stored windows alone")
+        // and goes on as the engine that wrote the checkpoint.
+        let stopped = try StreamSession(config: config(), training: .inline)
+        _ = stopped.process(rows(data(150)))
+        let more = rows(data(20, from: 150))
+        XCTAssertEqual(stopped.process(more).forecasts, clean.process(more).forecasts)
+    }
+
+    /// More rows after a stored window than a restart reads (the newest `historyNeeded`): rows
+    /// between the two would be missing, so the window is started again from the rows read,
+    /// as from a state without windows.
+    func testRowsPastAGapReplaceTheStoredWindow() throws {
+        let original = try StreamSession(config: config(), training: .inline)
+        _ = original.process(rows(data(150)))
+        let group = original.engine.snapshot()[0]
+        let n = original.historyNeeded
+        let newest = Array(data(150 + n).suffix(2 * n))
+        func windows(_ states: [(label: String, bytes: [UInt8])]) throws -> [[Double]] {
+            let s = try StreamSession(config: config(), training: .inline)
+            _ = s.resume(states: states, history: { _ in self.rows(newest) }, pending: [],
+                         watermarks: ["a": Double(150 + n - 1) * 60, "b": Double(150 + n - 1) * 60])
+            return s.engine.snapshot()[0].series.map { $0.window?.values ?? [] }
+        }
+        var withoutWindows = group
+        withoutWindows.series = group.series.map { var x = $0; x.window = nil; return x }
+        let replaced = try windows([(label: "m", bytes: SnapshotCodec.encode(group))])
+        XCTAssertEqual(replaced, try windows([(label: "m", bytes: SnapshotCodec.encode(withoutWindows))]))
+        XCTAssertEqual(replaced.map(\.count), [n, n])
+        XCTAssertEqual(replaced[0].first, newest.first { $0.series == "a" }?.value)
+    }
+
+    /// A state written before windows were stored (version 7) restores, with the windows read
+    /// from the source as before.
+    func testStateWithoutWindowsTakesTheWindowsFromTheSource() throws {
+        let original = try StreamSession(config: config(), training: .inline)
+        _ = original.process(rows(data(150)))
+        let old = SnapshotCodec.encode(original.engine.snapshot()[0], version: 7)
+        XCTAssertNil(try SnapshotCodec.decode(old).series[0].window)
+        let resumed = try StreamSession(config: config(), training: .inline)
+        var asked: [StreamSession.HistoryRequest] = []
+        let pending = ["a", "b"].map { StreamSession.PendingForecast(series: $0, forecast: original.engine.pendingForecast(series: $0)!) }
+        _ = resumed.resume(states: [(label: "m", bytes: old)], history: { page in
+            asked += page
+            return self.rows(Array(self.data(150).suffix(2 * resumed.historyNeeded)))
+        }, pending: pending, watermarks: ["a": 149 * 60.0, "b": 149 * 60.0])
+        XCTAssertEqual(asked, [.init(series: "a", after: nil), .init(series: "b", after: nil)])
+        let next = rows(data(20, from: 150))
+        XCTAssertEqual(original.process(next).forecasts, resumed.process(next).forecasts)
     }
 
     /// No state is stored before the first model, so a restart (or a shard taken over) during

@@ -41,6 +41,13 @@ final class HistoryQueryTests: XCTestCase {
         return (conn, store)
     }
 
+    /// Every series of the source, with no lower bound (a restart from a state without windows).
+    func history(_ store: ForecastStore, perSeries: Int, after: [String: Double] = [:]) throws -> [RawRow] {
+        let keys = try store.connection.execute("SELECT series FROM forecast.series_state WHERE source = $1 ORDER BY series",
+                                                [store.sourceKey]).rows.compactMap { $0[0] }
+        return try store.history(perSeries: perSeries, for: keys.map { .init(series: $0, after: after[$0]) })
+    }
+
     func describe(_ rows: [RawRow]) -> [String] {
         rows.map { "\($0.series)@\($0.time ?? -1)=\($0.value.number ?? -1)\($0.flagged ? "!" : "")" }
     }
@@ -49,11 +56,17 @@ final class HistoryQueryTests: XCTestCase {
         for timeType in ["timestamptz", "timestamp", "date"] {
             let (conn, store) = try setUp(timeType: timeType)
             XCTAssertFalse(try store.hasSeriesTimeIndex(), timeType)
-            let scanned = try store.history(perSeries: 6)
+            let scanned = try history(store, perSeries: 6)
+            let scannedAfter = try history(store, perSeries: 6, after: ["a": 1_704_067_200 + 21 * (timeType == "date" ? 86_400 : 3600)])
             try conn.execute("CREATE INDEX ON public.readings (series, ts)")
             XCTAssertTrue(try store.hasSeriesTimeIndex(), timeType)
-            let walked = try store.history(perSeries: 6)
+            let walked = try history(store, perSeries: 6)
             XCTAssertEqual(describe(walked), describe(scanned), timeType)
+            // After a stored window's end: only the rows past it (a: 22...24), the rest as before.
+            let walkedAfter = try history(store, perSeries: 6, after: ["a": 1_704_067_200 + 21 * (timeType == "date" ? 86_400 : 3600)])
+            XCTAssertEqual(describe(walkedAfter), describe(scannedAfter), timeType)
+            XCTAssertEqual(walkedAfter.filter { $0.series == "a" }.map(\.value.number), [22, 23, 24], timeType)
+            XCTAssertEqual(walkedAfter.filter { $0.series == "b" }.count, 6, timeType)
             // a: rows 19...24 (the watermark's row included, one flagged); b: rows 2...7; c: none.
             XCTAssertEqual(walked.filter { $0.series == "a" }.map(\.value.number), [19, 20, 21, 22, 23, 24], timeType)
             XCTAssertEqual(walked.filter { $0.series == "a" && $0.flagged }.map(\.value.number), [22], timeType)
@@ -64,10 +77,14 @@ final class HistoryQueryTests: XCTestCase {
             // to see that).
             try conn.execute("SET enable_seqscan = off")
             let plan = try conn.execute("EXPLAIN " + store.historyQuery(usingIndex: true)
-                .replacingOccurrences(of: "$1", with: "'\(store.sourceKey)'").replacingOccurrences(of: "$2::bigint", with: "6"))
+                .replacingOccurrences(of: "$1", with: "'\(store.sourceKey)'").replacingOccurrences(of: "$2::bigint", with: "6")
+                .replacingOccurrences(of: "$3", with: "'{a,b}'").replacingOccurrences(of: "$4", with: "'{1704067200,-Infinity}'"))
                 .rows.map { $0[0] ?? "" }.joined(separator: "\n")
             XCTAssertFalse(plan.contains("WindowAgg"), plan)
             XCTAssertTrue(plan.contains("readings_series_ts_idx"), plan)
+            // Both bounds are index conditions: the walk stops at the window's end.
+            let condition = plan.split(separator: "\n").first { $0.contains("Index Cond") && $0.contains("series = st.series") }.map(String.init) ?? ""
+            XCTAssertTrue(condition.contains(">=") && condition.contains("<="), plan)
             try conn.execute("RESET enable_seqscan")
         }
     }
@@ -85,34 +102,29 @@ final class HistoryQueryTests: XCTestCase {
         XCTAssertFalse(try store2.hasSeriesTimeIndex())
     }
 
-    func testPagesOfSeriesReadTheSameHistoryOnePageAtATime() throws {
+    func testSeriesAskedForInPartsReadTheSameHistory() throws {
         let (conn, store) = try setUp(timeType: "timestamptz")
         // A series id that needs quoting inside an array literal.
         try conn.execute("INSERT INTO public.readings VALUES ('q\\\"x', timestamptz '2024-01-01 00:00:00+00', 7)")
         try conn.execute("INSERT INTO forecast.series_state (source, series, watermark) VALUES ($1, 'q\\\"x', 1704067200)", [store.sourceKey])
         func bySeries(_ rows: [RawRow]) -> [String] { describe(rows).sorted() }
-        let whole = try store.history(perSeries: 6)
-        // Without the index a page is the whole history.
-        let unindexed = try store.historyPage(perSeries: 6, after: nil, seriesPerPage: 1)
-        XCTAssertNil(unindexed.last)
-        XCTAssertEqual(bySeries(unindexed.rows), bySeries(whole))
+        let whole = try history(store, perSeries: 6)
         try conn.execute("CREATE INDEX ON public.readings (series, ts)")
+        let keys = ["a", "b", "c", "q\\\"x"]
         for size in [1, 2, 10] {
-            var after: String?
-            var pages: [[RawRow]] = []
-            repeat {
-                let page = try store.historyPage(perSeries: 6, after: after, seriesPerPage: size)
-                after = page.last
-                pages.append(page.rows)
-                XCTAssertLessThanOrEqual(Set(page.rows.map(\.series)).count, size)
-                for series in Set(page.rows.map(\.series)) {
-                    let times = page.rows.filter { $0.series == series }.compactMap(\.time)
+            var rows: [RawRow] = []
+            for part in stride(from: 0, to: keys.count, by: size) {
+                let page = try store.history(perSeries: 6, for: keys[part..<min(keys.count, part + size)].map { .init(series: $0, after: nil) })
+                for series in Set(page.map(\.series)) {
+                    let times = page.filter { $0.series == series }.compactMap(\.time)
                     XCTAssertEqual(times, times.sorted(), "\(series): oldest first, as the engine takes them")
                 }
-            } while after != nil
-            XCTAssertEqual(bySeries(pages.flatMap { $0 }), bySeries(whole), "pages of \(size)")
-            XCTAssertTrue(pages.flatMap { $0 }.contains { $0.series == "q\\\"x" })
+                rows += page
+            }
+            XCTAssertEqual(bySeries(rows), bySeries(whole), "parts of \(size)")
+            XCTAssertTrue(rows.contains { $0.series == "q\\\"x" })
         }
+        XCTAssertEqual(try store.history(perSeries: 6, for: []).count, 0)
     }
 
     /// Each series' run of rows is put oldest first whatever order it came in, and a page whose

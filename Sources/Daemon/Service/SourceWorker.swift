@@ -343,8 +343,8 @@ final class SourceWorker: @unchecked Sendable {
     }
 
     /// A restart goes on from the last checkpoint through the session's resume protocol:
-    /// models and per-series state from forecast.models, windows from the source's own rows up
-    /// to the watermark, and the published pending forecasts.
+    /// models, per-series state and windows from forecast.models, the source's rows after each
+    /// stored window up to the watermark, and the published pending forecasts.
     /// `progress` is the store's, when the caller has just read it.
     private func buildSession(_ store: ForecastStore, progress: [String: ForecastStore.SeriesProgress]? = nil) throws {
         let started = Date()
@@ -361,18 +361,13 @@ final class SourceWorker: @unchecked Sendable {
         let read = Date()
         let pending = try store.pending()
         let watermarks = try (progress ?? store.progress()).compactMapValues(\.watermark)
-        // A page of series at a time: memory holds one page of history rows, not all of them.
-        var after: String?
-        var finished = false
+        // Only what the stored windows lack, a page of series at a time (one page without the
+        // (series, time) index: each would be a scan of the table). After a clean stop, nothing.
         var reading = 0.0
-        let report = try session.resume(states: states, nextHistory: {
-            guard !finished else { return nil }
+        let report = try session.resume(states: states, pageSize: try store.hasSeriesTimeIndex() ? 2000 : .max, history: { asked in
             let t = Date()
-            let page = try store.historyPage(perSeries: session.historyNeeded, after: after, seriesPerPage: 2000)
-            reading += Date().timeIntervalSince(t)
-            after = page.last
-            finished = page.last == nil
-            return page.rows
+            defer { reading += Date().timeIntervalSince(t) }
+            return try store.history(perSeries: session.historyNeeded, for: asked)
         }, pending: pending, watermarks: watermarks, storedVersions: storedAtStart)
         for w in report.warnings { logger.warning("\(w)") }
         self.session = session

@@ -2,8 +2,9 @@ import Foundation
 
 /// What a restart needs to go on where the engine stopped, without retraining from scratch:
 /// per model group its weights and optimizer state (a `Checkpoint`) and schedule, per series
-/// its normalisation, residuals and anomaly history. Windows are not in it: they are the
-/// source's own recent rows, which the caller feeds back through `prime(_:)`.
+/// its normalisation, residuals, anomaly history and window (from version 8: before, every
+/// window was read back from the source, which at steady state was most of a restart). Rows
+/// after a series' window are the source's, fed back through `prime(_:)`.
 public struct GroupSnapshot: Sendable, Codable, Equatable {
     public var key: String
     public var version: Int
@@ -28,6 +29,24 @@ public struct SeriesSnapshot: Sendable, Codable, Equatable {
     /// a next-step model, and in states before version 5: the per-step intervals start afresh).
     public var stepResiduals: [[Double]] = []
     public var stepAlpha: [Double] = []
+    /// The series' kept values (nil in states before version 8, and before its first value).
+    public var window: SeriesWindow? = nil
+}
+
+/// A series' kept raw values, oldest first, and what the engine knows of their times.
+public struct SeriesWindow: Sendable, Codable, Equatable {
+    public var values: [Double]
+    /// Index-aligned with `values`: points judged anomalous (out of training and scaling).
+    public var flagged: [Bool]
+    /// The time of the newest value: the source's rows after it are the ones a restart reads.
+    public var lastTime: Double
+    /// The last steps between values (at most 16), for the time of the next forecast.
+    public var steps: [Double]
+    public var observations: Int
+    public var minimum: Double
+
+    /// The step the series' forecasts take (the median of `steps`).
+    public var typicalStep: Double { SeriesState.typicalStep(steps) }
 }
 
 
@@ -64,7 +83,7 @@ extension StreamingEngine {
         return SeriesSnapshot(key: st.key, scalerMean: st.scaler?.mean, scalerStd: st.scaler?.std,
                               residuals: st.residuals.values, anomaly: st.anomaly.state, blend: st.blend,
                               stepResiduals: st.horizon?.windows.map(\.values) ?? [],
-                              stepAlpha: st.horizon?.alpha ?? [])
+                              stepAlpha: st.horizon?.alpha ?? [], window: st.window)
     }
 }
 
@@ -96,17 +115,17 @@ public enum SnapshotCodec {
     /// the day check takes the window the settings and the series' step give).
     /// 5 adds a horizon model's per-step residuals and levels, 6 the contextual check, 7 packs
     /// what the engine holds in two bytes (the checks' histories and the contextual check's
-    /// values) in two bytes here too, where that is lossless.
-    static let version: UInt32 = 7
+    /// values) in two bytes here too, where that is lossless. 8 adds each series' window.
+    static let version: UInt32 = 8
 
     public static func encode(_ g: GroupSnapshot) -> [UInt8] {
         encode(g, seriesCount: g.series.count) { g.series[$0] }
     }
 
-    /// The form an earlier version wrote (6: every list as Float32), for the tests that old
-    /// states still restore.
+    /// The form an earlier version wrote (6: every list as Float32, 7: no windows), for the
+    /// tests that old states still restore.
     static func encode(_ g: GroupSnapshot, version: UInt32) -> [UInt8] {
-        precondition((6...Self.version).contains(version), "only versions 6 and 7 are written")
+        precondition((6...Self.version).contains(version), "only versions 6 to 8 are written")
         return encode(g, seriesCount: g.series.count, version: version) { g.series[$0] }
     }
 
@@ -121,6 +140,7 @@ public enum SnapshotCodec {
                                series: (Int) -> SeriesSnapshot) -> [UInt8] {
         var w = Writer()
         w.packed = version >= 7
+        w.windows = version >= 8
         w.bytes += magic
         w.u32(version)
         w.string(g.key)
@@ -137,10 +157,11 @@ public enum SnapshotCodec {
         var done = 0
         while done < seriesCount {
             let batch = min(seriesCount - done, done == 0 ? 1 : 256)
-            let first = done, packed = w.packed
+            let first = done, packed = w.packed, windows = w.windows
             let parts = parallelMap(batch, threads: threads) { k in
                 var part = Writer()
                 part.packed = packed
+                part.windows = windows
                 part.series(series(first + k))
                 return part.bytes
             }
@@ -217,6 +238,7 @@ public enum SnapshotCodec {
                 context = .init(period: period, values: values, history: history, red: bits & 8 != 0,
                                 sinceFlag: since < 0 ? Int.max : since, sinceReview: review, sinceFit: fit < 0 ? Int.max : fit)
             }
+            let window = stored >= 8 ? try r.window() : nil
             let anomaly = AnomalyScorer.State(recent: rec, history: hist, sinceFlag: since < 0 ? Int.max : since,
                                               previousRed: bits & 1 != 0, valueMin: vMin, valueMax: vMax,
                                               valueCount: max(0, vCount),
@@ -224,7 +246,8 @@ public enum SnapshotCodec {
                                                            sinceFlag: sinceShift < 0 ? Int.max : sinceShift),
                                               shortShift: shortShift, context: context)
             try body(SeriesSnapshot(key: k, scalerMean: m.isNaN ? nil : m, scalerStd: sd.isNaN ? nil : sd, residuals: res,
-                                    anomaly: anomaly, blend: blend, stepResiduals: stepResiduals, stepAlpha: stepAlpha))
+                                    anomaly: anomaly, blend: blend, stepResiduals: stepResiduals, stepAlpha: stepAlpha,
+                                    window: window))
         }
         return GroupSnapshot(key: key, version: v, trainings: t, points: p, lastTrainPoints: l, checkpoint: cp,
                              series: [], lastRetrain: retrain)
@@ -257,7 +280,30 @@ public enum SnapshotCodec {
             blocks(a.context.values); halves(a.context.history)
             i64(a.context.sinceFlag == Int.max ? -1 : a.context.sinceFlag)
             i64(a.context.sinceReview); i64(a.context.sinceFit == Int.max ? -1 : a.context.sinceFit)
+            if windows { window(s.window) }
         }
+
+        /// Values as they are (a window's values are the source's, kept exactly), flags one bit each.
+        mutating func window(_ w: SeriesWindow?) {
+            guard let w else { i64(-1); return }
+            i64(w.values.count)
+            bytes.reserveCapacity(bytes.count + w.values.count * 8 + w.values.count / 8 + 64)
+            for v in w.values { f64(v) }
+            var byte: UInt8 = 0
+            for (i, f) in w.flagged.enumerated() {
+                if f { byte |= 1 << UInt8(i & 7) }
+                if i & 7 == 7 { bytes.append(byte); byte = 0 }
+            }
+            if w.flagged.count & 7 != 0 { bytes.append(byte) }
+            f64(w.lastTime)
+            i64(w.steps.count)
+            for d in w.steps { f64(d) }
+            i64(w.observations)
+            f64(w.minimum)
+        }
+
+        /// False writes the versions before 8, without windows.
+        var windows = true
 
         /// Version 7's two-byte lists; false writes version 6's Float32 ones.
         var packed = true
@@ -358,6 +404,24 @@ public enum SnapshotCodec {
             out.reserveCapacity(n)
             for _ in 0..<n { out.append(Double(Float(bitPattern: try u32()))) }
             return out
+        }
+        mutating func window() throws -> SeriesWindow? {
+            let n = try i64()
+            if n == -1 { return nil }
+            guard n >= 0, n <= (end - pos) / 8 else { throw ForecastError.invalidSetting("engine state: bad window length \(n) at offset \(pos)") }
+            let p = try take(n * 8)
+            let values = bytes.withUnsafeBufferPointer { b in
+                (0..<n).map { i in Double(bitPattern: UInt64(littleEndian: UnsafeRawPointer(b.baseAddress! + p + 8 * i).loadUnaligned(as: UInt64.self))) }
+            }
+            let q = try take((n + 7) / 8)
+            let flagged = (0..<n).map { i in bytes[q + i >> 3] & (1 << UInt8(i & 7)) != 0 }
+            let last = try f64()
+            let k = try i64()
+            guard (0...16).contains(k) else { throw ForecastError.invalidSetting("engine state: bad step count \(k) at offset \(pos)") }
+            let steps = try (0..<k).map { _ in try f64() }
+            let observations = try i64(), minimum = try f64()
+            return SeriesWindow(values: values, flagged: flagged, lastTime: last, steps: steps,
+                                observations: max(0, observations), minimum: minimum)
         }
         mutating func u8() throws -> UInt8 { bytes[try take(1)] }
         mutating func u16() throws -> UInt16 {

@@ -15,6 +15,16 @@ struct Ring<Element: Sendable>: Sendable {
         self.capacity = capacity
     }
 
+    /// A ring holding the last `capacity` of `elements` (oldest first), sized to what it holds.
+    init(capacity: Int, restoring elements: [Element]) {
+        self.init(capacity: capacity)
+        let kept = elements.suffix(capacity)
+        storage = [Element](unsafeUninitializedCapacity: kept.count) { buffer, initialized in
+            _ = buffer.initialize(from: kept)
+            initialized = kept.count
+        }
+    }
+
     var count: Int { storage.count }
     var isEmpty: Bool { storage.isEmpty }
     var isFull: Bool { storage.count == capacity }

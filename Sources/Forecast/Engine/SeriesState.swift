@@ -51,8 +51,41 @@ struct SeriesState: Sendable {
         if !flagged.isEmpty { flagged[flagged.count - 1] = true }
     }
 
+    /// The kept values and what was learned from their times, as a checkpoint stores them: a
+    /// restart takes the window from the checkpoint and reads from the source only the rows after it.
+    var window: SeriesWindow? {
+        guard let lastTime, !raw.isEmpty else { return nil }
+        return SeriesWindow(values: raw.elements, flagged: (0..<flagged.count).map { flagged[$0] }, lastTime: lastTime,
+                            steps: steps, observations: observations, minimum: minimum)
+    }
+
+    /// Puts a stored window back in place of what the series holds.
+    mutating func restore(_ w: SeriesWindow) {
+        raw = Ring(capacity: raw.capacity, restoring: w.values)
+        flagged = BitRing(capacity: flagged.capacity)
+        for f in w.flagged.suffix(raw.count) { flagged.append(f) }
+        while flagged.count < raw.count { flagged.append(false) }
+        lastTime = w.lastTime
+        steps = Array(w.steps.suffix(16))
+        observations = w.observations
+        minimum = w.minimum
+        periodChecked = false
+    }
+
+    /// Forgets the kept values (not the counts): rows after them are missing, so the window
+    /// starts again from the rows that follow.
+    mutating func clearWindow() {
+        raw = Ring(capacity: raw.capacity)
+        flagged = BitRing(capacity: flagged.capacity)
+        lastTime = nil
+        steps = []
+        periodChecked = false
+    }
+
     /// The usual step between observations (median of recent steps).
-    var typicalStep: Double {
+    var typicalStep: Double { Self.typicalStep(steps) }
+
+    static func typicalStep(_ steps: [Double]) -> Double {
         guard !steps.isEmpty else { return 0 }
         // At most 16 steps, usually all equal: take the median without sorting a copy.
         let k = steps.count / 2

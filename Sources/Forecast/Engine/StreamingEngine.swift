@@ -480,8 +480,9 @@ public final class StreamingEngine {
         func build() {
             let current = batch, config = self.config
             batch.removeAll(keepingCapacity: true)
-            // The steps of the series primed already (a restart primes before it decodes).
-            let steps = current.map { ss in seriesIndex[ss.key].map { self.series[$0].typicalStep } }
+            // Each series' step, from its stored window (or, for a state without windows, from
+            // the series primed already), so its checks are built now, as it is decoded.
+            let steps = current.map { ss in ss.window?.typicalStep ?? seriesIndex[ss.key].map { self.series[$0].typicalStep } }
             series += parallelMap(current.count, threads: config.predictThreads) { i in
                 Self.restoredSeries(current[i], config: config, step: steps[i])
             }
@@ -512,11 +513,11 @@ public final class StreamingEngine {
     }
 
     private func restoredSeries(_ ss: SeriesSnapshot) -> RestoredSeries {
-        Self.restoredSeries(ss, config: config, step: seriesIndex[ss.key].map { series[$0].typicalStep })
+        Self.restoredSeries(ss, config: config, step: ss.window?.typicalStep ?? seriesIndex[ss.key].map { series[$0].typicalStep })
     }
 
-    /// `step`: the primed series' step; nil for a series not primed yet (its checks are built
-    /// at its next value).
+    /// `step`: the series' step (from its window); nil when it is not known yet (its checks
+    /// are built at its next value).
     private static func restoredSeries(_ ss: SeriesSnapshot, config: EngineConfig, step: Double?) -> RestoredSeries {
         var w = ResidualWindow(capacity: config.residualWindow)
         for r in ss.residuals { w.add(r) }
@@ -524,7 +525,8 @@ public final class StreamingEngine {
         if let step { scorer.settleRestored(step: step) }
         return RestoredSeries(key: ss.key, scaler: ss.scalerMean.flatMap { m in ss.scalerStd.map { Scaler(kind: .zScore, mean: m, std: $0) } },
                               residuals: w, anomaly: scorer,
-                              blend: ss.blend ?? PersistenceBlend(), stepResiduals: ss.stepResiduals, stepAlpha: ss.stepAlpha)
+                              blend: ss.blend ?? PersistenceBlend(), stepResiduals: ss.stepResiduals, stepAlpha: ss.stepAlpha,
+                              window: ss.window)
     }
 
     /// Puts prepared groups in: their series are created in their group (or take the stored
@@ -533,6 +535,7 @@ public final class StreamingEngine {
         for r in restored {
             for ss in r.series {
                 let s = seriesFor(ss.key)
+                if let w = ss.window { series[s].restore(w) }
                 if let scaler = ss.scaler { series[s].scaler = scaler }
                 series[s].residuals = ss.residuals
                 series[s].anomaly = ss.anomaly
@@ -556,8 +559,12 @@ public final class StreamingEngine {
     /// windows without scoring, forecasting or counting them as new points.
     /// `flagged` (index-aligned, optional) marks points the daemon flagged before: they stay out
     /// of training and scaling, and each series' cooldown goes on from its last flag.
-    public func prime(_ observations: [Observation], flagged: [Bool] = []) {
+    /// `newest`: the rows are each series' newest ones up to that many (a query's limit). A
+    /// series given that many, all after the window it holds, may be missing rows between the
+    /// two: its window is started again from these rows.
+    public func prime(_ observations: [Observation], flagged: [Bool] = [], newest: Int? = nil) {
         var sinceFlag: [Int: Int] = [:]
+        if let newest { clearWindowsBefore(observations, newest: newest) }
         // A restart's history comes a series at a time: one lookup per run of rows, not per row.
         var last: (key: String, s: Int)?
         for (i, o) in observations.enumerated() {
@@ -582,6 +589,32 @@ public final class StreamingEngine {
         for g in groups.indices where groups[g].model == nil {
             groups[g].points = max(groups[g].points, groups[g].series.reduce(0) { $0 + series[$1].raw.count })
         }
+    }
+
+    private func clearWindowsBefore(_ observations: [Observation], newest: Int) {
+        var given: [Int: (count: Int, first: Double)] = [:]
+        for o in observations {
+            guard let s = seriesIndex[o.series], series[s].lastTime != nil else { continue }
+            let g = given[s]
+            given[s] = (count: (g?.count ?? 0) + 1, first: min(g?.first ?? o.time, o.time))
+        }
+        for (s, g) in given where g.count >= newest {
+            if let end = series[s].lastTime, g.first > end { series[s].clearWindow() }
+        }
+    }
+
+    /// Each series' newest kept value (the persistence forecast a restart compares with).
+    public var lastValues: [String: Double] {
+        var out: [String: Double] = [:]
+        out.reserveCapacity(series.count)
+        for st in series { if let v = st.lastRaw { out[st.key] = v } }
+        return out
+    }
+
+    /// The time of the newest value `key`'s window holds (nil: none, or no such series): the
+    /// rows a restart still needs are the source's after it.
+    public func windowEnd(of key: String) -> Double? {
+        seriesIndex[key].flatMap { series[$0].lastTime }
     }
 
     /// Starts the first trainings that are due without waiting for a new value: after a restart
@@ -687,6 +720,7 @@ struct RestoredSeries {
     var blend: PersistenceBlend
     var stepResiduals: [[Double]]
     var stepAlpha: [Double]
+    var window: SeriesWindow?
 }
 
 /// A stored model this configuration cannot use (another shape, or weights that do not decode).

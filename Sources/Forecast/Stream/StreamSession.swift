@@ -44,54 +44,65 @@ public final class StreamSession {
         public var batch = StreamBatch()
     }
 
+    /// What a restart asks the source for, for one series: its rows up to its watermark that
+    /// come after `after` (the end of the window its stored state brought back), or with `after`
+    /// nil its newest rows. At most `historyNeeded` either way, newest first taken.
+    public struct HistoryRequest: Sendable, Equatable {
+        public var series: String
+        public var after: Double?
+        public init(series: String, after: Double?) {
+            self.series = series
+            self.after = after
+        }
+    }
+
     /// Goes on where a stopped stream left off: the stored engine states (one per model, in
-    /// `SnapshotCodec` form), the last `historyNeeded` rows of each series up to its watermark
-    /// (oldest first), and the published forecasts still pending, so the next value is scored
-    /// against what users saw. Unusable states are reported and retrained, never fatal.
+    /// `SnapshotCodec` form, each series' window in it), then from the source only what the
+    /// states do not hold: `history` is asked, `pageSize` series at a time, for the rows of each
+    /// series whose watermark is past its window (oldest first; all of a series' rows in one
+    /// answer). After a clean stop that is none. Then the published forecasts still pending, so
+    /// the next value is scored against what users saw. Unusable states are reported and
+    /// retrained, never fatal.
     /// `watermarks` are the committed newest times per series (rows at or before them are late).
     /// `storedVersions` (model key → newest stored version, "" for a shared model) keeps new
     /// versions above every stored one, also when the stored models no longer fit.
-    public func resume(states: [(label: String, bytes: [UInt8])], history: [RawRow], pending: [PendingForecast],
-                       watermarks: [String: Double] = [:], storedVersions: [String: Int] = [:]) -> ResumeReport {
-        var pages = [history]
-        return resume(states: states, nextHistory: { pages.popLast() }, pending: pending, watermarks: watermarks,
-                      storedVersions: storedVersions)
+    public func resume(states: [(label: String, bytes: [UInt8])], pageSize: Int = 2000,
+                       history: ([HistoryRequest]) throws -> [RawRow], pending: [PendingForecast],
+                       watermarks: [String: Double] = [:], storedVersions: [String: Int] = [:]) rethrows -> ResumeReport {
+        var report = restore(states, watermarks: watermarks, storedVersions: storedVersions)
+        let requests = watermarks.compactMap { key, w -> HistoryRequest? in
+            let end = engine.windowEnd(of: key)
+            return end.map { $0 < w } ?? true ? HistoryRequest(series: key, after: end) : nil
+        }.sorted { $0.series < $1.series }
+        var first = 0
+        while first < requests.count {
+            let page = Array(requests[first..<min(requests.count, first + max(1, pageSize))])
+            prime(try history(page), into: &report)
+            first += page.count
+        }
+        finishResume(pending: pending, into: &report)
+        return report
     }
 
-    /// The same, with the history in pages (`nextHistory` returns the next one, nil after the
-    /// last), so a restart with many series never holds all their rows at once. A series' rows
-    /// are all in one page.
-    public func resume(states: [(label: String, bytes: [UInt8])], nextHistory: () throws -> [RawRow]?,
-                       pending: [PendingForecast], watermarks: [String: Double] = [:],
-                       storedVersions: [String: Int] = [:]) rethrows -> ResumeReport {
+    /// The same with the rows given: the newest `historyNeeded` of each series up to its
+    /// watermark, oldest first (what a state without windows needs; rows a restored window holds
+    /// already are skipped).
+    public func resume(states: [(label: String, bytes: [UInt8])], history: [RawRow], pending: [PendingForecast],
+                       watermarks: [String: Double] = [:], storedVersions: [String: Int] = [:]) -> ResumeReport {
+        var report = restore(states, watermarks: watermarks, storedVersions: storedVersions)
+        prime(history, into: &report)
+        finishResume(pending: pending, into: &report)
+        return report
+    }
+
+    private func restore(_ states: [(label: String, bytes: [UInt8])], watermarks: [String: Double],
+                         storedVersions: [String: Int]) -> ResumeReport {
         self.watermarks = watermarks
         engine.numberVersions(above: storedVersions)
         var report = ResumeReport()
-        // The windows first: each series' history gives its step, so a stored series' checks
-        // are built as it is decoded (side by side), and the decoded values are freed before
-        // the next series is decoded rather than all at the end, with holes between.
-        while let history = try nextHistory() {
-            var observations: [Observation] = []
-            var flagged: [Bool] = []
-            observations.reserveCapacity(history.count)
-            // Each series' last value, stored when the next series begins (rows of a series
-            // mostly come together: one dictionary write per series, not per row).
-            var lastValue: (series: String, value: Double)?
-            for r in history {
-                guard let t = r.time, t.isFinite, r.rejected == nil else { continue }
-                observations.append(Observation(series: r.series, time: t, value: r.value.number))
-                flagged.append(r.flagged)
-                if let v = r.value.number {
-                    if let l = lastValue, l.series != r.series { previousActual[l.series] = l.value }
-                    lastValue = (r.series, v)
-                }
-            }
-            if let l = lastValue { previousActual[l.series] = l.value }
-            report.historyRows += observations.count
-            engine.prime(observations, flagged: flagged)
-        }
-        // Each state decoded into the engine's own form, a series at a time; installed only
-        // when every model fits (one that does not means the configuration changed: all retrain).
+        // Each state decoded into the engine's own form, a series at a time (its checks built
+        // as it is decoded, its step known from its window); installed only when every model
+        // fits (one that does not means the configuration changed: all retrain).
         var restored: [RestoredGroup] = []
         var misfit: ModelDoesNotFit?
         for s in states {
@@ -106,7 +117,34 @@ public final class StreamSession {
         } else {
             engine.install(restored)
             report.models = restored.map { ($0.key, $0.version) }
+            previousActual.merge(engine.lastValues) { _, window in window }
         }
+        return report
+    }
+
+    /// Rows up to the watermarks into the windows (not scored, not counted as new points).
+    private func prime(_ history: [RawRow], into report: inout ResumeReport) {
+        var observations: [Observation] = []
+        var flagged: [Bool] = []
+        observations.reserveCapacity(history.count)
+        // Each series' last value, stored when the next series begins (rows of a series
+        // mostly come together: one dictionary write per series, not per row).
+        var lastValue: (series: String, value: Double)?
+        for r in history {
+            guard let t = r.time, t.isFinite, r.rejected == nil else { continue }
+            observations.append(Observation(series: r.series, time: t, value: r.value.number))
+            flagged.append(r.flagged)
+            if let v = r.value.number {
+                if let l = lastValue, l.series != r.series { previousActual[l.series] = l.value }
+                lastValue = (r.series, v)
+            }
+        }
+        if let l = lastValue { previousActual[l.series] = l.value }
+        report.historyRows += observations.count
+        engine.prime(observations, flagged: flagged, newest: historyNeeded)
+    }
+
+    private func finishResume(pending: [PendingForecast], into report: inout ResumeReport) {
         retrainsSeen = engine.allRetrains.count
         engine.restorePending(pending.map { ($0.series, $0.forecast) })
         // Deferred: the jobs wait in `takeTrainingJobs()`; inline: the model is there already
@@ -114,7 +152,6 @@ public final class StreamSession {
         engine.trainFirstModelsIfDue()
         report.batch = forecastMissing()
         report.batch.retrains = newRetrains()
-        return report
     }
 
     // MARK: the stream
