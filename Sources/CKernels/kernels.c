@@ -637,3 +637,21 @@ long fk_spin_until_changed(const long *p, long v, long nanos) {
 }
 
 void fk_pause(void) { _mm_pause(); }
+
+// Float16 conversions by the F16C instructions (part of x86-64-v3): the compiler's own are
+// library calls, one per value, and a checkpoint converts tens of millions of values.
+int fk_halves_pack(const double *x, long n, double unit, unsigned short *out) {
+    for (long i = 0; i < n; i++) {
+        double q = x[i] / unit;
+        float f = (float)q;
+        if ((double)f != q) return 0;   // also NaN
+        unsigned short h = _cvtss_sh(f, _MM_FROUND_TO_NEAREST_INT);
+        if ((double)_cvtsh_ss(h) * unit != x[i]) return 0;
+        out[i] = h;
+    }
+    return 1;
+}
+
+void fk_halves_unpack(const unsigned short *codes, long n, double unit, double *out) {
+    for (long i = 0; i < n; i++) out[i] = (double)_cvtsh_ss(codes[i]) * unit;
+}

@@ -33,6 +33,7 @@ struct BenchRestart: AsyncParsableCommand {
     @Option(help: "Rows of each series committed after the checkpoint (a restart after a crash reads them).") var tail = 0
     @Option(help: "Hidden size of every layer of the (shared) model.") var hidden = 64
     @Option(help: "Stacked layers.") var layers = 2
+    @Flag(inversion: .prefixedNo, help: "Then start `forecastd run` on what was written and time it to READY and its stop.") var daemon = true
     @Flag(help: "Print one JSON object as the last line.") var json = false
 
     func run() async throws {
@@ -129,6 +130,9 @@ struct BenchRestart: AsyncParsableCommand {
         out["restart_seconds"] = readSeconds + resumeSeconds
         out["resume_peak_mb"] = mb(resumePeak - idle)
         say("restart from the database: read in \(String(format: "%.1f", readSeconds)) s (peak \(mb(readPeak - idle)) MB), resumed in \(String(format: "%.1f", resumeSeconds)) s (peak \(mb(resumePeak - idle)) MB)")
+        if daemon {
+            try runDaemon(conn, store: store, ends: ends, total: total, version: models[0].version, config: config, out: &out, say: say)
+        }
         try emit(out, json: json)
     }
 
@@ -162,6 +166,102 @@ struct BenchRestart: AsyncParsableCommand {
             }
             return rows
         }, pending: pending, watermarks: watermarks)
+    }
+
+    /// 5. The daemon itself on what was written: each series' source rows, progress and pending
+    /// forecast as a daemon with these series leaves them, then `forecastd run` (this binary)
+    /// timed from its start to its READY line, its memory then, and its stop (SIGTERM: the
+    /// final checkpoint of every series, written by the daemon).
+    private func runDaemon(_ conn: PostgresConnection, store: ForecastStore, ends: [Double], total: Int, version: Int,
+                           config: EngineConfig, out: inout [String: Any], say: (String) -> Void) throws {
+        let key = store.sourceKey, table = "public.forecastd_bench_restart"
+        let marks = "{" + ends.map { "\($0)" }.joined(separator: ",") + "}"
+        let params = [marks, String(series), String(total), String(stepSeconds), String(tail), key, String(version)]
+        try conn.execute("DROP TRIGGER IF EXISTS forecastd_capture ON \(table)")
+        try conn.execute("TRUNCATE \(table)")
+        try conn.execute("DELETE FROM forecast.series_state WHERE source = $1", [key])
+        try conn.execute("DELETE FROM forecast.predictions WHERE source = $1", [key])
+        // Each series' last row in its window, the `--tail` rows after it, its watermark at the
+        // last of them and the forecast for the step after, waiting for its actual.
+        try conn.execute("""
+            INSERT INTO \(table) (series, ts, value)
+            SELECT 's' || i, to_timestamp(($1::float8[])[i % $2::int + 1] + j * $4::float8), 100
+            FROM generate_series(0, $3::int - 1) i, generate_series(0, $5::int) j
+            """, Array(params.prefix(5)))
+        try conn.execute("""
+            INSERT INTO forecast.series_state (source, series, watermark, observations, model_version)
+            SELECT $6, 's' || i, ($1::float8[])[i % $2::int + 1] + $5::int * $4::float8, \(points), $7::bigint
+            FROM generate_series(0, $3::int - 1) i
+            """, params)
+        try conn.execute("""
+            INSERT INTO forecast.predictions (source, series, ts, predicted, lower, upper, model_version)
+            SELECT $6, 's' || i, to_timestamp(($1::float8[])[i % $2::int + 1] + ($5::int + 1) * $4::float8), 100, 90, 110, $7::bigint
+            FROM generate_series(0, $3::int - 1) i
+            """, params)
+        try conn.execute("CREATE INDEX IF NOT EXISTS forecastd_bench_restart_series_ts ON \(table) (series, ts)")
+        try conn.execute("ANALYZE \(table)")
+        try conn.execute("ANALYZE forecast.series_state")
+        try conn.execute("ANALYZE forecast.predictions")
+        try store.installTrigger()
+
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("forecastd-bench-restart-\(getpid())")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let toml = dir.appendingPathComponent("forecastd.toml"), logURL = dir.appendingPathComponent("forecastd.log")
+        try """
+            [database]
+            url = "\(database.replacingOccurrences(of: "\\", with: "\\\\").replacingOccurrences(of: "\"", with: "\\\""))"
+
+            [[source]]
+            table = "\(table)"
+            series_column = "series"
+            time_column = "ts"
+            value_column = "value"
+
+            [model]
+            hidden = \(hidden)
+            layers = \(layers)
+
+            """.write(to: toml, atomically: true, encoding: .utf8)
+        _ = FileManager.default.createFile(atPath: logURL.path, contents: nil)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe"))
+        process.arguments = ["run", "--config", toml.path]
+        var env = ProcessInfo.processInfo.environment
+        env["FORECASTD_DATABASE_URL"] = nil
+        process.environment = env
+        let log = try FileHandle(forWritingTo: logURL)
+        process.standardOutput = log
+        process.standardError = log
+        let t0 = now()
+        try process.run()
+        defer { if process.isRunning { kill(process.processIdentifier, SIGKILL) } }
+        func logText() -> String { (try? String(contentsOf: logURL, encoding: .utf8)) ?? "" }
+        func waitFor(_ text: String, seconds: Double) throws {
+            while !logText().contains(text) {
+                guard process.isRunning else { throw CLIError("forecastd run exited (status \(process.terminationStatus)) before \"\(text)\":\n\(logText().suffix(2000))") }
+                guard now() - t0 < seconds else { throw CLIError("no \"\(text)\" within \(Int(seconds)) s:\n\(logText().suffix(2000))") }
+                usleep(50_000)
+            }
+        }
+        try waitFor("ready: ", seconds: 900)
+        let ready = now() - t0
+        let status = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
+        let rssKB = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }
+            .flatMap { $0.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first.flatMap { Int($0) } } ?? 0
+        let loaded = logText().split(separator: "\n").first { $0.contains("loaded ") && $0.contains("history rows") }.map(String.init) ?? ""
+        out["daemon_ready_seconds"] = ready
+        out["daemon_rss_mb"] = (Double(rssKB) / 1000).rounded()
+        out["daemon_loaded"] = loaded
+        say("forecastd run: READY in \(String(format: "%.1f", ready)) s, \((Double(rssKB) / 1000).rounded()) MB resident; \(loaded.split(separator: "]").last.map(String.init) ?? loaded)")
+        let t1 = now()
+        kill(process.processIdentifier, SIGTERM)
+        process.waitUntilExit()
+        let stopped = now() - t1
+        let stopLine = logText().split(separator: "\n").first { $0.contains("stopped: checkpoint saved") }.map(String.init) ?? ""
+        out["daemon_stop_seconds"] = stopped
+        out["daemon_stop"] = stopLine
+        say("forecastd run: stopped in \(String(format: "%.1f", stopped)) s (status \(process.terminationStatus)); \(stopLine.split(separator: "]").last.map(String.init) ?? stopLine)")
     }
 
     /// Seconds, the resident high-water mark while `body` ran (reset first: Linux's clear_refs 5) and its result.

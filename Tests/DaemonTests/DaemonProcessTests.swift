@@ -235,6 +235,17 @@ final class DaemonProcessTests: XCTestCase {
         h.waitFor("SELECT count(*) FROM forecast.predictions WHERE actual IS NOT NULL AND ts >= to_timestamp(\(DaemonHarness.t0 + 50 * 60))") { $0 == "4" }
         XCTAssertEqual(try h.count("SELECT min(model_version) FROM forecast.predictions WHERE ts >= to_timestamp(\(DaemonHarness.t0 + 50 * 60))"), version,
                        "predictions after the restart come from the stored model")
+        func lastLoaded() -> String { h.log.split(separator: "\n").last { $0.contains("loaded 1 model(s)") }.map(String.init) ?? "" }
+        XCTAssertTrue(lastLoaded().contains(" 0 history rows"), "the windows came with the checkpoint: \(lastLoaded())")
+        // A crash after rows the last checkpoint does not hold: the restart reads those rows
+        // (2 a series), not the series' whole windows, and goes on.
+        h.kill9()
+        let loadedBefore = h.log.components(separatedBy: "loaded 1 model(s)").count
+        try h.start()
+        h.waitFor("SELECT 1") { _ in h.log.components(separatedBy: "loaded 1 model(s)").count > loadedBefore }
+        XCTAssertTrue(lastLoaded().contains(" 4 history rows"), lastLoaded())
+        try h.insert(DaemonHarness.rows(sensors: 2, steps: 52..<54))
+        h.waitFor("SELECT count(*) FROM forecast.predictions WHERE actual IS NOT NULL AND ts >= to_timestamp(\(DaemonHarness.t0 + 52 * 60))") { $0 == "4" }
         XCTAssertEqual(h.stop(), 0)
     }
 

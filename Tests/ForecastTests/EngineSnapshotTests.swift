@@ -199,6 +199,25 @@ final class EngineSnapshotTests: XCTestCase {
         XCTAssertEqual(replaced[0].first, newest.first { $0.series == "a" }?.value)
     }
 
+    /// A state from settings that kept fewer values (a smaller `history`): its windows are too
+    /// short for this engine, so the restart reads each series' whole window from the source.
+    func testAWindowShorterThanTheSettingsKeepIsReadFromTheSource() throws {
+        var shorter = config()
+        shorter.history = config().history / 2
+        let original = try StreamSession(config: shorter, training: .inline)
+        _ = original.process(rows(data(150)))
+        let states = original.engine.snapshot().map { (label: "m", bytes: SnapshotCodec.encode($0)) }
+        let resumed = try StreamSession(config: config(), training: .inline)
+        var asked: [StreamSession.HistoryRequest] = []
+        let n = resumed.historyNeeded
+        _ = resumed.resume(states: states, history: { page in
+            asked += page
+            return self.rows(Array(self.data(150).suffix(2 * n)))
+        }, pending: [], watermarks: ["a": 149 * 60.0, "b": 149 * 60.0])
+        XCTAssertEqual(asked, [.init(series: "a", after: nil), .init(series: "b", after: nil)])
+        XCTAssertEqual(resumed.engine.snapshot()[0].series.map { $0.window?.values.count }, [n, n])
+    }
+
     /// A state written before windows were stored (version 7) restores, with the windows read
     /// from the source as before.
     func testStateWithoutWindowsTakesTheWindowsFromTheSource() throws {

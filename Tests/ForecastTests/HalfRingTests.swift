@@ -84,6 +84,33 @@ final class HalfRingTests: XCTestCase {
         }
     }
 
+    /// A ring rebuilt from its sealed form (what a checkpoint now stores and restores) is the
+    /// ring appending its values makes: the same values, resolution and memory, and it goes on
+    /// the same; a form larger than a ring holds is refused.
+    func testARingRebuiltFromItsSealedFormIsTheRingItsValuesMake() {
+        for (seed, capacity) in [(3, 6408), (4, 300), (5, 256), (6, 1)] as [(UInt64, Int)] {
+            let xs = values(9000, seed: seed, level: seed == 4 ? -3e7 : 50, spikes: seed != 5)
+            var ring = HalfRing(capacity: capacity)
+            for (i, x) in xs.enumerated() {
+                ring.append(x)
+                guard i % 1234 == 0 || i == xs.count - 1 else { continue }
+                let form = ring.sealedForm
+                XCTAssertEqual(form.values, ring.stored, "seed \(seed) at \(i)")
+                var rebuilt = try! XCTUnwrap(HalfRing(capacity: capacity, restoring: form))
+                var appended = HalfRing(capacity: capacity)
+                for v in ring.stored { appended.append(v) }
+                XCTAssertEqual(rebuilt.stored, appended.stored, "seed \(seed) at \(i)")
+                XCTAssertEqual(rebuilt.resolution, appended.resolution, "seed \(seed) at \(i)")
+                for x in xs.prefix(700) { rebuilt.append(x); appended.append(x) }
+                XCTAssertEqual(rebuilt.elements, appended.elements, "seed \(seed) at \(i), after more values")
+                XCTAssertEqual(rebuilt.resolution, appended.resolution)
+            }
+        }
+        var big = HalfRing(capacity: 6408)
+        for x in values(9000, seed: 1) { big.append(x) }
+        XCTAssertNil(HalfRing(capacity: 300, restoring: big.sealedForm), "more than a smaller ring holds")
+    }
+
     func testTwoBytesAValueAtTheContextChecksSize() {
         var ring = HalfRing(capacity: 6408)
         for x in values(20_000, seed: 7) { ring.append(x) }

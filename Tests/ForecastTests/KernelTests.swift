@@ -35,4 +35,29 @@ final class KernelTests: XCTestCase {
             }
         }
     }
+
+    /// The checkpoint's Float16 lists by F16C: the same codes, and the same judgement of
+    /// which lists are exactly Float16 multiples of the unit, as Swift's own conversions.
+    func testHalvesPackAndUnpackAsSwiftConvertsThem() {
+        var rng = SeededGenerator(seed: 12)
+        for e in [-30, -14, -1, 0, 7, 40] {
+            let unit = Double(sign: .plus, exponent: e, significand: 1)
+            var grid = (0..<300).map { _ in Double(Float16(Float(rng.nextGaussian()) * 3000)) * unit }
+            grid += [0, -0.0, Double(Float16.leastNonzeroMagnitude) * unit, Double(Float16.greatestFiniteMagnitude) * unit]
+            var lists = [grid, grid.map { $0.nextUp }, grid + [.nan], grid + [.infinity], grid.map { $0 + unit / 3 }]
+            lists.append(grid.map { Double(Float($0).nextUp) })
+            for xs in lists {
+                let swiftCodes = xs.map { Float16($0 / unit) }
+                let swiftExact = zip(swiftCodes, xs).allSatisfy { Double($0) * unit == $1 }
+                var codes = [UInt16](repeating: 0, count: xs.count)
+                let exact = fk_halves_pack(xs, xs.count, unit, &codes) == 1
+                XCTAssertEqual(exact, swiftExact, "2^\(e)")
+                guard exact else { continue }
+                XCTAssertEqual(codes, swiftCodes.map(\.bitPattern), "2^\(e)")
+                var back = [Double](repeating: 0, count: xs.count)
+                fk_halves_unpack(codes, codes.count, unit, &back)
+                XCTAssertEqual(back.map(\.bitPattern), xs.map(\.bitPattern), "2^\(e): every value back, -0 too")
+            }
+        }
+    }
 }

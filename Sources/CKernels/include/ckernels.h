@@ -46,6 +46,12 @@ void fk_pack_panels_t(long N, long K, const float *WT, float *Wb);
 void fk_adam(long n, float *p, const float *g, float *m, float *v, float lr,
              float beta1, float beta2, float eps, float bc1, float bc2);
 
+// Float16 lists of a checkpoint, `unit` a power of two: out[i] = the bits of x[i] / unit as
+// Float16; returns 1 when every x[i] is exactly that Float16 times unit (else 0, out unspecified).
+int fk_halves_pack(const double *x, long n, double unit, unsigned short *out);
+// out[i] = codes[i] (Float16 bits) as a double, times unit.
+void fk_halves_unpack(const unsigned short *codes, long n, double unit, double *out);
+
 // Sum of squares in double precision (global gradient norm must not lose bits over ~1e5 terms).
 double fk_sum_squares(const float *x, long n);
 

@@ -350,7 +350,7 @@ final class SourceWorker: @unchecked Sendable {
         let started = Date()
         let session = try StreamSession(config: engineConfig, training: trainingMode.engineMode)
         storedAtStart = engineKeys(try store.newestVersions())
-        let stored = try store.latestModels()
+        var stored = try store.latestModels()
         var states = stored.compactMap { m in
             m.engineState.map { (label: "model \(m.modelKey) version \(m.version)", bytes: $0) }
         }
@@ -370,6 +370,11 @@ final class SourceWorker: @unchecked Sendable {
             return try store.history(perSeries: session.historyNeeded, for: asked)
         }, pending: pending, watermarks: watermarks, storedVersions: storedAtStart)
         for w in report.warnings { logger.warning("\(w)") }
+        // The stored states read (at steady state several KB a series) are freed now: give
+        // their pages back at once rather than at the next minute's trim.
+        states = []
+        stored = []
+        FreedMemory.release()
         self.session = session
         trainer.submit(session.takeTrainingJobs())
         let resumed = Date()

@@ -1,4 +1,9 @@
+import CKernels
 import Foundation
+
+#if _endian(big)
+#error("the engine state is written little-endian straight from memory")
+#endif
 
 /// What a restart needs to go on where the engine stopped, without retraining from scratch:
 /// per model group its weights and optimizer state (a `Checkpoint`) and schedule, per series
@@ -232,11 +237,12 @@ public enum SnapshotCodec {
             var context = SeasonalContextDetector.State()
             if stored >= 6 {
                 let period = max(0, try r.i64())
-                let values = stored >= 7 ? try r.blocks() : try r.floats()
+                let (form, values) = stored >= 7 ? try r.blocks() : (nil, try r.floats())
                 let history = stored >= 7 ? try r.halves() : try r.floats(), since = try r.i64()
                 let review = max(0, try r.i64()), fit = try r.i64()
                 context = .init(period: period, values: values, history: history, red: bits & 8 != 0,
                                 sinceFlag: since < 0 ? Int.max : since, sinceReview: review, sinceFit: fit < 0 ? Int.max : fit)
+                if let form { context.sealed = form }
             }
             let window = stored >= 8 ? try r.window() : nil
             let anomaly = AnomalyScorer.State(recent: rec, history: hist, sinceFlag: since < 0 ? Int.max : since,
@@ -277,7 +283,7 @@ public enum SnapshotCodec {
             for r in s.stepResiduals { floats(r) }
             floats(s.stepAlpha)
             i64(a.context.period)
-            blocks(a.context.values); halves(a.context.history)
+            blocks(a.context); halves(a.context.history)
             i64(a.context.sinceFlag == Int.max ? -1 : a.context.sinceFlag)
             i64(a.context.sinceReview); i64(a.context.sinceFit == Int.max ? -1 : a.context.sinceFit)
             if windows { window(s.window) }
@@ -288,7 +294,7 @@ public enum SnapshotCodec {
             guard let w else { i64(-1); return }
             i64(w.values.count)
             bytes.reserveCapacity(bytes.count + w.values.count * 8 + w.values.count / 8 + 64)
-            for v in w.values { f64(v) }
+            w.values.withUnsafeBytes { bytes += $0 }
             var byte: UInt8 = 0
             for (i, f) in w.flagged.enumerated() {
                 if f { byte |= 1 << UInt8(i & 7) }
@@ -318,7 +324,8 @@ public enum SnapshotCodec {
         }
         mutating func floats(_ xs: [Double]) {
             i64(xs.count)
-            for x in xs { u32(Float(x).bitPattern) }
+            let fs = xs.map { Float($0) }
+            fs.withUnsafeBytes { bytes += $0 }  // little-endian (checked at the top of the file)
         }
         mutating func u16(_ x: UInt16) { withUnsafeBytes(of: x.littleEndian) { bytes += $0 } }
 
@@ -329,8 +336,8 @@ public enum SnapshotCodec {
             let largest = xs.reduce(0.0) { max($0, abs($1)) }
             let e = largest > 0 && largest.isFinite ? largest.exponent - 14 : 0
             let unit = Double(sign: .plus, exponent: e, significand: 1)
-            let codes = xs.map { Float16($0 / unit) }
-            guard zip(codes, xs).allSatisfy({ $0.asDouble * unit == $1 }) else {
+            var codes = [UInt16](repeating: 0, count: xs.count)
+            guard fk_halves_pack(xs, xs.count, unit, &codes) == 1 else {
                 bytes.append(0)
                 floats(xs)
                 return
@@ -338,12 +345,27 @@ public enum SnapshotCodec {
             bytes.append(1)
             i64(e)
             i64(xs.count)
-            for c in codes { u16(c.bitPattern) }
+            codes.withUnsafeBytes { bytes += $0 }
         }
 
         /// The contextual check's values: each full block of `HalfRing.blockSize` as the ring
-        /// seals it (median, scale, two-byte offsets) when that gives the values back exactly,
-        /// otherwise, and for the last part block, as Float32.
+        /// sealed it (median, scale, two-byte offsets), and the open block as Float32. Values
+        /// not in the ring's form (an older state's) are sealed here, each block kept so when
+        /// that gives its values back exactly, otherwise written as Float32.
+        mutating func blocks(_ c: SeasonalContextDetector.State) {
+            guard packed, let form = c.sealed else { blocks(c.values); return }
+            let b = HalfRing.blockSize
+            i64(form.count)
+            bytes.reserveCapacity(bytes.count + form.medians.count * (9 + 2 * b) + 4 * form.open.count)
+            for k in form.medians.indices {
+                bytes.append(1)
+                u32(form.medians[k].bitPattern)
+                u32(form.scales[k].bitPattern)
+                form.codes[(k * b)..<((k + 1) * b)].withUnsafeBytes { bytes += $0 }
+            }
+            for x in form.open { u32(x.bitPattern) }
+        }
+
         mutating func blocks(_ xs: [Double]) {
             guard packed else { floats(xs); return }
             let b = HalfRing.blockSize
@@ -400,10 +422,10 @@ public enum SnapshotCodec {
         mutating func floats() throws -> [Double] {
             let n = try i64()
             guard n >= 0, n <= (end - pos) / 4 else { throw ForecastError.invalidSetting("engine state: bad length \(n) at offset \(pos)") }
-            var out: [Double] = []
-            out.reserveCapacity(n)
-            for _ in 0..<n { out.append(Double(Float(bitPattern: try u32()))) }
-            return out
+            let p = try take(4 * n)
+            return bytes.withUnsafeBytes { b in
+                (0..<n).map { i in Double(Float(bitPattern: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: p + 4 * i, as: UInt32.self)))) }
+            }
         }
         mutating func window() throws -> SeriesWindow? {
             let n = try i64()
@@ -437,30 +459,56 @@ public enum SnapshotCodec {
                 let n = try i64()
                 guard n >= 0, n <= (end - pos) / 2 else { throw ForecastError.invalidSetting("engine state: bad length \(n) at offset \(pos)") }
                 let unit = Double(sign: .plus, exponent: e, significand: 1)
-                var out: [Double] = []
-                out.reserveCapacity(n)
-                for _ in 0..<n { out.append(Float16(bitPattern: try u16()).asDouble * unit) }
-                return out
+                let p = try take(2 * n)
+                let codes = bytes.withUnsafeBytes { b in (0..<n).map { UInt16(littleEndian: b.loadUnaligned(fromByteOffset: p + 2 * $0, as: UInt16.self)) } }
+                guard n > 0 else { return [] }
+                return [Double](unsafeUninitializedCapacity: n) { out, initialized in
+                    fk_halves_unpack(codes, n, unit, out.baseAddress!)
+                    initialized = n
+                }
             case let tag: throw ForecastError.invalidSetting("engine state: unknown packing \(tag) at offset \(pos - 1)")
             }
         }
-        mutating func blocks() throws -> [Double] {
+        /// The contextual check's values: in the ring's own form when every full block was
+        /// stored sealed (the usual case), else as values.
+        mutating func blocks() throws -> (HalfRing.Sealed?, [Double]) {
             let n = try i64()
             guard n >= 0, n <= (end - pos) / 2 else { throw ForecastError.invalidSetting("engine state: bad length \(n) at offset \(pos)") }
             let b = HalfRing.blockSize
-            var out: [Double] = []
-            out.reserveCapacity(n)
-            while out.count + b <= n {
+            var form = HalfRing.Sealed()
+            // Sized once: these arrays become the restored ring's own.
+            form.medians.reserveCapacity(n / b)
+            form.scales.reserveCapacity(n / b)
+            form.codes.reserveCapacity(n / b * b)
+            form.open.reserveCapacity(b)
+            var plain: [Double]?
+            var done = 0
+            while done + b <= n {
                 switch try u8() {
-                case 0: for _ in 0..<b { out.append(Double(Float(bitPattern: try u32()))) }
+                case 0:
+                    if plain == nil { plain = form.values.map(Double.init) }
+                    for _ in 0..<b { plain!.append(Double(Float(bitPattern: try u32()))) }
                 case 1:
                     let median = Float(bitPattern: try u32()), scale = Float(bitPattern: try u32())
-                    for _ in 0..<b { out.append(Double(HalfRing.decode(Float16(bitPattern: try u16()), median: median, scale: scale))) }
+                    let p = try take(2 * b)
+                    func code(_ i: Int) -> Float16 { Float16(bitPattern: UInt16(bytes[p + 2 * i]) | UInt16(bytes[p + 2 * i + 1]) << 8) }
+                    if plain != nil {
+                        for i in 0..<b { plain!.append(Double(HalfRing.decode(code(i), median: median, scale: scale))) }
+                    } else {
+                        form.medians.append(median)
+                        form.scales.append(scale)
+                        for i in 0..<b { form.codes.append(code(i)) }
+                    }
                 case let tag: throw ForecastError.invalidSetting("engine state: unknown packing \(tag) at offset \(pos - 1)")
                 }
+                done += b
             }
-            while out.count < n { out.append(Double(Float(bitPattern: try u32()))) }
-            return out
+            while done < n {
+                let v = Float(bitPattern: try u32())
+                if plain != nil { plain!.append(Double(v)) } else { form.open.append(v) }
+                done += 1
+            }
+            return plain.map { (nil, $0) } ?? (form, [])
         }
     }
 }

@@ -49,6 +49,65 @@ struct HalfRing: Sendable {
     /// The newest `capacity` values, oldest first.
     var elements: [Float] { (0..<count).map { self[$0] } }
 
+    /// The ring's values as it holds them, oldest first: each sealed block's median, scale and
+    /// codes (`blockSize` codes a block), then the open block's values. What a checkpoint
+    /// writes, without decoding and sealing every value again.
+    struct Sealed: Sendable, Equatable {
+        var medians: [Float] = []
+        var scales: [Float] = []
+        var codes: [Float16] = []
+        var open: [Float] = []
+        var count: Int { medians.count * HalfRing.blockSize + open.count }
+        /// Every value, oldest first (what `stored` gives for the ring they came from).
+        var values: [Float] {
+            var out: [Float] = []
+            out.reserveCapacity(count)
+            let b = HalfRing.blockSize
+            for k in medians.indices {
+                for i in 0..<b { out.append(HalfRing.decode(codes[k * b + i], median: medians[k], scale: scales[k])) }
+            }
+            return out + open
+        }
+    }
+
+    var sealedForm: Sealed {
+        var out = Sealed()
+        let b = Self.blockSize
+        out.medians.reserveCapacity(sealed)
+        out.scales.reserveCapacity(sealed)
+        out.codes.reserveCapacity(sealed * b)
+        for k in 0..<sealed {
+            var slot = first + k
+            if slot >= maxBlocks { slot -= maxBlocks }
+            out.medians.append(medians[slot])
+            out.scales.append(scales[slot])
+            out.codes.append(contentsOf: codes[(slot * b)..<((slot + 1) * b)])
+        }
+        out.open = open
+        return out
+    }
+
+    /// A ring holding what `sealed` holds, as appending its values would make it (sealing is
+    /// idempotent), but without sealing them again; nil when it holds more than this ring can
+    /// (`maxHeld`: a state from other settings).
+    init?(capacity: Int, restoring form: Sealed) {
+        self.init(capacity: capacity)
+        let b = Self.blockSize
+        guard form.count <= maxHeld, form.open.count < b, form.codes.count == form.medians.count * b,
+              form.scales.count == form.medians.count else { return nil }
+        sealed = form.medians.count
+        // Taken as they are (a checkpoint's decoder sizes them exactly): no copy.
+        codes = form.codes
+        medians = form.medians
+        scales = form.scales
+        open = form.open
+        if !open.isEmpty { open.reserveCapacity(b) }
+        if sealed > 0 {
+            let used = scales.map(Double.init).sorted()
+            resolution = 32 * used[used.count / 2]
+        }
+    }
+
     mutating func append(_ value: Float) {
         // A Double beyond Float's range arrives as an infinity: keep the largest finite value,
         // so one absurd point does not turn its whole block into NaN.

@@ -18,6 +18,12 @@ struct Ring<Element: Sendable>: Sendable {
     /// A ring holding the last `capacity` of `elements` (oldest first), sized to what it holds.
     init(capacity: Int, restoring elements: [Element]) {
         self.init(capacity: capacity)
+        // An array sized to what it holds is taken as it is (a checkpoint's decoder makes them
+        // so): no copy, and no freed one left between the series' other arrays.
+        if elements.count <= capacity && elements.capacity <= elements.count + 8 {
+            storage = elements
+            return
+        }
         let kept = elements.suffix(capacity)
         storage = [Element](unsafeUninitializedCapacity: kept.count) { buffer, initialized in
             _ = buffer.initialize(from: kept)

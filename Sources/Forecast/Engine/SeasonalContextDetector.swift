@@ -63,7 +63,16 @@ public struct SeasonalContextDetector: Sendable {
     /// The detector's memory, oldest first.
     public struct State: Sendable, Codable, Equatable {
         public var period = 0
-        public var values: [Double] = []
+        /// The kept values. A state taken from a detector, or decoded from a checkpoint that
+        /// stored them sealed, holds them in the ring's own form (`sealed`) and makes this list
+        /// only when asked: a checkpoint and a restart pass them on without decoding and
+        /// sealing each value again (that was most of their time).
+        public var values: [Double] {
+            get { sealed.map { $0.values.map(Double.init) } ?? plainValues }
+            set { plainValues = newValue; sealed = nil }
+        }
+        private var plainValues: [Double] = []
+        var sealed: HalfRing.Sealed?
         public var history: [Double] = []
         public var red = false
         public var sinceFlag = Int.max
@@ -71,10 +80,54 @@ public struct SeasonalContextDetector: Sendable {
         /// restored check reviews and refits where the original would have.
         public var sinceReview = 0
         public var sinceFit = Int.max
+
+        public init(period: Int = 0, values: [Double] = [], history: [Double] = [], red: Bool = false,
+                    sinceFlag: Int = .max, sinceReview: Int = 0, sinceFit: Int = .max) {
+            self.period = period
+            plainValues = values
+            self.history = history
+            self.red = red
+            self.sinceFlag = sinceFlag
+            self.sinceReview = sinceReview
+            self.sinceFit = sinceFit
+        }
+
+        init(period: Int, sealed: HalfRing.Sealed, history: [Double], red: Bool, sinceFlag: Int, sinceReview: Int, sinceFit: Int) {
+            self.init(period: period, history: history, red: red, sinceFlag: sinceFlag, sinceReview: sinceReview, sinceFit: sinceFit)
+            self.sealed = sealed
+        }
+
+        private enum CodingKeys: String, CodingKey { case period, values, history, red, sinceFlag, sinceReview, sinceFit }
+
+        public init(from decoder: Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            self.init(period: try c.decode(Int.self, forKey: .period), values: try c.decode([Double].self, forKey: .values),
+                      history: try c.decode([Double].self, forKey: .history), red: try c.decode(Bool.self, forKey: .red),
+                      sinceFlag: try c.decode(Int.self, forKey: .sinceFlag), sinceReview: try c.decode(Int.self, forKey: .sinceReview),
+                      sinceFit: try c.decode(Int.self, forKey: .sinceFit))
+        }
+
+        public func encode(to encoder: Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            try c.encode(period, forKey: .period)
+            try c.encode(values, forKey: .values)
+            try c.encode(history, forKey: .history)
+            try c.encode(red, forKey: .red)
+            try c.encode(sinceFlag, forKey: .sinceFlag)
+            try c.encode(sinceReview, forKey: .sinceReview)
+            try c.encode(sinceFit, forKey: .sinceFit)
+        }
+
+        /// Equal when they hold the same values, in whichever form.
+        public static func == (a: State, b: State) -> Bool {
+            a.period == b.period && a.history == b.history && a.red == b.red && a.sinceFlag == b.sinceFlag
+                && a.sinceReview == b.sinceReview && a.sinceFit == b.sinceFit
+                && (a.sealed != nil && a.sealed == b.sealed || a.values == b.values)
+        }
     }
 
     var state: State {
-        State(period: period ?? 0, values: values.stored.map(Double.init), history: history.values,
+        State(period: period ?? 0, sealed: values.sealedForm, history: history.values,
               red: gate.red, sinceFlag: gate.sinceFlag, sinceReview: sinceReview, sinceFit: tail == nil ? Int.max : sinceFit)
     }
 
@@ -84,7 +137,12 @@ public struct SeasonalContextDetector: Sendable {
         let restoredPeriod = state.period > 0 ? state.period : nil
         // Everything a ring of this size saved, so its blocks are sealed where they were; a
         // longer save (other settings) is cut to the values this check keeps.
-        for v in state.values.count <= values.maxHeld ? state.values[...] : state.values.suffix(capacity) { appendValue(v) }
+        if let form = state.sealed, let ring = HalfRing(capacity: max(1, capacity), restoring: form) {
+            values = ring
+        } else {
+            let saved = state.values
+            for v in saved.count <= values.maxHeld ? saved[...] : saved.suffix(capacity) { appendValue(v) }
+        }
         period = restoredPeriod.flatMap { candidates.contains($0) ? $0 : nil }
         if period != nil {
             let n = values.count

@@ -611,10 +611,14 @@ public final class StreamingEngine {
         return out
     }
 
-    /// The time of the newest value `key`'s window holds (nil: none, or no such series): the
-    /// rows a restart still needs are the source's after it.
-    public func windowEnd(of key: String) -> Double? {
-        seriesIndex[key].flatMap { series[$0].lastTime }
+    /// The time after which a restart needs `key`'s rows from the source: the newest value its
+    /// window holds (nil: no window, or no such series). A window shorter than this engine keeps
+    /// while the series has seen more values (a state from settings that kept fewer) is
+    /// forgotten here and nil returned, so the restart reads the whole window from the source.
+    public func resumeAfter(series key: String) -> Double? {
+        guard let s = seriesIndex[key] else { return nil }
+        if series[s].raw.count < keep && series[s].observations > series[s].raw.count { series[s].clearWindow() }
+        return series[s].lastTime
     }
 
     /// Starts the first trainings that are due without waiting for a new value: after a restart

@@ -71,7 +71,7 @@ public final class StreamSession {
                        watermarks: [String: Double] = [:], storedVersions: [String: Int] = [:]) rethrows -> ResumeReport {
         var report = restore(states, watermarks: watermarks, storedVersions: storedVersions)
         let requests = watermarks.compactMap { key, w -> HistoryRequest? in
-            let end = engine.windowEnd(of: key)
+            let end = engine.resumeAfter(series: key)
             return end.map { $0 < w } ?? true ? HistoryRequest(series: key, after: end) : nil
         }.sorted { $0.series < $1.series }
         var first = 0
