@@ -131,7 +131,9 @@ struct BenchRestart: AsyncParsableCommand {
         out["resume_peak_mb"] = mb(resumePeak - idle)
         say("restart from the database: read in \(String(format: "%.1f", readSeconds)) s (peak \(mb(readPeak - idle)) MB), resumed in \(String(format: "%.1f", resumeSeconds)) s (peak \(mb(resumePeak - idle)) MB)")
         if daemon {
-            try runDaemon(conn, store: store, ends: ends, total: total, version: models[0].version, config: config, out: &out, say: say)
+            // The stored windows end where the restart above primed them to: `--tail` points on.
+            try runDaemon(conn, store: store, ends: ends.map { $0 + Double(tail) * stepSeconds }, total: total,
+                          version: models[0].version, config: config, out: &out, say: say)
         }
         try emit(out, json: json)
     }
@@ -171,7 +173,8 @@ struct BenchRestart: AsyncParsableCommand {
     /// 5. The daemon itself on what was written: each series' source rows, progress and pending
     /// forecast as a daemon with these series leaves them, then `forecastd run` (this binary)
     /// timed from its start to its READY line, its memory then, and its stop (SIGTERM: the
-    /// final checkpoint of every series, written by the daemon).
+    /// final checkpoint of every series, written by the daemon). `ends`: the streamed series'
+    /// stored window ends; with `--tail` the daemon's restart reads the rows after them.
     private func runDaemon(_ conn: PostgresConnection, store: ForecastStore, ends: [Double], total: Int, version: Int,
                            config: EngineConfig, out: inout [String: Any], say: (String) -> Void) throws {
         let key = store.sourceKey, table = "public.forecastd_bench_restart"
