@@ -233,6 +233,8 @@ final class EngineSnapshotTests: XCTestCase {
             return self.rows(Array(self.data(150).suffix(2 * resumed.historyNeeded)))
         }, pending: pending, watermarks: ["a": 149 * 60.0, "b": 149 * 60.0])
         XCTAssertEqual(asked, [.init(series: "a", after: nil), .init(series: "b", after: nil)])
+        XCTAssertEqual((0..<2).map { resumed.engine.seriesForSnapshot($0).anomaly.needsStep }, [false, false],
+                       "the checks are built in the restart, once the rows gave the step")
         let next = rows(data(20, from: 150))
         XCTAssertEqual(original.process(next).forecasts, resumed.process(next).forecasts)
     }

@@ -603,6 +603,15 @@ public final class StreamingEngine {
         }
     }
 
+    /// Builds the checks that a restored state could not build while it was decoded (a state
+    /// without windows: the step comes from the rows primed since), now rather than at each
+    /// series' next value, so a restart's memory is that of the checks, not of the stored lists.
+    public func settleRestoredChecks() {
+        for s in series.indices where series[s].anomaly.needsStep && series[s].lastTime != nil {
+            series[s].anomaly.settleRestored(step: series[s].typicalStep)
+        }
+    }
+
     /// Each series' newest kept value (the persistence forecast a restart compares with).
     public var lastValues: [String: Double] {
         var out: [String: Double] = [:]

@@ -145,6 +145,7 @@ public final class StreamSession {
     }
 
     private func finishResume(pending: [PendingForecast], into report: inout ResumeReport) {
+        engine.settleRestoredChecks()
         retrainsSeen = engine.allRetrains.count
         engine.restorePending(pending.map { ($0.series, $0.forecast) })
         // Deferred: the jobs wait in `takeTrainingJobs()`; inline: the model is there already
