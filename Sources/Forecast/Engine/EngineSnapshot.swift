@@ -422,19 +422,20 @@ public enum SnapshotCodec {
         mutating func floats() throws -> [Double] {
             let n = try i64()
             guard n >= 0, n <= (end - pos) / 4 else { throw ForecastError.invalidSetting("engine state: bad length \(n) at offset \(pos)") }
-            let p = try take(4 * n)
+            return try load(n, as: UInt32.self).map { Double(Float(bitPattern: $0)) }
+        }
+        /// `n` little-endian integers of type `T`, read in one pass.
+        mutating func load<T: FixedWidthInteger>(_ n: Int, as: T.Type) throws -> [T] {
+            let p = try take(n * MemoryLayout<T>.size)
             return bytes.withUnsafeBytes { b in
-                (0..<n).map { i in Double(Float(bitPattern: UInt32(littleEndian: b.loadUnaligned(fromByteOffset: p + 4 * i, as: UInt32.self)))) }
+                (0..<n).map { T(littleEndian: b.loadUnaligned(fromByteOffset: p + MemoryLayout<T>.size * $0, as: T.self)) }
             }
         }
         mutating func window() throws -> SeriesWindow? {
             let n = try i64()
             if n == -1 { return nil }
             guard n >= 0, n <= (end - pos) / 8 else { throw ForecastError.invalidSetting("engine state: bad window length \(n) at offset \(pos)") }
-            let p = try take(n * 8)
-            let values = bytes.withUnsafeBufferPointer { b in
-                (0..<n).map { i in Double(bitPattern: UInt64(littleEndian: UnsafeRawPointer(b.baseAddress! + p + 8 * i).loadUnaligned(as: UInt64.self))) }
-            }
+            let values = try load(n, as: UInt64.self).map(Double.init(bitPattern:))
             let q = try take((n + 7) / 8)
             let flagged = (0..<n).map { i in bytes[q + i >> 3] & (1 << UInt8(i & 7)) != 0 }
             let last = try f64()
@@ -459,8 +460,7 @@ public enum SnapshotCodec {
                 let n = try i64()
                 guard n >= 0, n <= (end - pos) / 2 else { throw ForecastError.invalidSetting("engine state: bad length \(n) at offset \(pos)") }
                 let unit = Double(sign: .plus, exponent: e, significand: 1)
-                let p = try take(2 * n)
-                let codes = bytes.withUnsafeBytes { b in (0..<n).map { UInt16(littleEndian: b.loadUnaligned(fromByteOffset: p + 2 * $0, as: UInt16.self)) } }
+                let codes = try load(n, as: UInt16.self)
                 guard n > 0 else { return [] }
                 return [Double](unsafeUninitializedCapacity: n) { out, initialized in
                     fk_halves_unpack(codes, n, unit, out.baseAddress!)
@@ -490,14 +490,13 @@ public enum SnapshotCodec {
                     for _ in 0..<b { plain!.append(Double(Float(bitPattern: try u32()))) }
                 case 1:
                     let median = Float(bitPattern: try u32()), scale = Float(bitPattern: try u32())
-                    let p = try take(2 * b)
-                    func code(_ i: Int) -> Float16 { Float16(bitPattern: UInt16(bytes[p + 2 * i]) | UInt16(bytes[p + 2 * i + 1]) << 8) }
+                    let codes = try load(b, as: UInt16.self).map(Float16.init(bitPattern:))
                     if plain != nil {
-                        for i in 0..<b { plain!.append(Double(HalfRing.decode(code(i), median: median, scale: scale))) }
+                        for c in codes { plain!.append(Double(HalfRing.decode(c, median: median, scale: scale))) }
                     } else {
                         form.medians.append(median)
                         form.scales.append(scale)
-                        for i in 0..<b { form.codes.append(code(i)) }
+                        form.codes += codes
                     }
                 case let tag: throw ForecastError.invalidSetting("engine state: unknown packing \(tag) at offset \(pos - 1)")
                 }

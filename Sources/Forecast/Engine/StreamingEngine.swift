@@ -13,7 +13,8 @@ public final class StreamingEngine {
     }
 
     public let config: EngineConfig
-    /// Flags a restart's history carried, per series, until its stored state is installed.
+    /// Flags of rows primed before a stored state was installed (a caller that primes, then
+    /// restores), per series, until the state is installed: installing replaces the scorer.
     private var primedFlags: [Int: Int] = [:]
     public let mode: TrainingMode
     private var groups: [ModelGroup] = []
@@ -480,9 +481,7 @@ public final class StreamingEngine {
         func build() {
             let current = batch, config = self.config
             batch.removeAll(keepingCapacity: true)
-            // Each series' step, from its stored window (or, for a state without windows, from
-            // the series primed already), so its checks are built now, as it is decoded.
-            let steps = current.map { ss in ss.window?.typicalStep ?? seriesIndex[ss.key].map { self.series[$0].typicalStep } }
+            let steps = current.map(knownStep)
             series += parallelMap(current.count, threads: config.predictThreads) { i in
                 Self.restoredSeries(current[i], config: config, step: steps[i])
             }
@@ -513,7 +512,13 @@ public final class StreamingEngine {
     }
 
     private func restoredSeries(_ ss: SeriesSnapshot) -> RestoredSeries {
-        Self.restoredSeries(ss, config: config, step: ss.window?.typicalStep ?? seriesIndex[ss.key].map { series[$0].typicalStep })
+        Self.restoredSeries(ss, config: config, step: knownStep(ss))
+    }
+
+    /// A stored series' step, from its window (or, for a state without windows, from the series
+    /// if primed already), so its checks are built as it is decoded; nil when not known yet.
+    private func knownStep(_ ss: SeriesSnapshot) -> Double? {
+        ss.window?.typicalStep ?? seriesIndex[ss.key].map { series[$0].typicalStep }
     }
 
     /// `step`: the series' step (from its window); nil when it is not known yet (its checks
@@ -581,7 +586,7 @@ public final class StreamingEngine {
             }
         }
         for (s, k) in sinceFlag { series[s].anomaly.noteFlag(pointsAgo: k) }
-        // Kept for a state installed after this history (a restart primes first).
+        // Kept for a state installed after this history (a restart installs first, then primes).
         for (s, k) in sinceFlag { primedFlags[s] = min(primedFlags[s] ?? k, k) }
         // A model not yet trained counts its warm-up in the points its series hold: a restart or
         // a shard handed over during warm-up would otherwise wait a whole warm-up again for

@@ -63,34 +63,27 @@ public struct ResultRow {
     }
 
     /// The field's bytes as they are (a `bytea` of `forEachBinaryRow`); nil for NULL.
-    public func bytes(_ column: Int) -> [UInt8]? {
-        guard !isNull(column) else { return nil }
-        let n = Int(PQgetlength(result, row, Int32(column)))
-        return PQgetvalue(result, row, Int32(column)).withMemoryRebound(to: UInt8.self, capacity: n) { [UInt8](UnsafeBufferPointer(start: $0, count: n)) }
-    }
+    public func bytes(_ column: Int) -> [UInt8]? { field(column) { [UInt8]($0) } }
 
     /// Appends the field's bytes to `out`; false for NULL.
     public func append(_ column: Int, to out: inout [UInt8]) -> Bool {
-        guard !isNull(column) else { return false }
-        let n = Int(PQgetlength(result, row, Int32(column)))
-        PQgetvalue(result, row, Int32(column)).withMemoryRebound(to: UInt8.self, capacity: n) { out.append(contentsOf: UnsafeBufferPointer(start: $0, count: n)) }
-        return true
+        field(column) { out.append(contentsOf: $0) } != nil
     }
 
     /// The field as UTF-8 text by its length (binary results carry no terminating zero to rely on).
-    public func text(_ column: Int) -> String? {
-        guard !isNull(column) else { return nil }
-        let n = Int(PQgetlength(result, row, Int32(column)))
-        return PQgetvalue(result, row, Int32(column)).withMemoryRebound(to: UInt8.self, capacity: n) { String(decoding: UnsafeBufferPointer(start: $0, count: n), as: UTF8.self) }
-    }
+    public func text(_ column: Int) -> String? { field(column) { String(decoding: $0, as: UTF8.self) } }
 
     /// Whether the field's text is `s`, byte for byte, without making a string of it.
     public func equals(_ column: Int, _ s: String) -> Bool {
-        guard !isNull(column) else { return false }
+        field(column) { $0.count == s.utf8.count && s.utf8.elementsEqual($0) } ?? false
+    }
+
+    /// `body` over the field's bytes as libpq holds them (by their length); nil for NULL.
+    private func field<T>(_ column: Int, _ body: (UnsafeBufferPointer<UInt8>) -> T) -> T? {
+        guard !isNull(column) else { return nil }
         let n = Int(PQgetlength(result, row, Int32(column)))
-        guard n == s.utf8.count else { return false }
-        return PQgetvalue(result, row, Int32(column)).withMemoryRebound(to: UInt8.self, capacity: n) { p in
-            s.utf8.elementsEqual(UnsafeBufferPointer(start: p, count: n))
+        return PQgetvalue(result, row, Int32(column)).withMemoryRebound(to: UInt8.self, capacity: n) {
+            body(UnsafeBufferPointer(start: $0, count: n))
         }
     }
 }
