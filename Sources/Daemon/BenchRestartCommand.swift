@@ -73,7 +73,7 @@ struct BenchRestart: AsyncParsableCommand {
         // 2. A restart from it: decode, restore, the rows after each window, the pending forecasts.
         var session: StreamSession? = try StreamSession(config: config, training: .inline)
         let (restartSeconds, restartPeakBytes, first) = try measured {
-            try resume(session!, states: [stored], total: total, ends: ends)
+            try resume(session!, states: [StoredState(label: "bench", bytes: stored)], total: total, ends: ends)
         }
         out["restart_history_rows"] = first.historyRows
         // The bytes read are freed once the engine holds their state, as in the daemon.
@@ -118,22 +118,34 @@ struct BenchRestart: AsyncParsableCommand {
         saves = []
         session = nil
         let idle = FreedMemory.release().after
-        let (readSeconds, readPeak, models) = try measured { try store.latestModels() }
-        let states = models.compactMap(\.engineState)
-        let (resumeSeconds, resumePeak, report) = try measured {
-            try resume(try StreamSession(config: config, training: .inline), states: states, total: total, ends: ends)
+        // Read as the daemon reads it: each chunk when the decoder reaches it (the time in
+        // those reads is `read_seconds`, part of the resume's).
+        var readSeconds = 0.0
+        let (resumeSeconds, resumePeak, (report, version)) = try measured {
+            let heads = try store.latestStates()
+            let states = heads.compactMap(\.state).map { s in
+                StoredState(label: s.label, count: s.count) {
+                    let parts = s.parts()
+                    return {
+                        let t = now()
+                        defer { readSeconds += now() - t }
+                        return try parts.next()
+                    }
+                }
+            }
+            return (try resume(try StreamSession(config: config, training: .inline), states: states, total: total, ends: ends),
+                    heads.first?.version ?? 0)
         }
         guard report.warnings.isEmpty, report.models.count == 1 else { throw CLIError("the stored state did not restore: \(report.warnings)") }
         out["read_seconds"] = readSeconds
-        out["read_peak_mb"] = mb(readPeak - idle)
-        out["resume_seconds"] = resumeSeconds
-        out["restart_seconds"] = readSeconds + resumeSeconds
+        out["resume_seconds"] = resumeSeconds - readSeconds
+        out["restart_seconds"] = resumeSeconds
         out["resume_peak_mb"] = mb(resumePeak - idle)
-        say("restart from the database: read in \(String(format: "%.1f", readSeconds)) s (peak \(mb(readPeak - idle)) MB), resumed in \(String(format: "%.1f", resumeSeconds)) s (peak \(mb(resumePeak - idle)) MB)")
+        say("restart from the database: \(String(format: "%.1f", resumeSeconds)) s (of which reading the chunks \(String(format: "%.1f", readSeconds)) s), peak \(mb(resumePeak - idle)) MB")
         if daemon {
             // The stored windows end where the restart above primed them to: `--tail` points on.
             try runDaemon(conn, store: store, ends: ends.map { $0 + Double(tail) * stepSeconds }, total: total,
-                          version: models[0].version, config: config, out: &out, say: say)
+                          version: version, config: config, out: &out, say: say)
         }
         try emit(out, json: json)
     }
@@ -142,7 +154,7 @@ struct BenchRestart: AsyncParsableCommand {
     /// stored window (`ends`: each streamed series' last time), the rows after the windows made
     /// up when the session asks for them (in the daemon's pages), and a pending forecast for
     /// every series, which the restart makes again.
-    private func resume(_ session: StreamSession, states: [[UInt8]], total: Int, ends: [Double]) throws -> StreamSession.ResumeReport {
+    private func resume(_ session: StreamSession, states: [StoredState], total: Int, ends: [Double]) throws -> StreamSession.ResumeReport {
         let step = stepSeconds, tail = tail, series = series
         var watermarks: [String: Double] = [:]
         var pending: [StreamSession.PendingForecast] = []
@@ -154,7 +166,7 @@ struct BenchRestart: AsyncParsableCommand {
             pending.append(.init(series: "s\(i)", forecast: Forecast(time: w + step, value: 100, lower: 90, upper: 110, modelVersion: 1)))
         }
         let limit = session.historyNeeded
-        return session.resume(states: states.map { (label: "bench", bytes: $0) }, history: { asked in
+        return try session.resume(states: states, history: { asked in
             var rows: [RawRow] = []
             for r in asked {
                 let w = watermarks[r.series]!
@@ -250,13 +262,18 @@ struct BenchRestart: AsyncParsableCommand {
         try waitFor("ready: ", seconds: 900)
         let ready = now() - t0
         let status = (try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8)) ?? ""
-        let rssKB = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") }
-            .flatMap { $0.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first.flatMap { Int($0) } } ?? 0
+        func statusKB(_ field: String) -> Int {
+            status.split(separator: "\n").first { $0.hasPrefix(field) }
+                .flatMap { $0.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first.flatMap { Int($0) } } ?? 0
+        }
+        // The peak is the restart's: nothing before READY holds more.
+        let rssKB = statusKB("VmRSS:"), peakKB = statusKB("VmHWM:")
         let loaded = logText().split(separator: "\n").first { $0.contains("loaded ") && $0.contains("history rows") }.map(String.init) ?? ""
         out["daemon_ready_seconds"] = ready
         out["daemon_rss_mb"] = (Double(rssKB) / 1000).rounded()
+        out["daemon_peak_mb"] = (Double(peakKB) / 1000).rounded()
         out["daemon_loaded"] = loaded
-        say("forecastd run: READY in \(String(format: "%.1f", ready)) s, \((Double(rssKB) / 1000).rounded()) MB resident; \(loaded.split(separator: "]").last.map(String.init) ?? loaded)")
+        say("forecastd run: READY in \(String(format: "%.1f", ready)) s, \((Double(rssKB) / 1000).rounded()) MB resident (peak \((Double(peakKB) / 1000).rounded()) MB); \(loaded.split(separator: "]").last.map(String.init) ?? loaded)")
         let t1 = now()
         kill(process.processIdentifier, SIGTERM)
         process.waitUntilExit()

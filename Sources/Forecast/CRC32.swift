@@ -17,8 +17,16 @@ enum CRC32 {
     /// Eight bytes per step on contiguous bytes: a checkpoint of 100,000 series is 2.6 GB,
     /// checked once when written and once when read.
     static func checksum<C: Collection>(_ bytes: C) -> UInt32 where C.Element == UInt8 {
-        if let c = bytes.withContiguousStorageIfAvailable({ sliced($0) }) { return c }
+        if let c = bytes.withContiguousStorageIfAvailable({ sliced($0, 0xFFFF_FFFF) ^ 0xFFFF_FFFF }) { return c }
         return bytewise(bytes)
+    }
+
+    /// The checksum of bytes that arrive in parts: a restart reads a stored state a chunk at a
+    /// time and checks it as it goes, never holding all of it.
+    struct Running {
+        private var register: UInt32 = 0xFFFF_FFFF
+        mutating func update(_ part: UnsafeBufferPointer<UInt8>) { register = CRC32.sliced(part, register) }
+        var value: UInt32 { register ^ 0xFFFF_FFFF }
     }
 
     static func bytewise<C: Collection>(_ bytes: C) -> UInt32 where C.Element == UInt8 {
@@ -29,12 +37,13 @@ enum CRC32 {
         }
     }
 
-    private static func sliced(_ p: UnsafeBufferPointer<UInt8>) -> UInt32 {
+    /// `register`: the CRC's register before these bytes (not inverted).
+    private static func sliced(_ p: UnsafeBufferPointer<UInt8>, _ register: UInt32) -> UInt32 {
         tables.withUnsafeBufferPointer { t in
-            var c: UInt32 = 0xFFFF_FFFF
+            var c = register
             var i = 0
             let n = p.count
-            guard let base = p.baseAddress else { return 0 }
+            guard let base = p.baseAddress else { return register }
             let raw = UnsafeRawPointer(base)
             while i + 8 <= n {
                 let one = UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt32.self)) ^ c
@@ -49,7 +58,7 @@ enum CRC32 {
                 c = t[Int((c ^ UInt32(base[i])) & 0xFF)] ^ (c >> 8)
                 i += 1
             }
-            return c ^ 0xFFFF_FFFF
+            return c
         }
     }
 }

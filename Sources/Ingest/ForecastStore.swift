@@ -554,6 +554,14 @@ public final class ForecastStore {
     /// binary one chunk at a time into one buffer sized from the stored lengths. A 2.6 GB state
     /// read as base64 text in one result held it four times over (text, decoded, copies).
     func engineState(modelKey: String, version: Int) throws -> [UInt8]? {
+        try storedState(modelKey: modelKey, version: version, label: "")?.bytes()
+    }
+
+    /// A version's engine state as a restart reads it: a chunk at a time, each read (in binary)
+    /// when the decoder reaches it, so the restart holds one chunk, not the whole state beside
+    /// the engine it rebuilds. Nil when the version has no state. The chunks are counted first:
+    /// one that is missing is an error here, before anything is decoded.
+    public func storedState(modelKey: String, version: Int, label: String) throws -> StoredState? {
         let key: [PostgresConnection.Parameter] = [.text(sourceKey), .text(modelKey), .text(String(version))]
         let r = try connection.execute("""
             SELECT octet_length(m.engine_state), m.engine_state_chunks, c.stored, c.bytes
@@ -563,29 +571,45 @@ public final class ForecastStore {
             WHERE m.source = $1 AND m.model_key = $2 AND m.version = $3
             """, parameters: key)
         guard let row = r.rows.first, let firstBytes = row[0].flatMap({ Int($0) }) else { return nil }
-        let chunks = Int(row[1] ?? "1") ?? 1, stored = Int(row[2] ?? "0") ?? 0
+        let chunks = max(Int(row[1] ?? "1") ?? 1, 1), stored = Int(row[2] ?? "0") ?? 0
         guard stored == chunks - 1 else {
             throw PostgresError(.query, "model \(modelKey) version \(version) of \(sourceKey): \(stored + 1) of its \(chunks) engine-state chunks are stored")
         }
-        var out: [UInt8] = []
-        out.reserveCapacity(firstBytes + (Int(row[3] ?? "0") ?? 0))
-        try connection.forEachBinaryRow("SELECT engine_state FROM forecast.models WHERE source = $1 AND model_key = $2 AND version = $3",
-                                        parameters: key) { _ = $0.append(0, to: &out) }
-        for k in 1..<max(chunks, 1) {
-            var found = false
-            try connection.forEachBinaryRow("""
-                SELECT bytes FROM forecast.model_state_chunks WHERE source = $1 AND model_key = $2 AND version = $3 AND chunk = $4
-                """, parameters: key + [.text(String(k))]) { found = $0.append(0, to: &out) }
-            guard found else {
-                throw PostgresError(.query, "model \(modelKey) version \(version) of \(sourceKey): chunk \(k) of its \(chunks) engine-state chunks is missing")
+        let connection = connection, sourceKey = sourceKey
+        return StoredState(label: label, count: firstBytes + (Int(row[3] ?? "0") ?? 0)) {
+            var next = 0
+            return {
+                guard next < chunks else { return nil }
+                defer { next += 1 }
+                var out: [UInt8] = []
+                var found = false
+                if next == 0 {
+                    try connection.forEachBinaryRow("SELECT engine_state FROM forecast.models WHERE source = $1 AND model_key = $2 AND version = $3",
+                                                    parameters: key) { found = $0.append(0, to: &out) }
+                } else {
+                    try connection.forEachBinaryRow("""
+                        SELECT bytes FROM forecast.model_state_chunks WHERE source = $1 AND model_key = $2 AND version = $3 AND chunk = $4
+                        """, parameters: key + [.text(String(next))]) { found = $0.append(0, to: &out) }
+                }
+                guard found else {
+                    throw PostgresError(.query, "model \(modelKey) version \(version) of \(sourceKey): chunk \(next) of its \(chunks) engine-state chunks is missing")
+                }
+                return out
             }
         }
-        return out
     }
 
     /// The newest version of each model key that `condition` selects, with its checkpoint and
     /// whole engine state.
     private func storedModels(where condition: String, _ parameters: [PostgresConnection.Parameter]) throws -> [StoredModel] {
+        try heads(where: condition, parameters).map { h in
+            StoredModel(modelKey: h.key, version: h.version, checkpoint: h.checkpoint,
+                        engineState: h.hasState ? try engineState(modelKey: h.key, version: h.version) : nil)
+        }
+    }
+
+    private func heads(where condition: String, _ parameters: [PostgresConnection.Parameter]) throws
+        -> [(key: String, version: Int, checkpoint: [UInt8]?, hasState: Bool)] {
         var heads: [(key: String, version: Int, checkpoint: [UInt8]?, hasState: Bool)] = []
         try connection.forEachBinaryRow("""
             SELECT DISTINCT ON (model_key) model_key, version::text, checkpoint, (engine_state IS NOT NULL)::text
@@ -593,9 +617,14 @@ public final class ForecastStore {
             """, parameters: parameters) { row in
             heads.append((row.text(0) ?? "", Int(row.text(1) ?? "") ?? 0, row.bytes(2), row.text(3) == "true"))
         }
-        return try heads.map { h in
-            StoredModel(modelKey: h.key, version: h.version, checkpoint: h.checkpoint,
-                        engineState: h.hasState ? try engineState(modelKey: h.key, version: h.version) : nil)
+        return heads
+    }
+
+    /// The newest version of every model of this source, its engine state to be read as it is
+    /// decoded (`storedState`): what a restart resumes from.
+    public func latestStates() throws -> [(modelKey: String, version: Int, state: StoredState?)] {
+        try heads(where: "source = $1\(modelsInShard)", [.text(sourceKey)]).map { h in
+            (h.key, h.version, h.hasState ? try storedState(modelKey: h.key, version: h.version, label: "model \(h.key) version \(h.version)") : nil)
         }
     }
 

@@ -17,4 +17,20 @@ final class CRC32Tests: XCTestCase {
         // A collection without contiguous storage goes byte by byte, to the same value.
         XCTAssertEqual(CRC32.checksum(bytes.lazy.map { $0 }), CRC32.checksum(bytes))
     }
+
+    /// Bytes checked in parts, cut anywhere, give the checksum of all of them at once.
+    func testRunningChecksumOverPartsIsTheChecksumOfTheWhole() {
+        var rng = SeededGenerator(seed: 12)
+        let bytes = (0..<3000).map { _ in UInt8(truncatingIfNeeded: rng.next()) }
+        for cuts in [[0], [1], [7, 8, 9], [100, 101, 2999], [0, 0, 3000]] {
+            var running = CRC32.Running()
+            var from = 0
+            for c in cuts + [bytes.count] {
+                bytes[from..<c].withUnsafeBufferPointer { running.update($0) }
+                from = c
+            }
+            XCTAssertEqual(running.value, CRC32.checksum(bytes), "\(cuts)")
+        }
+        XCTAssertEqual(CRC32.Running().value, 0)
+    }
 }

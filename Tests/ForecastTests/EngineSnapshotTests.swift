@@ -126,8 +126,8 @@ final class EngineSnapshotTests: XCTestCase {
     func testResumeTakesTheWindowsFromTheStateAndReadsOnlyTheRowsAfterThem() throws {
         let original = try StreamSession(config: config(), training: .inline)
         _ = original.process(rows(data(150)))
-        let states = original.engine.snapshot().map { (label: "m", bytes: SnapshotCodec.encode($0)) }
-        XCTAssertEqual(try SnapshotCodec.decode(states[0].bytes).series.map { $0.window?.values.count },
+        let states = original.engine.snapshot().map { StoredState(label: "m", bytes: SnapshotCodec.encode($0)) }
+        XCTAssertEqual(try SnapshotCodec.decode(states[0].bytes()).series.map { $0.window?.values.count },
                        [original.historyNeeded, original.historyNeeded])
         // Committed after the checkpoint, before a crash: 5 rows of each series.
         let later = data(5, from: 150)
@@ -138,7 +138,7 @@ final class EngineSnapshotTests: XCTestCase {
         func restart(_ marks: [String: Double], answer: [Observation]) throws -> (StreamSession, [StreamSession.HistoryRequest]) {
             let s = try StreamSession(config: config(), training: .inline)
             var asked: [StreamSession.HistoryRequest] = []
-            let report = s.resume(states: states, pageSize: 1, history: { page in
+            let report = try s.resume(states: states, pageSize: 1, history: { page in
                 XCTAssertEqual(page.count, 1, "one page of one series at a time")
                 asked += page
                 return self.rows(answer.filter { o in page.contains { $0.series == o.series && o.time > ($0.after ?? -.infinity) } })
@@ -151,10 +151,10 @@ final class EngineSnapshotTests: XCTestCase {
         XCTAssertEqual(asked, ["a", "b"].map { .init(series: $0, after: 149 * 60) }, "only the rows after each window")
         // The state is the checkpoint's (older than the rows after it, as after any crash): the
         // same engine as a state without windows and the newest rows of the source make.
-        var old = try SnapshotCodec.decode(states[0].bytes)
+        var old = try SnapshotCodec.decode(states[0].bytes())
         old.series = old.series.map { var x = $0; x.window = nil; return x }
         let fromRows = try StreamSession(config: config(), training: .inline)
-        _ = fromRows.resume(states: [(label: "m", bytes: SnapshotCodec.encode(old))],
+        _ = try fromRows.resume(states: [StoredState(label: "m", bytes: SnapshotCodec.encode(old))],
                             history: rows(Array(data(155).suffix(2 * fromRows.historyNeeded))), pending: pending, watermarks: watermarks)
         let next = rows(data(20, from: 155))
         let a = fromRows.process(next), b = resumed.process(next)
@@ -165,7 +165,7 @@ final class EngineSnapshotTests: XCTestCase {
         // After a clean stop the windows end at the watermarks: the source is not asked at all.
         let clean = try StreamSession(config: config(), training: .inline)
         var calls = 0
-        let report = clean.resume(states: states, history: { _ in calls += 1; return [] }, pending: [],
+        let report = try clean.resume(states: states, history: { _ in calls += 1; return [] }, pending: [],
                                   watermarks: ["a": 149 * 60.0, "b": 149 * 60.0])
         XCTAssertEqual(calls, 0)
         XCTAssertEqual(report.batch.forecasts.map(\.series).sorted(), ["a", "b"], "forecast from the stored windows alone")
@@ -185,16 +185,16 @@ final class EngineSnapshotTests: XCTestCase {
         let group = original.engine.snapshot()[0]
         let n = original.historyNeeded
         let newest = Array(data(150 + n).suffix(2 * n))
-        func windows(_ states: [(label: String, bytes: [UInt8])]) throws -> [[Double]] {
+        func windows(_ states: [StoredState]) throws -> [[Double]] {
             let s = try StreamSession(config: config(), training: .inline)
-            _ = s.resume(states: states, history: { _ in self.rows(newest) }, pending: [],
+            _ = try s.resume(states: states, history: { _ in self.rows(newest) }, pending: [],
                          watermarks: ["a": Double(150 + n - 1) * 60, "b": Double(150 + n - 1) * 60])
             return s.engine.snapshot()[0].series.map { $0.window?.values ?? [] }
         }
         var withoutWindows = group
         withoutWindows.series = group.series.map { var x = $0; x.window = nil; return x }
-        let replaced = try windows([(label: "m", bytes: SnapshotCodec.encode(group))])
-        XCTAssertEqual(replaced, try windows([(label: "m", bytes: SnapshotCodec.encode(withoutWindows))]))
+        let replaced = try windows([StoredState(label: "m", bytes: SnapshotCodec.encode(group))])
+        XCTAssertEqual(replaced, try windows([StoredState(label: "m", bytes: SnapshotCodec.encode(withoutWindows))]))
         XCTAssertEqual(replaced.map(\.count), [n, n])
         XCTAssertEqual(replaced[0].first, newest.first { $0.series == "a" }?.value)
     }
@@ -206,11 +206,11 @@ final class EngineSnapshotTests: XCTestCase {
         shorter.history = config().history / 2
         let original = try StreamSession(config: shorter, training: .inline)
         _ = original.process(rows(data(150)))
-        let states = original.engine.snapshot().map { (label: "m", bytes: SnapshotCodec.encode($0)) }
+        let states = original.engine.snapshot().map { StoredState(label: "m", bytes: SnapshotCodec.encode($0)) }
         let resumed = try StreamSession(config: config(), training: .inline)
         var asked: [StreamSession.HistoryRequest] = []
         let n = resumed.historyNeeded
-        _ = resumed.resume(states: states, history: { page in
+        _ = try resumed.resume(states: states, history: { page in
             asked += page
             return self.rows(Array(self.data(150).suffix(2 * n)))
         }, pending: [], watermarks: ["a": 149 * 60.0, "b": 149 * 60.0])
@@ -228,7 +228,7 @@ final class EngineSnapshotTests: XCTestCase {
         let resumed = try StreamSession(config: config(), training: .inline)
         var asked: [StreamSession.HistoryRequest] = []
         let pending = ["a", "b"].map { StreamSession.PendingForecast(series: $0, forecast: original.engine.pendingForecast(series: $0)!) }
-        _ = resumed.resume(states: [(label: "m", bytes: old)], history: { page in
+        _ = try resumed.resume(states: [StoredState(label: "m", bytes: old)], history: { page in
             asked += page
             return self.rows(Array(self.data(150).suffix(2 * resumed.historyNeeded)))
         }, pending: pending, watermarks: ["a": 149 * 60.0, "b": 149 * 60.0])
@@ -245,7 +245,7 @@ final class EngineSnapshotTests: XCTestCase {
         let rows = data(70).map { RawRow(series: $0.series, time: $0.time, value: RawValue($0.value)) }
         // Inline (replay): the model is trained inside resume and every series gets a forecast.
         let inline = try StreamSession(config: config(), training: .inline)
-        let report = inline.resume(states: [], history: rows, pending: [])
+        let report = try inline.resume(states: [], history: rows, pending: [])
         XCTAssertEqual(report.models.count, 0, "nothing was stored")
         XCTAssertEqual(inline.modelVersions[""], 1)
         XCTAssertEqual(Set(report.batch.forecasts.map(\.series)), ["a", "b"])
@@ -253,12 +253,12 @@ final class EngineSnapshotTests: XCTestCase {
 
         // Deferred (the daemon): the job is handed out without a new value arriving.
         let deferred = try StreamSession(config: config(), training: .deferred)
-        _ = deferred.resume(states: [], history: rows, pending: [])
+        _ = try deferred.resume(states: [], history: rows, pending: [])
         XCTAssertEqual(deferred.takeTrainingJobs().count, 1)
 
         // Fewer points than the warm-up: nothing to train yet.
         let short = try StreamSession(config: config(), training: .deferred)
-        _ = short.resume(states: [], history: Array(rows.prefix(2 * 50)), pending: [])
+        _ = try short.resume(states: [], history: Array(rows.prefix(2 * 50)), pending: [])
         XCTAssertTrue(short.takeTrainingJobs().isEmpty)
     }
 

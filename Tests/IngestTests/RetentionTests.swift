@@ -235,4 +235,58 @@ final class StateChunkTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("2 of its 3 engine-state chunks"), "\(e)")
         }
     }
+    /// A restart reads the state a chunk at a time as it decodes it: the chunks as stored, in
+    /// order, decoding to what the whole state decodes to. A chunk gone between the count and
+    /// the read fails the read (the restart is tried again), it is not taken for damage.
+    func testARestartReadsTheStateAChunkAtATime() throws {
+        let url = try TestDatabase.fresh()
+        try TestDatabase.migrate(url)
+        let conn = try PostgresConnection(url: url)
+        try conn.execute("CREATE TABLE public.readings (series text, ts timestamptz, v double precision)")
+        let store = try ForecastStore(connection: conn, source: try SourceTable(
+            table: SQLName(schema: "public", name: "readings"), seriesColumn: "series", timeColumn: "ts", valueColumn: "v").resolve(on: conn))
+        store.stateChunkBytes = 1000
+        var config = EngineConfig()
+        config.scope = .shared
+        config.hiddenSizes = [4]
+        config.seqLength = 6
+        config.warmup = 12
+        config.initialEpochs = 1
+        let engine = try StreamingEngine(config: config, mode: .inline)
+        var observations: [Observation] = []
+        for i in 0..<150 {
+            for (k, series) in ["a", "b", "c"].enumerated() {
+                observations.append(Observation(series: series, time: Double(i) * 60, value: sin(Double(i) / 5) + Double(k)))
+            }
+        }
+        _ = engine.process(observations)
+        let bytes = try XCTUnwrap(engine.snapshot().first.map(SnapshotCodec.encode))
+        XCTAssertGreaterThan(bytes.count, 5000)
+        try store.saveModel(modelKey: "*", version: 7, trainedAtPoint: nil, windows: nil, trainLoss: nil, holdoutLoss: nil,
+                            previousHoldoutLoss: nil, checkpoint: [1], engineState: bytes, keep: 2)
+        let heads = try store.latestStates()
+        XCTAssertEqual(heads.map(\.modelKey), ["*"])
+        XCTAssertEqual(heads.map(\.version), [7])
+        let state = try XCTUnwrap(heads.first?.state)
+        XCTAssertEqual(state.label, "model * version 7")
+        XCTAssertEqual(state.count, bytes.count)
+        let parts = state.parts()
+        var sizes: [Int] = []
+        var joined: [UInt8] = []
+        while let p = try parts.next() { sizes.append(p.count); joined += p }
+        XCTAssertEqual(joined, bytes)
+        XCTAssertEqual(sizes.count, (bytes.count + 999) / 1000)
+        XCTAssertTrue(sizes.dropLast().allSatisfy { $0 == 1000 }, "\(sizes)")
+        var decoded: [SeriesSnapshot] = []
+        var group = try SnapshotCodec.decode(state) { decoded.append($0) }
+        group.series = decoded
+        XCTAssertEqual(group, try SnapshotCodec.decode(bytes))
+
+        let counted = try XCTUnwrap(store.latestStates().first?.state)
+        try conn.execute("DELETE FROM forecast.model_state_chunks WHERE chunk = 3")
+        XCTAssertThrowsError(try SnapshotCodec.decode(counted) { _ in }) { e in
+            XCTAssertTrue(e is StoredState.ReadFailed, "\(e)")
+            XCTAssertTrue("\(e)".contains("chunk 3 of its"), "\(e)")
+        }
+    }
 }

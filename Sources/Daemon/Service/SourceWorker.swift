@@ -350,10 +350,10 @@ final class SourceWorker: @unchecked Sendable {
         let started = Date()
         let session = try StreamSession(config: engineConfig, training: trainingMode.engineMode)
         storedAtStart = engineKeys(try store.newestVersions())
-        var stored = try store.latestModels()
-        var states = stored.compactMap { m in
-            m.engineState.map { (label: "model \(m.modelKey) version \(m.version)", bytes: $0) }
-        }
+        // Each state is read a chunk at a time as it is decoded: the restart holds the engine
+        // it rebuilds and one chunk, not the whole stored state beside it.
+        let stored = try store.latestStates()
+        var states = stored.compactMap(\.state)
         if engineConfig.scope == .shared, !stored.contains(where: { $0.modelKey == shard.sharedModelKey }),
            let adopted = try adoptedSharedState(store) {
             states.append(adopted)
@@ -370,10 +370,9 @@ final class SourceWorker: @unchecked Sendable {
             return try store.history(perSeries: session.historyNeeded, for: asked)
         }, pending: pending, watermarks: watermarks, storedVersions: storedAtStart)
         for w in report.warnings { logger.warning("\(w)") }
-        // The stored states read (at steady state several KB a series) are freed now: give
-        // their pages back at once rather than at the next minute's trim.
+        // What the restart decoded and dropped (chunks, each series' snapshot) is freed: give
+        // its pages back at once rather than at the next minute's trim.
         states = []
-        stored = []
         FreedMemory.release()
         self.session = session
         trainer.submit(session.takeTrainingJobs())
@@ -390,7 +389,7 @@ final class SourceWorker: @unchecked Sendable {
     /// models of the old layout: the weights of the one that served most series, and the state
     /// (scaling, residuals, anomaly history) of each of this shard's series from whichever old
     /// model served it. So raising `[ingest] shards` to add daemons retrains nothing.
-    private func adoptedSharedState(_ store: ForecastStore) throws -> (label: String, bytes: [UInt8])? {
+    private func adoptedSharedState(_ store: ForecastStore) throws -> StoredState? {
         let old = try store.sharedModelsOfOtherLayouts()
         var snapshots: [(key: String, snapshot: GroupSnapshot)] = []
         for m in old {
@@ -405,7 +404,7 @@ final class SourceWorker: @unchecked Sendable {
         var adopted = base.snapshot
         adopted.series = snapshots.flatMap(\.snapshot.series).filter { mine.contains($0.key) && seen.insert($0.key).inserted }
         logger.notice("\(name) has no model of its own yet: starting from model \(base.key) v\(base.snapshot.version) and the state of its \(adopted.series.count) series from \(snapshots.map(\.key).sorted().joined(separator: ", "))")
-        return (label: "model \(shard.sharedModelKey) (adopted from \(base.key))", bytes: SnapshotCodec.encode(adopted))
+        return StoredState(label: "model \(shard.sharedModelKey) (adopted from \(base.key))", bytes: SnapshotCodec.encode(adopted))
     }
 
     /// forecast.models calls the shared model "*" ("*2/4" for a shard); the engine calls it "".

@@ -191,18 +191,42 @@ public enum SnapshotCodec {
     /// decoded: a restart holds one series' state in `Double`s at a time, not all of them
     /// (at steady state that was twice the engine's memory, on top of the stored bytes).
     public static func decode(_ bytes: [UInt8], eachSeries body: (SeriesSnapshot) throws -> Void) throws -> GroupSnapshot {
+        try decode(StoredState(label: "", bytes: bytes), eachSeries: body)
+    }
+
+    /// The same from a state read a part at a time (`StoredState`): the parts are checked
+    /// (the trailing CRC) as they arrive, so a state that turns out corrupted is reported only
+    /// after its series were handed on; a caller keeps them aside until this returns. `header`
+    /// sees the group's fields before any series (a model that does not fit is known before
+    /// its series are read).
+    public static func decode(_ state: StoredState, header: (GroupSnapshot) throws -> Void = { _ in },
+                              eachSeries body: (SeriesSnapshot) throws -> Void) throws -> GroupSnapshot {
         func bad(_ why: String) -> ForecastError { .invalidSetting("engine state: \(why)") }
-        guard bytes.count >= magic.count + 8, Array(bytes[0..<magic.count]) == magic else { throw bad("not a forecastd engine state") }
-        var r = Reader(bytes: bytes, pos: magic.count, end: bytes.count - 4)
+        guard state.count >= magic.count + 8 else { throw bad("not a forecastd engine state") }
+        var r = Reader(state)
+        do {
+            return try decode(&r, header: header, eachSeries: body)
+        } catch let e as ForecastError {
+            // A state whose bytes were damaged fails to decode somewhere; say that, not where.
+            if (try? r.finish()) == false { throw bad("checksum mismatch (corrupted)") }
+            throw e
+        }
+    }
+
+    private static func decode(_ r: inout Reader, header: (GroupSnapshot) throws -> Void,
+                               eachSeries body: (SeriesSnapshot) throws -> Void) throws -> GroupSnapshot {
+        func bad(_ why: String) -> ForecastError { .invalidSetting("engine state: \(why)") }
+        let p = try r.take(magic.count)
+        guard Array(r.buffer[p..<(p + magic.count)]) == magic else { throw bad("not a forecastd engine state") }
         let stored = try r.u32()
         guard (2...version).contains(stored) else { throw bad("unsupported version \(stored)") }
-        var crc: UInt32 = 0
-        for k in 0..<4 { crc |= UInt32(bytes[bytes.count - 4 + k]) << (8 * UInt32(k)) }
-        guard CRC32.checksum(bytes[0..<(bytes.count - 4)]) == crc else { throw bad("checksum mismatch (corrupted)") }
         let key = try r.string()
-        let v = try r.i64(), t = try r.i64(), p = try r.i64(), l = try r.i64()
+        let v = try r.i64(), t = try r.i64(), p2 = try r.i64(), l = try r.i64()
         let cp = try r.blob()
         let retrain = try r.blob().flatMap { try? JSONDecoder().decode(RetrainRecord.self, from: Data($0)) }
+        let group = GroupSnapshot(key: key, version: v, trainings: t, points: p2, lastTrainPoints: l, checkpoint: cp,
+                                  series: [], lastRetrain: retrain)
+        try header(group)
         let n = try r.i64()
         guard n >= 0 && n < 10_000_000 else { throw bad("bad series count") }
         for _ in 0..<n {
@@ -255,8 +279,8 @@ public enum SnapshotCodec {
                                     anomaly: anomaly, blend: blend, stepResiduals: stepResiduals, stepAlpha: stepAlpha,
                                     window: window))
         }
-        return GroupSnapshot(key: key, version: v, trainings: t, points: p, lastTrainPoints: l, checkpoint: cp,
-                             series: [], lastRetrain: retrain)
+        guard try r.finish() else { throw bad("checksum mismatch (corrupted)") }
+        return group
     }
 
     private struct Writer {
@@ -389,23 +413,74 @@ public enum SnapshotCodec {
         }
     }
 
+    /// Reads a state's fields in order, pulling its parts as they are needed and checking them
+    /// as they arrive. Offsets (`pos`, `end`) count from the state's first byte; `buffer`
+    /// holds the bytes from `base` on (the part being read and what is left of the one before).
     private struct Reader {
-        let bytes: [UInt8]
-        var pos: Int
+        private(set) var buffer: [UInt8] = []
+        private var base = 0
+        var pos = 0
+        /// Where the trailing checksum begins.
         let end: Int
+        private let count: Int
+        private let parts: StoredState.Parts
+        private var received = 0
+        private var crc = CRC32.Running()
+        private var trailer: [UInt8] = []
+
+        init(_ state: StoredState) {
+            count = state.count
+            parts = state.parts()
+            end = state.count - 4
+        }
+
+        /// The buffer index of the next `n` bytes, which are then read.
         mutating func take(_ n: Int) throws -> Int {
             // `n <= end - pos`, not `pos + n <= end`: a huge stored length must not overflow.
             guard n >= 0, n <= end - pos else { throw ForecastError.invalidSetting("engine state: truncated (a length of \(n) bytes at offset \(pos))") }
+            if pos + n > received { try fill(pos + n) }
             defer { pos += n }
-            return pos
+            return pos - base
         }
+
+        /// Pulls parts until the bytes up to `upTo` are held, dropping those read already.
+        private mutating func fill(_ upTo: Int) throws {
+            buffer.removeSubrange(0..<(pos - base))
+            base = pos
+            while received < upTo {
+                guard let part = try parts.next() else {
+                    throw ForecastError.invalidSetting("engine state: truncated (\(received) of \(count) bytes)")
+                }
+                absorb(part)
+            }
+        }
+
+        private mutating func absorb(_ part: [UInt8]) {
+            let checked = max(0, min(part.count, end - received))
+            part.withUnsafeBufferPointer { crc.update(UnsafeBufferPointer(rebasing: $0[..<checked])) }
+            trailer += part[checked...]
+            if buffer.isEmpty { buffer = part } else { buffer += part }
+            received += part.count
+        }
+
+        /// After the last field: pulls what is left (the trailing checksum) and tells whether
+        /// the bytes match it and are exactly as many as stated.
+        mutating func finish() throws -> Bool {
+            buffer = []
+            base = pos
+            while let part = try parts.next() { absorb(part); buffer = [] }
+            guard received == count, trailer.count == 4 else { return false }
+            let stored = (0..<4).reduce(UInt32(0)) { $0 | UInt32(trailer[$1]) << (8 * UInt32($1)) }
+            return stored == crc.value
+        }
+
         mutating func u32() throws -> UInt32 {
             let p = try take(4)
-            return (0..<4).reduce(0) { $0 | UInt32(bytes[p + $1]) << (8 * UInt32($1)) }
+            return (0..<4).reduce(0) { $0 | UInt32(buffer[p + $1]) << (8 * UInt32($1)) }
         }
         mutating func u64() throws -> UInt64 {
             let p = try take(8)
-            return (0..<8).reduce(0) { $0 | UInt64(bytes[p + $1]) << (8 * UInt64($1)) }
+            return (0..<8).reduce(0) { $0 | UInt64(buffer[p + $1]) << (8 * UInt64($1)) }
         }
         mutating func i64() throws -> Int { Int(Int64(bitPattern: try u64())) }
         mutating func f64() throws -> Double { Double(bitPattern: try u64()) }
@@ -413,7 +488,7 @@ public enum SnapshotCodec {
             let n = try i64()
             if n < 0 { return nil }
             let p = try take(n)
-            return Array(bytes[p..<(p + n)])
+            return Array(buffer[p..<(p + n)])
         }
         mutating func string() throws -> String {
             guard let b = try blob() else { throw ForecastError.invalidSetting("engine state: missing name") }
@@ -427,7 +502,7 @@ public enum SnapshotCodec {
         /// `n` little-endian integers of type `T`, read in one pass.
         mutating func load<T: FixedWidthInteger>(_ n: Int, as: T.Type) throws -> [T] {
             let p = try take(n * MemoryLayout<T>.size)
-            return bytes.withUnsafeBytes { b in
+            return buffer.withUnsafeBytes { b in
                 (0..<n).map { T(littleEndian: b.loadUnaligned(fromByteOffset: p + MemoryLayout<T>.size * $0, as: T.self)) }
             }
         }
@@ -437,7 +512,7 @@ public enum SnapshotCodec {
             guard n >= 0, n <= (end - pos) / 8 else { throw ForecastError.invalidSetting("engine state: bad window length \(n) at offset \(pos)") }
             let values = try load(n, as: UInt64.self).map(Double.init(bitPattern:))
             let q = try take((n + 7) / 8)
-            let flagged = (0..<n).map { i in bytes[q + i >> 3] & (1 << UInt8(i & 7)) != 0 }
+            let flagged = (0..<n).map { i in buffer[q + i >> 3] & (1 << UInt8(i & 7)) != 0 }
             let last = try f64()
             let k = try i64()
             guard (0...16).contains(k) else { throw ForecastError.invalidSetting("engine state: bad step count \(k) at offset \(pos)") }
@@ -446,10 +521,10 @@ public enum SnapshotCodec {
             return SeriesWindow(values: values, flagged: flagged, lastTime: last, steps: steps,
                                 observations: max(0, observations), minimum: minimum)
         }
-        mutating func u8() throws -> UInt8 { bytes[try take(1)] }
+        mutating func u8() throws -> UInt8 { let p = try take(1); return buffer[p] }
         mutating func u16() throws -> UInt16 {
             let p = try take(2)
-            return UInt16(bytes[p]) | UInt16(bytes[p + 1]) << 8
+            return UInt16(buffer[p]) | UInt16(buffer[p + 1]) << 8
         }
         mutating func halves() throws -> [Double] {
             switch try u8() {

@@ -473,8 +473,16 @@ public final class StreamingEngine {
     /// were twice the engine's memory. Throws `ModelDoesNotFit` for a model this configuration
     /// cannot use, the decoder's error for a state that does not decode; the engine is unchanged.
     public func prepareRestore(encoded bytes: [UInt8]) throws -> RestoredGroup {
+        try prepareRestore(StoredState(label: "", bytes: bytes))
+    }
+
+    /// The same from a state read a part at a time: the model is checked against the
+    /// configuration before any series is read (`ModelDoesNotFit`), and each part is dropped
+    /// once its series are decoded.
+    public func prepareRestore(_ state: StoredState) throws -> RestoredGroup {
         var series: [RestoredSeries] = []
         var batch: [SeriesSnapshot] = []
+        var group: RestoredGroup?
         // Decoding the bytes is sequential; rebuilding each series' checks from its snapshot
         // (sorted windows, sealed blocks, the fitted tail) is most of the work: a batch at a
         // time, split across the forecast threads.
@@ -486,14 +494,13 @@ public final class StreamingEngine {
                 Self.restoredSeries(current[i], config: config, step: steps[i])
             }
         }
-        let header = try SnapshotCodec.decode(bytes) { s in
+        _ = try SnapshotCodec.decode(state, header: { group = try prepareRestore($0, series: []) }) { s in
             batch.append(s)
             if batch.count == 256 { build() }
         }
         if !batch.isEmpty { build() }
-        var g = try prepareRestore(header, series: [])
-        g.series = series
-        return g
+        group!.series = series
+        return group!
     }
 
     private func prepareRestore(_ snap: GroupSnapshot, series: [SeriesSnapshot]) throws -> RestoredGroup {

@@ -66,10 +66,11 @@ public final class StreamSession {
     /// `watermarks` are the committed newest times per series (rows at or before them are late).
     /// `storedVersions` (model key → newest stored version, "" for a shared model) keeps new
     /// versions above every stored one, also when the stored models no longer fit.
-    public func resume(states: [(label: String, bytes: [UInt8])], pageSize: Int = 2000,
+    /// A state the source fails to give (`StoredState.ReadFailed`) is thrown, not retrained.
+    public func resume(states: [StoredState], pageSize: Int = 2000,
                        history: ([HistoryRequest]) throws -> [RawRow], pending: [PendingForecast],
-                       watermarks: [String: Double] = [:], storedVersions: [String: Int] = [:]) rethrows -> ResumeReport {
-        var report = restore(states, watermarks: watermarks, storedVersions: storedVersions)
+                       watermarks: [String: Double] = [:], storedVersions: [String: Int] = [:]) throws -> ResumeReport {
+        var report = try restore(states, watermarks: watermarks, storedVersions: storedVersions)
         let requests = watermarks.compactMap { key, w -> HistoryRequest? in
             let end = engine.resumeAfter(series: key)
             return end.map { $0 < w } ?? true ? HistoryRequest(series: key, after: end) : nil
@@ -87,16 +88,16 @@ public final class StreamSession {
     /// The same with the rows given: the newest `historyNeeded` of each series up to its
     /// watermark, oldest first (what a state without windows needs; rows a restored window holds
     /// already are skipped).
-    public func resume(states: [(label: String, bytes: [UInt8])], history: [RawRow], pending: [PendingForecast],
-                       watermarks: [String: Double] = [:], storedVersions: [String: Int] = [:]) -> ResumeReport {
-        var report = restore(states, watermarks: watermarks, storedVersions: storedVersions)
+    public func resume(states: [StoredState], history: [RawRow], pending: [PendingForecast],
+                       watermarks: [String: Double] = [:], storedVersions: [String: Int] = [:]) throws -> ResumeReport {
+        var report = try restore(states, watermarks: watermarks, storedVersions: storedVersions)
         prime(history, into: &report)
         finishResume(pending: pending, into: &report)
         return report
     }
 
-    private func restore(_ states: [(label: String, bytes: [UInt8])], watermarks: [String: Double],
-                         storedVersions: [String: Int]) -> ResumeReport {
+    private func restore(_ states: [StoredState], watermarks: [String: Double],
+                         storedVersions: [String: Int]) throws -> ResumeReport {
         self.watermarks = watermarks
         engine.numberVersions(above: storedVersions)
         var report = ResumeReport()
@@ -105,9 +106,13 @@ public final class StreamSession {
         // fits (one that does not means the configuration changed: all retrain).
         var restored: [RestoredGroup] = []
         var misfit: ModelDoesNotFit?
-        for s in states {
-            do { restored.append(try engine.prepareRestore(encoded: s.bytes)) } catch let e as ModelDoesNotFit {
+        // One that does not fit is known from its header, before its series are read; the
+        // others are then not read at all.
+        for s in states where misfit == nil {
+            do { restored.append(try engine.prepareRestore(s)) } catch let e as ModelDoesNotFit {
                 misfit = misfit ?? e
+            } catch let e as StoredState.ReadFailed {
+                throw e
             } catch {
                 report.warnings.append("\(s.label) has an unusable engine state (\(error)); it will be retrained")
             }
