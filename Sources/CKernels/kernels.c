@@ -655,3 +655,29 @@ int fk_halves_pack(const double *x, long n, double unit, unsigned short *out) {
 void fk_halves_unpack(const unsigned short *codes, long n, double unit, double *out) {
     for (long i = 0; i < n; i++) out[i] = (double)_cvtsh_ss(codes[i]) * unit;
 }
+
+// How many of `n` Float16 codes (times `unit`) lie at least `d` from `median` once `floor` is
+// taken off: max(|h - median| - floor, 0), rounded to float, >= d (a NaN counts nowhere).
+// The contextual check's empirical tail, counted over its history at every scored point.
+long fk_halves_count_far(const unsigned short *codes, long n, double unit, double median, double floor, float d) {
+    long count = 0, i = 0;
+    const __m256d u = _mm256_set1_pd(unit), m = _mm256_set1_pd(median), f = _mm256_set1_pd(floor);
+    const __m256d zero = _mm256_setzero_pd(), sign = _mm256_set1_pd(-0.0);
+    const __m128 dd = _mm_set1_ps(d);
+    for (; i + 8 <= n; i += 8) {
+        __m256 h = _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(codes + i)));
+        __m256d parts[2] = { _mm256_cvtps_pd(_mm256_castps256_ps128(h)), _mm256_cvtps_pd(_mm256_extractf128_ps(h, 1)) };
+        for (int k = 0; k < 2; k++) {
+            __m256d x = _mm256_sub_pd(_mm256_andnot_pd(sign, _mm256_sub_pd(_mm256_mul_pd(parts[k], u), m)), f);
+            x = _mm256_max_pd(zero, x);   // the second operand when either is NaN: NaN stays NaN
+            __m128 xf = _mm256_cvtpd_ps(x);
+            count += __builtin_popcount(_mm_movemask_ps(_mm_cmp_ps(xf, dd, _CMP_GE_OQ)));
+        }
+    }
+    for (; i < n; i++) {
+        double x = fabs((double)_cvtsh_ss(codes[i]) * unit - median) - floor;
+        if (x < 0) x = 0;
+        if ((float)x >= d) count++;
+    }
+    return count;
+}

@@ -60,4 +60,29 @@ final class KernelTests: XCTestCase {
             }
         }
     }
+
+    /// The contextual check's empirical tail count: the Swift formula value by value, for
+    /// every length (the vector body and the scalar tail), NaN, infinities and −0 included.
+    func testHalvesCountFarCountsAsSwiftComparesThem() {
+        var rng = SeededGenerator(seed: 13)
+        for e in [-20, 0, 9] {
+            let unit = Double(sign: .plus, exponent: e, significand: 1)
+            var codes = (0..<203).map { _ in Float16(Float(rng.nextGaussian()) * 2000) }
+            codes += [0, -0.0, .nan, .infinity, -.infinity, Float16.greatestFiniteMagnitude]
+            let median = Double(codes[5]) * unit
+            for n in [0, 1, 7, 8, 9, 16, 100, codes.count] {
+                let part = Array(codes.prefix(n))
+                for floor in [0, 3 * unit, 500 * unit] {
+                    for distance in [0.0, 1 * unit, 400 * unit, 1999.5 * unit, 1e30] {
+                        let d = Float(distance)
+                        let want = part.filter { h in Float(max(abs(Double(h) * unit - median) - floor, 0)) >= d }.count
+                        let got = part.map(\.bitPattern).withUnsafeBufferPointer { b in
+                            n == 0 ? 0 : fk_halves_count_far(b.baseAddress!, n, unit, median, floor, d)
+                        }
+                        XCTAssertEqual(got, want, "2^\(e), \(n) codes, floor \(floor), distance \(distance)")
+                    }
+                }
+            }
+        }
+    }
 }

@@ -125,27 +125,57 @@ final class SeasonalContextTests: XCTestCase {
         XCTAssertEqual(flags, [])
     }
 
+    /// A check's history of `xs`, as the contextual check keeps it (two bytes a value).
+    private func history(_ xs: [Double]) -> SpacedHistory {
+        var h = SpacedHistory(span: xs.count, maxSamples: xs.count)
+        for x in xs { h.push(x) }
+        return h
+    }
+
     /// The fitted tail follows the history's own distribution: close to the truth for a
     /// Gaussian and for a heavy-tailed one, where a Gaussian tail would be orders too small.
     func testTailModelFollowsEachDistribution() {
-        let normal = gaussian(1000, seed: 1)
-        let g = TailModel(fitting: normal)
-        XCTAssertEqual(g.tail(g.median), 1, accuracy: 1e-9)
-        let p3 = g.tail(3)   // two-sided truth 0.0027
+        let normal = history(gaussian(1000, seed: 1))
+        let g = TailModel(fitting: normal.values)
+        XCTAssertEqual(g.tail(g.median, history: normal), 1, accuracy: 1e-9)
+        let p3 = g.tail(3, history: normal)   // two-sided truth 0.0027
         XCTAssertGreaterThan(p3, 0.0027 / 3)
         XCTAssertLessThan(p3, 0.0027 * 3)
         // Laplace(0, 1): P(|X| > x) = e^(−x); at x = 8, 3.4e-4. A Gaussian of the same spread
         // (σ = √2) gives 1.6e-8.
         var rng = SeededGenerator(seed: 2)
-        let laplace = (0..<1000).map { _ -> Double in
+        let laplace = history((0..<1000).map { _ -> Double in
             let u = Double.random(in: -0.5..<0.5, using: &rng)
             return -(u < 0 ? -1.0 : 1.0) * log(1 - 2 * abs(u))
+        })
+        let l = TailModel(fitting: laplace.values)
+        XCTAssertGreaterThan(l.tail(8, history: laplace), exp(-8) / 4)
+        XCTAssertLessThan(l.tail(8, history: laplace), exp(-8) * 4)
+        XCTAssertEqual(l.score(1e9, history: laplace), 1, "far beyond the history: the score's ceiling")
+        let flat = history([2, 2, 2])
+        XCTAssertEqual(TailModel(fitting: flat.values).tail(2, history: flat), 1)
+    }
+
+    /// Up to the threshold the tail is the share of the history at least as far from the
+    /// median, counted over the history as it is: the share the fit's sorted distances gave
+    /// while the history is the one fitted, and the share of the newer history after it moved.
+    func testEmpiricalShareIsCountedOverTheHistoryAsItIs() {
+        var h = history(gaussian(1000, seed: 3))
+        let fitted = h.values
+        let model = TailModel(fitting: fitted, floor: 0.01)
+        func share(_ x: Double, _ values: [Double]) -> Double {
+            let d = Float(max(abs(x - model.median) - 0.01, 0))
+            let sorted = values.map { Float(max(abs($0 - model.median) - 0.01, 0)) }.sorted()
+            let atLeast = sorted.count - (sorted.firstIndex { $0 >= d } ?? sorted.count)
+            return max(Double(atLeast) / Double(values.count), 1e-10)
         }
-        let l = TailModel(fitting: laplace)
-        XCTAssertGreaterThan(l.tail(8), exp(-8) / 4)
-        XCTAssertLessThan(l.tail(8), exp(-8) * 4)
-        XCTAssertEqual(l.score(1e9), 1, "far beyond the history: the score's ceiling")
-        XCTAssertEqual(TailModel(fitting: [2, 2, 2]).tail(2), 1)
+        for x in [model.median, 0.3, -0.7, 1.2, -1.5] {
+            XCTAssertEqual(model.tail(x, history: h), share(x, fitted), "\(x)")
+        }
+        for v in gaussian(16, seed: 4) { h.push(3 * v) }
+        for x in [0.3, -0.7, 1.2] {
+            XCTAssertEqual(model.tail(x, history: h), share(x, h.values), "\(x), after 16 more values")
+        }
     }
 
     func testBadContextSettingIsNamed() {

@@ -51,6 +51,8 @@ void fk_adam(long n, float *p, const float *g, float *m, float *v, float lr,
 int fk_halves_pack(const double *x, long n, double unit, unsigned short *out);
 // out[i] = codes[i] (Float16 bits) as a double, times unit.
 void fk_halves_unpack(const unsigned short *codes, long n, double unit, double *out);
+/// Codes (times unit) at least d from median, floor taken off, compared as float.
+long fk_halves_count_far(const unsigned short *codes, long n, double unit, double median, double floor, float d);
 
 // Sum of squares in double precision (global gradient norm must not lose bits over ~1e5 terms).
 double fk_sum_squares(const float *x, long n);

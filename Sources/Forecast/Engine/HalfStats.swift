@@ -1,3 +1,5 @@
+import CKernels
+
 /// `RollingStats` in two bytes a value, for the windowed checks' histories of differences
 /// (three of them per series, a thousand values each).
 ///
@@ -29,6 +31,16 @@ struct HalfStats: Sendable {
     /// Oldest first.
     var values: [Double] { let u = unit; return ring.elements.map { $0.asDouble * u } }
     var bytesHeld: Int { ring.bytesHeld }
+    /// Values held with max(|v − median| − floor, 0), rounded to Float, at least `distance`
+    /// (F16C: Swift's own Float16 conversions are a library call a value).
+    func count(fartherFrom median: Double, than distance: Float, floor: Double) -> Int {
+        let u = unit
+        return ring.withStoredBuffer { b in
+            b.withMemoryRebound(to: UInt16.self) { codes in
+                codes.isEmpty ? 0 : fk_halves_count_far(codes.baseAddress!, codes.count, u, median, floor, distance)
+            }
+        }
+    }
 
     private var unit: Double { exponent.map(Self.power) ?? 1 }
 

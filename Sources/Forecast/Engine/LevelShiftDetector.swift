@@ -10,8 +10,10 @@ public struct LevelShiftDetector: Sendable {
     let trim: Double
     // Values as Float32, as checkpoints store them (the spread floor below allows for it).
     private var values: Ring<Float>            // last 2·window values
-    private var sortedOlder: [Float] = []      // the older half of `values`, sorted
-    private var sortedNewer: [Float] = []      // the newer half, sorted
+    // Each half's sum and trimmed extremes. Sorted copies of the halves held as much again as
+    // the values; a trimmed mean needs only the `trim` share at either end.
+    private var older = TrimmedSum()
+    private var newer = TrimmedSum()
     private(set) var history: SpacedHistory  // past differences
     private var gate = IncidentGate()
     var red: Bool { gate.red }
@@ -76,54 +78,126 @@ public struct LevelShiftDetector: Sendable {
     }
 
     var bytesHeld: Int {
-        values.bytesHeld + (sortedOlder.capacity + sortedNewer.capacity) * MemoryLayout<Float>.stride + history.bytesHeld
+        values.bytesHeld + older.bytesHeld + newer.bytesHeld + history.bytesHeld
     }
+
+    /// Values cut from either end of a window before averaging.
+    private var trimmed: Int { Int(Double(window) * trim) }
 
     private mutating func pushValue(_ value: Double) -> Double? {
         let w = window
-        let v = Float(value)
+        // A finite value beyond Float's range is held as the largest Float, so that the sums
+        // stay finite (a sorted window left such a value out as an extreme just the same).
+        let v = Float(value).isInfinite ? (value > 0 ? Float.greatestFiniteMagnitude : -Float.greatestFiniteMagnitude) : Float(value)
         if !values.isFull {
-            // Each half holds a window: sized once, not grown to the next power of two.
-            if values.isEmpty { sortedOlder.reserveCapacity(w) } else if values.count == w { sortedNewer.reserveCapacity(w) }
             values.append(v)
-            if values.count <= w { Self.insertSorted(&sortedOlder, v) } else { Self.insertSorted(&sortedNewer, v) }
             guard values.isFull else { return nil }
+            older = TrimmedSum(trimming: trimmed, (0..<w).map { values[$0] })
+            newer = TrimmedSum(trimming: trimmed, (w..<(2 * w)).map { values[$0] })
         } else {
             let moved = values[w]                      // oldest of the newer half
             let dropped = values.append(v)!            // oldest, leaves the older half
-            Self.removeSorted(&sortedOlder, dropped)
-            Self.insertSorted(&sortedOlder, moved)
-            Self.removeSorted(&sortedNewer, moved)
-            Self.insertSorted(&sortedNewer, v)
+            let ring = values
+            older.replace(dropped, with: moved) { ring.forEach(in: 0..<w, $0) }
+            newer.replace(moved, with: v) { ring.forEach(in: w..<(2 * w), $0) }
         }
-        return trimmedMean(sortedNewer) - trimmedMean(sortedOlder)
+        return newer.trimmedMean - older.trimmedMean
+    }
+}
+
+/// A window's `k` smallest and `k` largest values and the sum of the rest, so its trimmed mean
+/// (the mean without them) follows the window point by point. A value that leaves from among
+/// the extremes is replaced by scanning the window (one value in about window / 2k); otherwise
+/// a point costs a comparison or two. Only the middle values are summed, so a spike among the
+/// extremes never enters the sum, and the sum is taken afresh at every scan and every `window`
+/// replacements. In between it adds and removes the same Float32 values in Float64: exact while
+/// the middle values lie within 2^29 of each other, so the mean is the one a sorted window gives.
+struct TrimmedSum: Sendable {
+    private var k = 0
+    private var count = 0
+    private var middle = 0.0
+    private var low: [Float] = []    // the k smallest, ascending
+    private var high: [Float] = []   // the k largest, ascending
+    private var sinceFresh = 0
+
+    init() {}
+
+    init(trimming k: Int, _ window: [Float]) {
+        self.k = k
+        count = window.count
+        rescan { body in for x in window { body(x) } }
     }
 
-    /// Mean of a sorted window without its `trim` share at either end (summed afresh each
-    /// time: no running sums whose rounding errors pile up).
-    private func trimmedMean(_ sorted: [Float]) -> Double {
-        let k = Int(Double(sorted.count) * trim)
-        var sum = 0.0
-        for i in k..<(sorted.count - k) { sum += Double(sorted[i]) }
-        return sum / Double(sorted.count - 2 * k)
-    }
+    var trimmedMean: Double { middle / Double(count - 2 * k) }
 
-    /// First index whose element is not less than `v`.
-    private static func lowerBound(_ a: [Float], _ v: Float) -> Int {
-        var lo = 0, hi = a.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if a[mid] < v { lo = mid + 1 } else { hi = mid }
+    var bytesHeld: Int { (low.capacity + high.capacity) * MemoryLayout<Float>.stride }
+
+    /// `x` left the window and `y` joined it; `window` walks the window's values as it is now.
+    mutating func replace(_ x: Float, with y: Float, window: ((Float) -> Void) -> Void) {
+        sinceFresh += 1
+        guard k > 0 else {
+            if sinceFresh >= count { rescan(window) } else { middle += Double(y); middle -= Double(x) }
+            return
         }
-        return lo
+        // A value at or beyond either boundary leaves a gap only a scan can fill.
+        guard x > low[k - 1] && x < high[0] && sinceFresh < count else {
+            rescan(window)
+            return
+        }
+        middle -= Double(x)
+        if y < low[k - 1] {
+            middle += Double(low.removeLast())
+            low.insert(y, at: low.firstIndex { $0 > y } ?? low.count)
+        } else if y > high[0] {
+            middle += Double(high.removeFirst())
+            high.insert(y, at: high.firstIndex { $0 > y } ?? high.count)
+        } else {
+            middle += Double(y)
+        }
     }
 
-    private static func insertSorted(_ a: inout [Float], _ v: Float) {
-        a.insert(v, at: lowerBound(a, v))
-    }
-
-    private static func removeSorted(_ a: inout [Float], _ v: Float) {
-        let i = lowerBound(a, v)
-        if i < a.count && a[i] == v { a.remove(at: i) }
+    private mutating func rescan(_ window: ((Float) -> Void) -> Void) {
+        sinceFresh = 0
+        middle = 0
+        low.removeAll(keepingCapacity: true)
+        high.removeAll(keepingCapacity: true)
+        let k = self.k
+        guard k > 0 else {
+            window { middle += Double($0) }
+            return
+        }
+        if low.capacity < k { low.reserveCapacity(k); high.reserveCapacity(k) }
+        window { x in
+            if low.count < k || x < low[k - 1] {
+                if low.count == k { low.removeLast() }
+                low.insert(x, at: low.firstIndex { $0 > x } ?? low.count)
+            }
+            if high.count < k || x > high[0] {
+                if high.count == k { high.removeFirst() }
+                high.insert(x, at: high.firstIndex { $0 > x } ?? high.count)
+            }
+        }
+        // The middle: the values strictly between the boundaries, and the copies of a boundary
+        // value that its extremes do not hold.
+        let lo = low[k - 1], hi = high[0]
+        var strictly = 0, atLow = 0, atHigh = 0
+        window { x in
+            if x > lo && x < hi {
+                middle += Double(x)
+                strictly += 1
+            } else if x == lo {
+                atLow += 1
+            } else if x == hi {
+                atHigh += 1
+            }
+        }
+        let rest = count - 2 * k - strictly
+        guard rest > 0 else { return }
+        if lo == hi {
+            middle += Double(rest) * Double(lo)
+            return
+        }
+        let extraLow = atLow - low.filter { $0 == lo }.count, extraHigh = atHigh - high.filter { $0 == hi }.count
+        middle += Double(extraLow) * Double(lo) + Double(extraHigh) * Double(hi)
     }
 }

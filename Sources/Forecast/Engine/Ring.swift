@@ -77,6 +77,30 @@ struct Ring<Element: Sendable>: Sendable {
         for x in storage { body(x) }
     }
 
+    /// Elements `range` (oldest first) in order, without an index computation for each.
+    func forEach(in range: Range<Int>, _ body: (Element) -> Void) {
+        guard storage.count == capacity else {
+            for i in range { body(storage[i]) }
+            return
+        }
+        storage.withUnsafeBufferPointer { b in
+            var at = head + range.lowerBound
+            if at >= capacity { at -= capacity }
+            var left = range.count
+            while left > 0 {
+                let run = min(left, capacity - at)
+                for k in at..<(at + run) { body(b[k]) }
+                left -= run
+                at = 0
+            }
+        }
+    }
+
+    /// The elements in storage order, as one buffer (for kernels that do not care about order).
+    func withStoredBuffer<R>(_ body: (UnsafeBufferPointer<Element>) throws -> R) rethrows -> R {
+        try storage.withUnsafeBufferPointer(body)
+    }
+
     /// Bytes of element storage held (for the memory accounting of `StreamingEngine`).
     var bytesHeld: Int { storage.capacity * MemoryLayout<Element>.stride }
 

@@ -65,6 +65,10 @@ struct SpacedHistory: Sendable {
     var variance: Double { samples.variance }
     /// The kept samples, oldest first (what checkpoints store).
     var values: [Double] { samples.values }
+    /// Kept samples at least `distance` from `median`, `floor` taken off (see `HalfStats`).
+    func count(fartherFrom median: Double, than distance: Float, floor: Double) -> Int {
+        samples.count(fartherFrom: median, than: distance, floor: floor)
+    }
     var bytesHeld: Int { samples.bytesHeld }
 
     /// Offers the next value; one in `stride` is kept.

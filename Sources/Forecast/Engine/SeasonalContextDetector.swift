@@ -180,7 +180,7 @@ public struct SeasonalContextDetector: Sendable {
             sinceFit = 0
         }
         sinceFit += 1
-        let s = tail!.score(d)
+        let s = tail!.score(d, history: history)
         return (d, gate.flags(s, threshold: threshold, rest: window) ? s : nil)
     }
 
@@ -207,7 +207,7 @@ public struct SeasonalContextDetector: Sendable {
     }
 
     var bytesHeld: Int {
-        values.bytesHeld + deviations.capacity * MemoryLayout<Double>.stride + history.bytesHeld + (tail?.bytesHeld ?? 0)
+        values.bytesHeld + deviations.capacity * MemoryLayout<Double>.stride + history.bytesHeld
     }
 
     private mutating func pushDeviation(_ e: Double) {

@@ -14,9 +14,8 @@ struct TailModel: Sendable {
     private var shareBeyond = 0.0      // share of distances above it
     private var shape = 0.0            // γ ≥ 0
     private var scale = 0.0            // σ > 0 once fitted
-    /// Float32: a series keeps one of these for as long as it is scored, and the distances only
-    /// rank a value among them.
-    private var sortedDistances: [Float] = []
+    /// Whether any history was fitted (an empty one leaves every value unremarkable).
+    private var fitted = false
     /// Distances up to this count as none: what the values compared cannot resolve (see
     /// `HalfRing.resolution`). A perfectly periodic series then has a history of zeros, as it
     /// would with exact values, not one of rounding noise to fit a tail to.
@@ -46,7 +45,7 @@ struct TailModel: Sendable {
                 up += 1
             }
         }
-        sortedDistances = distances.map { Float($0) }
+        fitted = true
         let k = min(n - 1, Int(Double(n) * Self.level))
         threshold = distances[k]
         let excesses = distances[(k + 1)...].map { $0 - threshold }.filter { $0 > 0 }
@@ -75,20 +74,19 @@ struct TailModel: Sendable {
         if !(scale > 0 && scale.isFinite) { scale = max(a0, 1e-300) }
     }
 
-    /// P(|X − median| ≥ |x − median|) under the history (never 0: floored at 1e-10).
-    func tail(_ x: Double) -> Double {
-        let n = sortedDistances.count
-        guard n > 0 else { return 1 }
+    /// P(|X − median| ≥ |x − median|) under the history (never 0: floored at 1e-10). Up to the
+    /// threshold that is the share of `history` (the check's history now, which the model was
+    /// fitted to up to `refitEvery` points ago) at least this far out, counted afresh: a sorted
+    /// copy of the distances was a tenth of a series' memory, for a share that only decides
+    /// scores far below any flag.
+    func tail(_ x: Double, history: SpacedHistory) -> Double {
+        let n = history.count
+        guard fitted, n > 0 else { return 1 }
         let distance = distance(x)
         if distance <= threshold || shareBeyond == 0 || scale <= 0 {
-            // Share of the history at least this far out: by binary search on the distances.
-            var lo = 0, hi = n
-            let d = Float(distance)
-            while lo < hi {
-                let mid = (lo + hi) / 2
-                if sortedDistances[mid] < d { lo = mid + 1 } else { hi = mid }
-            }
-            return max(Double(n - lo) / Double(n), distance > threshold ? 1 / Double(n) : 1e-10, 1e-10)
+            // Compared in Float32, as the distances were held.
+            let atLeast = history.count(fartherFrom: median, than: Float(distance), floor: floor)
+            return max(Double(atLeast) / Double(n), distance > threshold ? 1 / Double(n) : 1e-10, 1e-10)
         }
         let y = distance - threshold
         let survival = shape > 1e-9 ? pow(1 + shape * y / scale, -1 / shape) : exp(-y / scale)
@@ -97,10 +95,8 @@ struct TailModel: Sendable {
 
     private func distance(_ x: Double) -> Double { max(abs(x - median) - floor, 0) }
 
-    var bytesHeld: Int { sortedDistances.capacity * MemoryLayout<Float>.stride }
-
     /// The tail on the anomaly score's scale: −log10(tail) / 10, in [0, 1].
-    func score(_ x: Double) -> Double {
-        min(1, max(0, -log10(tail(x)) / 10))
+    func score(_ x: Double, history: SpacedHistory) -> Double {
+        min(1, max(0, -log10(tail(x, history: history)) / 10))
     }
 }
