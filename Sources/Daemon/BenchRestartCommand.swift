@@ -33,6 +33,8 @@ struct BenchRestart: AsyncParsableCommand {
     @Option(help: "Rows of each series committed after the checkpoint (a restart after a crash reads them).") var tail = 0
     @Option(help: "Hidden size of every layer of the (shared) model.") var hidden = 64
     @Option(help: "Stacked layers.") var layers = 2
+    @Option(help: "Write each value with this many decimals, as a sensor or a price feed does; default: the full Double.")
+    var decimals: Int?
     @Flag(inversion: .prefixedNo, help: "Then start `forecastd run` on what was written and time it to READY and its stop.") var daemon = true
     @Flag(help: "Print one JSON object as the last line.") var json = false
 
@@ -55,7 +57,7 @@ struct BenchRestart: AsyncParsableCommand {
         var stored: [UInt8]
         var ends: [Double] = []
         do {
-            let (engine, _) = try steadyStateEngine(config: config, series: series, points: points, stepSeconds: stepSeconds)
+            let (engine, _) = try steadyStateEngine(config: config, series: series, points: points, stepSeconds: stepSeconds, decimals: decimals)
             out["streamed_state_bytes_per_series"] = engine.seriesStateBytes / series
             guard let g = engine.snapshot().first, g.checkpoint != nil else { throw CLIError("no model was trained while streaming (raise --points)") }
             ends = g.series.map { $0.window?.lastTime ?? 0 }
@@ -166,6 +168,7 @@ struct BenchRestart: AsyncParsableCommand {
             pending.append(.init(series: "s\(i)", forecast: Forecast(time: w + step, value: 100, lower: 90, upper: 110, modelVersion: 1)))
         }
         let limit = session.historyNeeded
+        let power = decimals.map { pow(10, Double($0)) }
         return try session.resume(states: states, history: { asked in
             var rows: [RawRow] = []
             for r in asked {
@@ -175,7 +178,8 @@ struct BenchRestart: AsyncParsableCommand {
                 var times: [Double] = []
                 while t > first { times.append(t); t -= step }
                 for t in times.reversed() {
-                    rows.append(RawRow(series: r.series, time: t, value: .number(100 + 10 * sin(2 * .pi * t / 86_400))))
+                    let v = 100 + 10 * sin(2 * .pi * t / 86_400)
+                    rows.append(RawRow(series: r.series, time: t, value: .number(power.map { (v * $0).rounded() / $0 } ?? v)))
                 }
             }
             return rows

@@ -24,6 +24,8 @@ struct BenchState: AsyncParsableCommand {
     @Option(help: "Points per series.") var points = 7600
     @Option(name: .customLong("step"), help: "Seconds between a series' points (sets the day length of the checks).") var stepSeconds = 300.0
     @Option(help: "Hidden size of the (shared) model.") var hidden = 8
+    @Option(help: "Write each value with this many decimals, as a sensor or a price feed does (held in four bytes instead of eight); default: the full Double.")
+    var decimals: Int?
     @Option(name: .customLong("project"), help: "Series to project the RSS for.") var projectSeries = 100_000
     @Flag(help: "Print one JSON object as the last line.") var json = false
 
@@ -37,7 +39,8 @@ struct BenchState: AsyncParsableCommand {
         config.epochs = 0
         let rssBefore = residentBytes()
         let t0 = now()
-        let (engine, flagged) = try steadyStateEngine(config: config, series: series, points: points, stepSeconds: stepSeconds) { k in
+        let (engine, flagged) = try steadyStateEngine(config: config, series: series, points: points, stepSeconds: stepSeconds,
+                                                      decimals: decimals) { k in
             if !json && k % 1000 == 0 { print("\(k) points, \(String(format: "%.0f", now() - t0)) s") }
         }
         // What a checkpoint writes for these series (before PostgreSQL's lz4), and how long
@@ -55,7 +58,7 @@ struct BenchState: AsyncParsableCommand {
         let perSeries = Double(engine.seriesStateBytes) / Double(series)
         let rssPerSeries = Double(rssAfter - rssBefore) / Double(series)
         try emit([
-            "mode": "state", "series": series, "points": points, "step_seconds": stepSeconds,
+            "mode": "state", "series": series, "decimals": decimals ?? -1, "points": points, "step_seconds": stepSeconds,
             "state_bytes_per_series": Int(perSeries.rounded()),
             "rss_bytes_per_series": Int(rssPerSeries.rounded()),
             "rss_before_mb": Double(rssBefore) / 1e6, "rss_untrimmed_mb": Double(rssUntrimmed) / 1e6, "rss_after_mb": Double(rssAfter) / 1e6,
@@ -73,7 +76,7 @@ struct BenchState: AsyncParsableCommand {
 /// An engine whose `series` synthetic series (a noisy daily sine each, phases apart) have streamed
 /// `points` points `stepSeconds` apart: with the defaults every window of their state is full.
 /// `progress` gets the points streamed so far after each step.
-func steadyStateEngine(config: EngineConfig, series: Int, points: Int, stepSeconds: Double,
+func steadyStateEngine(config: EngineConfig, series: Int, points: Int, stepSeconds: Double, decimals: Int? = nil,
                        progress: (Int) -> Void = { _ in }) throws -> (engine: StreamingEngine, flagged: Int) {
     let engine = try StreamingEngine(config: config, mode: .inline)
     var rng = SeededGenerator(seed: 7)
@@ -82,11 +85,14 @@ func steadyStateEngine(config: EngineConfig, series: Int, points: Int, stepSecon
     var batch: [Observation] = []
     batch.reserveCapacity(series)
     var flagged = 0
+    let power = decimals.map { pow(10, Double($0)) }
     for k in 0..<points {
         let t = 1_700_000_000 + Double(k) * stepSeconds
         batch.removeAll(keepingCapacity: true)
         for s in 0..<series {
-            let v = 100 + 10 * sin(2 * .pi * t / day + phases[s]) + Double(rng.nextGaussian())
+            var v = 100 + 10 * sin(2 * .pi * t / day + phases[s]) + Double(rng.nextGaussian())
+            // The Double nearest the decimal (division is correctly rounded), as parsing gives.
+            if let p = power { v = (v * p).rounded() / p }
             batch.append(Observation(series: "s\(s)", time: t, value: v))
         }
         flagged += engine.process(batch).filter(\.isAnomaly).count

@@ -6,7 +6,7 @@ struct SeriesState: Sendable {
     let key: String
     let groupIndex: Int
     /// The last `keep` raw values, oldest first, with `flagged` marking points judged anomalous.
-    private(set) var raw: Ring<Double>
+    private(set) var raw: DecimalRing
     private(set) var flagged: BitRing
     var lastTime: Double?
     /// Recent time steps, for the time of the next forecast.
@@ -28,7 +28,7 @@ struct SeriesState: Sendable {
     init(key: String, groupIndex: Int, keep: Int, config: EngineConfig) {
         self.key = key
         self.groupIndex = groupIndex
-        raw = Ring(capacity: keep)
+        raw = DecimalRing(capacity: keep)
         flagged = BitRing(capacity: keep)
         residuals = ResidualWindow(capacity: config.residualWindow)
         anomaly = AnomalyScorer(config: config.anomaly)
@@ -61,7 +61,7 @@ struct SeriesState: Sendable {
 
     /// Puts a stored window back in place of what the series holds.
     mutating func restore(_ w: SeriesWindow) {
-        raw = Ring(capacity: raw.capacity, restoring: w.values)
+        raw = DecimalRing(capacity: raw.capacity, restoring: w.values)
         flagged = BitRing(capacity: flagged.capacity)
         for f in w.flagged.suffix(raw.count) { flagged.append(f) }
         while flagged.count < raw.count { flagged.append(false) }
@@ -75,7 +75,7 @@ struct SeriesState: Sendable {
     /// Forgets the kept values (not the counts): rows after them are missing, so the window
     /// starts again from the rows that follow.
     mutating func clearWindow() {
-        raw = Ring(capacity: raw.capacity)
+        raw = DecimalRing(capacity: raw.capacity)
         flagged = BitRing(capacity: flagged.capacity)
         lastTime = nil
         steps = []
