@@ -198,7 +198,8 @@ final class RetentionTests: XCTestCase {
 /// Engine state larger than one chunk is stored in pieces and read back whole, through saves,
 /// refreshes, pruning of old versions and rollback.
 final class StateChunkTests: XCTestCase {
-    func testStateLargerThanAChunkRoundTripsAndGoesWithItsVersion() throws {
+    /// A fresh database with a source table, its store writing chunks of 1,000 bytes.
+    private func storeWithSmallChunks() throws -> (PostgresConnection, ForecastStore) {
         let url = try TestDatabase.fresh()
         try TestDatabase.migrate(url)
         let conn = try PostgresConnection(url: url)
@@ -206,6 +207,11 @@ final class StateChunkTests: XCTestCase {
         let store = try ForecastStore(connection: conn, source: try SourceTable(
             table: SQLName(schema: "public", name: "readings"), seriesColumn: "series", timeColumn: "ts", valueColumn: "v").resolve(on: conn))
         store.stateChunkBytes = 1000
+        return (conn, store)
+    }
+
+    func testStateLargerThanAChunkRoundTripsAndGoesWithItsVersion() throws {
+        let (conn, store) = try storeWithSmallChunks()
         func state(_ n: Int, _ seed: Int) -> [UInt8] { (0..<n).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ seed) } }
         func save(_ version: Int, _ bytes: [UInt8]) throws {
             try store.saveModel(modelKey: "*", version: version, trainedAtPoint: nil, windows: nil, trainLoss: nil, holdoutLoss: nil,
@@ -239,13 +245,7 @@ final class StateChunkTests: XCTestCase {
     /// order, decoding to what the whole state decodes to. A chunk gone between the count and
     /// the read fails the read (the restart is tried again), it is not taken for damage.
     func testARestartReadsTheStateAChunkAtATime() throws {
-        let url = try TestDatabase.fresh()
-        try TestDatabase.migrate(url)
-        let conn = try PostgresConnection(url: url)
-        try conn.execute("CREATE TABLE public.readings (series text, ts timestamptz, v double precision)")
-        let store = try ForecastStore(connection: conn, source: try SourceTable(
-            table: SQLName(schema: "public", name: "readings"), seriesColumn: "series", timeColumn: "ts", valueColumn: "v").resolve(on: conn))
-        store.stateChunkBytes = 1000
+        let (conn, store) = try storeWithSmallChunks()
         var config = EngineConfig()
         config.scope = .shared
         config.hiddenSizes = [4]

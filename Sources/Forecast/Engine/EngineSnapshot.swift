@@ -199,9 +199,10 @@ public enum SnapshotCodec {
     /// after its series were handed on; a caller keeps them aside until this returns. `header`
     /// sees the group's fields before any series (a model that does not fit is known before
     /// its series are read).
+    private static func bad(_ why: String) -> ForecastError { .invalidSetting("engine state: \(why)") }
+
     public static func decode(_ state: StoredState, header: (GroupSnapshot) throws -> Void = { _ in },
                               eachSeries body: (SeriesSnapshot) throws -> Void) throws -> GroupSnapshot {
-        func bad(_ why: String) -> ForecastError { .invalidSetting("engine state: \(why)") }
         guard state.count >= magic.count + 8 else { throw bad("not a forecastd engine state") }
         var r = Reader(state)
         do {
@@ -215,7 +216,6 @@ public enum SnapshotCodec {
 
     private static func decode(_ r: inout Reader, header: (GroupSnapshot) throws -> Void,
                                eachSeries body: (SeriesSnapshot) throws -> Void) throws -> GroupSnapshot {
-        func bad(_ why: String) -> ForecastError { .invalidSetting("engine state: \(why)") }
         let p = try r.take(magic.count)
         guard Array(r.buffer[p..<(p + magic.count)]) == magic else { throw bad("not a forecastd engine state") }
         let stored = try r.u32()

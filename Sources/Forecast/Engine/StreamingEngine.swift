@@ -484,7 +484,7 @@ public final class StreamingEngine {
         var batch: [SeriesSnapshot] = []
         var group: RestoredGroup?
         // Decoding the bytes is sequential; rebuilding each series' checks from its snapshot
-        // (sorted windows, sealed blocks, the fitted tail) is most of the work: a batch at a
+        // (the sorted residual window, the level-shift extremes, sealed blocks, the fitted tail) is most of the work: a batch at a
         // time, split across the forecast threads.
         func build() {
             let current = batch, config = self.config
