@@ -88,36 +88,44 @@ struct BenchRestart: AsyncParsableCommand {
         out["state_bytes_per_series"] = session!.engine.seriesStateBytes / total
         say("restart: resumed in \(String(format: "%.1f", restartSeconds)) s, peak \(mb(restartPeakBytes - base)) MB; then \(mb(held - base)) MB resident (\((held - base) / total) B per series)")
 
-        // 3. The checkpoint: encoded and written as the daemon's checkpoint is.
+        // 3. The checkpoint: encoded and written as the daemon's is, a chunk at a time on one
+        // thread (beside the cycles, `BackgroundCheckpoint`), into the stored version.
         let conn = try PostgresConnection(url: database)
         _ = try Migrator(connection: conn).migrate(Migration.embedded)
         try conn.execute("CREATE TABLE IF NOT EXISTS public.forecastd_bench_restart (series text, ts timestamptz, value float8)")
         let table = SourceTable(table: try SQLName(parsing: "public.forecastd_bench_restart"), seriesColumn: "series", timeColumn: "ts", valueColumn: "value")
         let store = try ForecastStore(connection: conn, source: try table.resolve(on: conn))
-        try conn.execute("DELETE FROM forecast.models WHERE source = $1", [store.resolved.source.table.display])
-        var saves: [ForecastStore.ModelSave] = []
-        let (encodeSeconds, encodePeak, _) = try measured {
-            saves = session!.encodedSnapshots().filter { $0.group.checkpoint != nil }.map { g, bytes in
-                ForecastStore.ModelSave(modelKey: g.key.isEmpty ? "*" : g.key, version: g.version, checkpoint: g.checkpoint,
-                                        engineState: bytes, keep: 3)
+        let sourceKey = store.resolved.source.table.display
+        try conn.execute("DELETE FROM forecast.models WHERE source = $1", [sourceKey])
+        var writers = session!.stateWriters(threads: 1)
+        for w in writers {
+            // The version as its retrain stored it (its state is what the checkpoint refreshes).
+            try conn.execute("INSERT INTO forecast.models (source, model_key, version, checkpoint) VALUES ($1, $2, $3, $4::bytea)",
+                             parameters: [.text(sourceKey), .text(w.header.key.isEmpty ? "*" : w.header.key), .text(String(w.header.version)),
+                                          .bytes(w.header.checkpoint?[...])])
+        }
+        var checkpointBytes = 0, chunks = 0
+        let (checkpointSeconds, checkpointPeak, _) = try measured {
+            for i in writers.indices {
+                let key = writers[i].header.key.isEmpty ? "*" : writers[i].header.key
+                guard let written = try store.saveState(&writers[i], modelKey: key) else { throw CLIError("version not stored") }
+                checkpointBytes += written.bytes
+                chunks += written.chunks
             }
         }
-        let checkpointBytes = saves.reduce(0) { $0 + $1.engineState.count }
-        let (writeSeconds, writePeak, _) = try measured { for m in saves { try store.save(m) } }
+        writers = []
         out["checkpoint_mb"] = mb(checkpointBytes)
-        out["checkpoint_encode_seconds"] = encodeSeconds
-        out["checkpoint_write_seconds"] = writeSeconds
-        out["checkpoint_seconds"] = encodeSeconds + writeSeconds
-        out["checkpoint_peak_mb"] = mb(max(encodePeak, writePeak) - held)
+        out["checkpoint_chunks"] = chunks
+        out["checkpoint_seconds"] = checkpointSeconds
+        out["checkpoint_peak_mb"] = mb(checkpointPeak - held)
         let storedMB = mb(Int(try conn.execute("""
             SELECT sum(pg_column_size(engine_state)) + coalesce((SELECT sum(pg_column_size(bytes)) FROM forecast.model_state_chunks WHERE source = $1), 0)
             FROM forecast.models WHERE source = $1
             """, [store.resolved.source.table.display]).scalar ?? "0") ?? 0)
         out["stored_mb"] = storedMB
-        say("checkpoint: \(mb(checkpointBytes)) MB encoded in \(String(format: "%.1f", encodeSeconds)) s, written in \(String(format: "%.1f", writeSeconds)) s (\(storedMB) MB stored), peak \(mb(max(encodePeak, writePeak) - held)) MB above the engine")
+        say("checkpoint: \(mb(checkpointBytes)) MB encoded and written a chunk at a time in \(String(format: "%.1f", checkpointSeconds)) s (\(chunks) chunks, \(storedMB) MB stored), peak \(mb(checkpointPeak - held)) MB above the engine")
 
         // 4. The next restart reads it back (the engine above is gone by then, as in a restart).
-        saves = []
         session = nil
         let idle = FreedMemory.release().after
         // Read as the daemon reads it: each chunk when the decoder reaches it (the time in

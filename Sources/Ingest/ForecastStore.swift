@@ -523,7 +523,7 @@ public final class ForecastStore {
                 holdout_loss, previous_holdout_loss, checkpoint, engine_state, engine_state_chunks, restored_from)
             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::bytea, $10::bytea, $11, $12)
             ON CONFLICT (source, model_key, version) DO UPDATE SET engine_state = EXCLUDED.engine_state,
-                engine_state_chunks = EXCLUDED.engine_state_chunks,
+                engine_state_chunks = EXCLUDED.engine_state_chunks, state_generation = 0,
                 checkpoint = COALESCE(EXCLUDED.checkpoint, m.checkpoint)
             """, parameters: [.text(sourceKey), .text(m.modelKey), .text(String(m.version)), .text(m.trainedAtPoint.map { String($0) }),
                              .text(m.windows.map { String($0) }), .text(m.trainLoss.map { String($0) }),
@@ -545,6 +545,61 @@ public final class ForecastStore {
             """, [sourceKey, m.modelKey, String(m.keep)])
     }
 
+    /// Writes the engine state of a stored model version as `writer` makes it, a part at a
+    /// time: each chunk goes in as soon as it is made, under a new generation, and the version's
+    /// row points at that generation (with the first part, the header) only once the last is
+    /// written, in a transaction checked against `fence`. The store so holds one chunk, not the
+    /// whole state; until the end a restart reads the version's previous state, and the chunks
+    /// of an attempt that never ended are deleted at the start of the next. The version must be
+    /// stored already (a new version is saved whole, with the batch of its first predictions).
+    /// Returns the bytes and chunks written, nil when the version is not stored.
+    @discardableResult
+    public func saveState(_ writer: inout StateWriter, modelKey: String, fence: Fence? = nil) throws -> (bytes: Int, chunks: Int)? {
+        precondition(writer.partsGiven == 0, "a state is written from its first part")
+        let key: [PostgresConnection.Parameter] = [.text(sourceKey), .text(modelKey), .text(String(writer.header.version))]
+        guard let current = try connection.execute("""
+            SELECT state_generation FROM forecast.models WHERE source = $1 AND model_key = $2 AND version = $3
+            """, parameters: key).scalar.flatMap({ Int64($0) }) else { return nil }
+        // Unique to this attempt (microseconds), so that the chunks of a writer that lost the
+        // source meanwhile (another daemon took it over) are never taken for this one's.
+        let generation = max(current + 1, Int64(Date().timeIntervalSince1970 * 1_000_000))
+        try connection.execute("""
+            DELETE FROM forecast.model_state_chunks WHERE source = $1 AND model_key = $2 AND version = $3 AND generation <> $4
+            """, parameters: key + [.text(String(current))])
+        var head: [UInt8]?
+        var count = 0, bytes = 0
+        while let part = writer.nextPart(limit: stateChunkBytes) {
+            bytes += part.count
+            if head == nil { head = part } else {
+                try connection.execute("""
+                    INSERT INTO forecast.model_state_chunks (source, model_key, version, generation, chunk, bytes)
+                    VALUES ($1, $2, $3, $4, $5, $6::bytea)
+                    """, parameters: key + [.text(String(generation)), .text(String(count)), .bytes(part[...])])
+            }
+            count += 1
+        }
+        // The lease is checked (and its row locked) after the update, which may wait for a lock
+        // on the version's row: the lease's heartbeat must not wait behind a checkpoint.
+        let stored = try connection.transaction { () -> Bool in
+            let updated = try connection.execute("""
+                UPDATE forecast.models SET engine_state = $4::bytea, engine_state_chunks = $5, state_generation = $6,
+                    checkpoint = COALESCE($7::bytea, checkpoint)
+                WHERE source = $1 AND model_key = $2 AND version = $3
+                RETURNING 1
+                """, parameters: key + [.bytes(head?[...]), .text(String(count)), .text(String(generation)),
+                                        .bytes(writer.header.checkpoint?[...])]).rows.count == 1
+            if let fence { try check(fence) }
+            return updated
+        }
+        // The chunks no longer pointed at: after the commit, so that the lease is not held for it
+        // (at 100,000 series, 3.5 GB of chunks), and harmless if it never happens (the next
+        // checkpoint deletes them first).
+        try connection.execute("""
+            DELETE FROM forecast.model_state_chunks WHERE source = $1 AND model_key = $2 AND version = $3 AND generation <> $4
+            """, parameters: key + [.text(String(stored ? generation : current))])
+        return stored ? (bytes, count) : nil
+    }
+
     func chunks(_ bytes: [UInt8]) -> [ArraySlice<UInt8>] {
         guard bytes.count > stateChunkBytes else { return [bytes[...]] }
         return stride(from: 0, to: bytes.count, by: stateChunkBytes).map { bytes[$0..<min($0 + stateChunkBytes, bytes.count)] }
@@ -564,10 +619,11 @@ public final class ForecastStore {
     public func storedState(modelKey: String, version: Int, label: String) throws -> StoredState? {
         let key: [PostgresConnection.Parameter] = [.text(sourceKey), .text(modelKey), .text(String(version))]
         let r = try connection.execute("""
-            SELECT octet_length(m.engine_state), m.engine_state_chunks, c.stored, c.bytes
+            SELECT octet_length(m.engine_state), m.engine_state_chunks, c.stored, c.bytes, m.state_generation
             FROM forecast.models m CROSS JOIN LATERAL (
                 SELECT count(*), sum(octet_length(bytes)) FROM forecast.model_state_chunks
-                WHERE source = m.source AND model_key = m.model_key AND version = m.version) c(stored, bytes)
+                WHERE source = m.source AND model_key = m.model_key AND version = m.version
+                    AND generation = m.state_generation) c(stored, bytes)
             WHERE m.source = $1 AND m.model_key = $2 AND m.version = $3
             """, parameters: key)
         guard let row = r.rows.first, let firstBytes = row[0].flatMap({ Int($0) }) else { return nil }
@@ -575,7 +631,7 @@ public final class ForecastStore {
         guard stored == chunks - 1 else {
             throw PostgresError(.query, "model \(modelKey) version \(version) of \(sourceKey): \(stored + 1) of its \(chunks) engine-state chunks are stored")
         }
-        let connection = connection, sourceKey = sourceKey
+        let connection = connection, sourceKey = sourceKey, generation = row[4] ?? "0"
         return StoredState(label: label, count: firstBytes + (Int(row[3] ?? "0") ?? 0)) {
             var next = 0
             return {
@@ -588,8 +644,9 @@ public final class ForecastStore {
                                                     parameters: key) { found = $0.append(0, to: &out) }
                 } else {
                     try connection.forEachBinaryRow("""
-                        SELECT bytes FROM forecast.model_state_chunks WHERE source = $1 AND model_key = $2 AND version = $3 AND chunk = $4
-                        """, parameters: key + [.text(String(next))]) { found = $0.append(0, to: &out) }
+                        SELECT bytes FROM forecast.model_state_chunks
+                        WHERE source = $1 AND model_key = $2 AND version = $3 AND generation = $4 AND chunk = $5
+                        """, parameters: key + [.text(generation), .text(String(next))]) { found = $0.append(0, to: &out) }
                 }
                 guard found else {
                     throw PostgresError(.query, "model \(modelKey) version \(version) of \(sourceKey): chunk \(next) of its \(chunks) engine-state chunks is missing")

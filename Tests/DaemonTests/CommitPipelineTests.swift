@@ -59,10 +59,11 @@ final class CommitPipelineTests: XCTestCase {
         XCTAssertEqual(h.stop(), 0)
     }
 
-    /// A checkpoint is a commit like a batch: while one waits in the database (here for a lock
-    /// on forecast.models), rows that arrive are read and forecast, and nothing is lost or
-    /// counted twice when it goes through. Before, the cycle stopped for every checkpoint.
-    func testRowsAreForecastWhileACheckpointWaitsInTheDatabase() throws {
+    /// A checkpoint is written beside the cycles, on a connection of its own: while one waits
+    /// in the database (here for a lock on forecast.models), rows that arrive are read, forecast
+    /// and committed, and nothing is lost or counted twice when it goes through. Before, the
+    /// cycle stopped for every checkpoint, and then the batches after it waited for it.
+    func testRowsAreForecastAndCommittedWhileACheckpointWaitsInTheDatabase() throws {
         let h = try DaemonHarness(notifySocket: true)
         try h.writeConfig(DaemonHarness.smallModel, checkpointInterval: 1)
         try h.start(watchdogSeconds: 0.6)
@@ -89,11 +90,11 @@ final class CommitPipelineTests: XCTestCase {
         let deadline = Date().addingTimeInterval(30)
         while (statusObservations(notify) ?? 0) < 84 && Date() < deadline { usleep(50_000) }
         XCTAssertEqual(statusObservations(notify), 84, "the rows that came during the checkpoint were forecast")
-        XCTAssertEqual(try lockWaits(h), 1, "the checkpoint is still waiting")
-        XCTAssertEqual(try h.count("SELECT sum(observations) FROM forecast.status"), 80, "their batch waits for the checkpoint")
+        h.waitFor("SELECT sum(observations) FROM forecast.status") { $0 == "84" }
+        XCTAssertEqual(try lockWaits(h), 1, "their batch was committed while the checkpoint still waits")
+        XCTAssertEqual(try h.admin.execute(newestState).scalar, before, "the stored state is the last one written")
 
         try blocker.execute("ROLLBACK")
-        h.waitFor("SELECT sum(observations) FROM forecast.status") { $0 == "84" }
         XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.ingest_queue"), 0)
         XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.predictions WHERE actual IS NOT NULL AND ts >= to_timestamp(\(DaemonHarness.t0 + 40 * 60))"), 4,
                        "each of the four rows has its one completed prediction")

@@ -289,4 +289,70 @@ final class StateChunkTests: XCTestCase {
             XCTAssertTrue("\(e)".contains("chunk 3 of its"), "\(e)")
         }
     }
+
+    /// A checkpoint writes the state a chunk at a time as it is encoded (`saveState`): the stored
+    /// state is the engine's as it was taken, a restart reads the previous state until the last
+    /// chunk is in, and what an attempt that never finished left is deleted by the next one.
+    func testACheckpointWritesTheStateAChunkAtATime() throws {
+        let (conn, store) = try storeWithSmallChunks()
+        var config = EngineConfig()
+        config.scope = .shared
+        config.hiddenSizes = [4]
+        config.seqLength = 6
+        config.warmup = 12
+        config.initialEpochs = 1
+        let engine = try StreamingEngine(config: config, mode: .inline)
+        func rows(_ range: Range<Int>) -> [Observation] {
+            range.flatMap { i in ["a", "b", "c", "d"].enumerated().map { k, s in Observation(series: s, time: Double(i) * 60, value: sin(Double(i) / 5) + Double(k)) } }
+        }
+        _ = engine.process(rows(0..<150))
+        let first = try XCTUnwrap(engine.encodedSnapshots().first)
+        // The version is stored (with its first predictions) before any checkpoint refreshes it.
+        try store.saveModel(modelKey: "*", version: first.group.version, trainedAtPoint: nil, windows: nil, trainLoss: nil,
+                            holdoutLoss: nil, previousHoldoutLoss: nil, checkpoint: first.group.checkpoint, engineState: first.bytes, keep: 2)
+        func stored() throws -> [UInt8] { try XCTUnwrap(store.latestStates().first?.state).bytes() }
+        XCTAssertTrue(try stored() == first.bytes)
+
+        _ = engine.process(rows(150..<170))
+        var writer = try XCTUnwrap(engine.stateWriters().first)
+        XCTAssertEqual(writer.header.version, first.group.version, "no retrain in between: the same version is refreshed")
+        let taken = try XCTUnwrap(engine.encodedSnapshots().first).bytes
+        XCTAssertFalse(taken == first.bytes)
+        // An attempt that stopped half way (a crash) left its header unwritten and two chunks.
+        var half = writer
+        let header = try XCTUnwrap(half.nextPart(limit: 1000))
+        XCTAssertEqual(header.count, SnapshotCodec.PartEncoder(writer.header, seriesCount: 4).headerBytes)
+        let g = try XCTUnwrap(Int64(conn.execute("SELECT state_generation FROM forecast.models").scalar ?? ""))
+        for k in 1...2 {
+            let part = try XCTUnwrap(half.nextPart(limit: 1000))
+            try conn.execute("INSERT INTO forecast.model_state_chunks (source, model_key, version, generation, chunk, bytes) VALUES ($1, '*', $2, $3, $4, $5::bytea)",
+                             parameters: [.text(store.sourceKey), .text(String(first.group.version)), .text(String(g + 99)), .text(String(k)), .bytes(part[...])])
+        }
+        XCTAssertTrue(try stored() == first.bytes, "a restart reads the state whose chunks are all in")
+        // The engine goes on while the state is written: what is written is the state when taken.
+        _ = engine.process(rows(170..<180))
+        XCTAssertFalse(try XCTUnwrap(engine.encodedSnapshots().first).bytes == taken)
+        let written = try XCTUnwrap(store.saveState(&writer, modelKey: "*"))
+        XCTAssertEqual(written.bytes, taken.count)
+        XCTAssertGreaterThan(written.chunks, 4)
+        XCTAssertTrue(try stored() == taken)
+        // The stopped attempt's chunks went, and the first state's: one generation is left.
+        XCTAssertEqual(try conn.execute("SELECT count(DISTINCT generation), count(*) FROM forecast.model_state_chunks").rows.first!,
+                       ["1", String(written.chunks - 1)])
+        XCTAssertEqual(try conn.execute("SELECT engine_state_chunks FROM forecast.models").scalar, String(written.chunks))
+
+        // A writer whose daemon no longer holds the source writes its chunks but never points
+        // the version at them: the state stays the last one written under the lease.
+        var stale = try XCTUnwrap(engine.stateWriters().first)
+        XCTAssertThrowsError(try store.saveState(&stale, modelKey: "*", fence: ForecastStore.Fence(generation: 41, backendPID: 1))) { e in
+            XCTAssertTrue("\(e)".contains("no longer this daemon's"), "\(e)")
+        }
+        XCTAssertTrue(try stored() == taken)
+
+        // A version that is not stored is not written here (it is saved whole, with its batch).
+        var other = try XCTUnwrap(engine.stateWriters().first)
+        try conn.execute("DELETE FROM forecast.models")
+        XCTAssertNil(try store.saveState(&other, modelKey: "*"))
+        XCTAssertEqual(other.partsGiven, 0)
+    }
 }

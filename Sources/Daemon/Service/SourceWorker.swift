@@ -61,6 +61,8 @@ final class SourceWorker: @unchecked Sendable {
     private var storedAtStart: [String: Int] = [:]
     private var logged: Set<String> = []
     private var lastCheckpoint = Date()
+    /// The checkpoint being written beside the cycles, if one is.
+    private var background: BackgroundCheckpoint?
 
     init(source: SourceConfig, shard: ForecastStore.Shard = .whole, book: ShardBook? = nil, workerID: String = "",
          leaseTimeout: Double = 30, engine: EngineConfig, trainingMode: TrainingMode = .background, databaseURL: String,
@@ -568,7 +570,8 @@ final class SourceWorker: @unchecked Sendable {
     // MARK: training and checkpoints
 
     private func installFinishedTraining() throws {
-        guard let session else { return }
+        // Installed once the checkpoint being written is (see `checkpointIfDue`).
+        guard let session, backgroundCheckpointDone() else { return }
         let outcomes = trainer.takeFinished()
         let batch = session.install(outcomes)
         logRetrains(batch.retrains)
@@ -586,44 +589,99 @@ final class SourceWorker: @unchecked Sendable {
         }
     }
 
-    /// A due checkpoint goes to the commit pipeline like a batch: the engine state is encoded
-    /// here, and written beside the next cycle (at 100,000 series the write is seconds).
+    /// A due checkpoint is written on a thread and connection of its own (`BackgroundCheckpoint`)
+    /// while the cycles go on: the state is taken as it is once what was processed before is
+    /// committed (a restart must never find a state ahead of the published rows), and written a
+    /// chunk at a time. Until it is written, finished trainings wait (`installFinishedTraining`):
+    /// installing a model changes every series, which would copy each one the writer still holds.
     private func checkpointIfDue() throws {
-        guard Date().timeIntervalSince(lastCheckpoint) >= settings.checkpointInterval else { return }
+        guard backgroundCheckpointDone(), Date().timeIntervalSince(lastCheckpoint) >= settings.checkpointInterval else { return }
         guard pipeline != nil else { try checkpoint(); return }
+        guard let store, let session, let generation = leaseGeneration, unsaved.isEmpty else { return }
         try settle()
         try applyRetention()
-        try publish(StreamBatch(), overlapped: true, saving: checkpointSaves())
+        let writers = session.stateWriters(threads: 1)
+        lastCheckpoint = Date()
+        guard !writers.isEmpty else { return }
+        let url = databaseURL, resolved = store.resolved, shard = shard, sharedKey = shard.sharedModelKey, keep = settings.checkpointsKept
+        let wake = wake
+        background = BackgroundCheckpoint(
+            writers: writers, name: name,
+            connect: { try ForecastStore(connection: try PostgresConnection(url: url), source: resolved, shard: shard) },
+            fence: try store.fence(generation: generation),
+            write: { w, store, fence in try Self.writeState(&w, to: store, sharedKey: sharedKey, keep: keep, fence: fence) },
+            finished: { wake.signal() })
+    }
+
+    /// Whether no checkpoint is being written in the background (one that finished is reported).
+    private func backgroundCheckpointDone() -> Bool {
+        guard let running = background else { return true }
+        guard let outcome = running.finished else { return false }
+        background = nil
+        report(outcome)
+        return true
+    }
+
+    private func report(_ outcome: BackgroundCheckpoint.Outcome) {
+        if let error = outcome.error {
+            logger.warning("checkpoint not written (\(error)); the next is tried in \(Int(settings.checkpointInterval)) s, a restart goes on from the last one")
+        } else {
+            logger.debug("checkpoint: \(outcome.bytes / 1000) kB of engine state of \(outcome.models) model(s) in \(outcome.chunks) chunk(s), \(String(format: "%.2f", outcome.seconds)) s")
+        }
     }
 
     /// Saves every model and its engine state now, after what is in flight (a stop, a
-    /// hand-over, a daemon without a commit pipeline).
+    /// hand-over, a daemon without a commit pipeline), a chunk at a time on the worker's own
+    /// connection; a checkpoint being written in the background is waited for first.
     @discardableResult
     func checkpoint() throws -> String {
+        if let running = background {
+            background = nil
+            report(running.wait())
+        }
         guard let store else { return "no store" }
         // What the checkpoint holds must be committed first.
         try settle()
         let started = Date()
-        let saves = checkpointSaves()
-        for m in saves { try store.save(m) }
-        let written = "\(saves.reduce(0) { $0 + $1.engineState.count } / 1000) kB of engine state in \(String(format: "%.2f", Date().timeIntervalSince(started))) s"
+        var bytes = 0
+        for var w in session?.stateWriters(threads: engineConfig.predictThreads) ?? [] {
+            bytes += try Self.writeState(&w, to: store, sharedKey: shard.sharedModelKey, keep: settings.checkpointsKept, fence: nil).bytes
+        }
+        let written = "\(bytes / 1000) kB of engine state in \(String(format: "%.2f", Date().timeIntervalSince(started))) s"
         logger.debug("checkpoint: \(written)")
         try applyRetention()
         lastCheckpoint = Date()
         return written
     }
 
-    /// Each model's newest version with the engine state as it is now: what a checkpoint writes.
+    /// Writes one model's state: a chunk at a time into its stored version, or whole as a save
+    /// of the version when it is not stored yet (the save of a new version failed and is
+    /// still to be retried). Nothing when the version was pruned while it was written.
+    private static func writeState(_ w: inout StateWriter, to store: ForecastStore, sharedKey: String, keep: Int,
+                                   fence: ForecastStore.Fence?) throws -> (bytes: Int, chunks: Int) {
+        let key = w.header.key.isEmpty ? sharedKey : w.header.key
+        if let written = try store.saveState(&w, modelKey: key, fence: fence) { return written }
+        guard w.partsGiven == 0, let bytes = w.nextPart(limit: .max) else { return (0, 0) }
+        try store.save(modelSave(w.header, bytes, sharedKey: sharedKey, keep: keep), fence: fence)
+        return (bytes.count, 1)
+    }
+
+    private static func modelSave(_ g: GroupSnapshot, _ bytes: [UInt8], sharedKey: String, keep: Int) -> ForecastStore.ModelSave {
+        let r = g.lastRetrain
+        return ForecastStore.ModelSave(modelKey: g.key.isEmpty ? sharedKey : g.key, version: g.version,
+                                       trainedAtPoint: r?.atPoint, windows: r?.windows, trainLoss: r?.trainLoss,
+                                       holdoutLoss: r?.holdoutLoss, previousHoldoutLoss: r?.currentHoldoutLoss,
+                                       checkpoint: g.checkpoint, engineState: bytes, keep: keep)
+    }
+
+    /// Each model's newest version with the engine state as it is now, whole: what the batch
+    /// with a new version's first predictions saves, so that no prediction is ever published
+    /// from a model a restart could not load.
     private func checkpointSaves() -> [ForecastStore.ModelSave] {
         guard let session else { return [] }
         let started = Date()
         let saves = session.encodedSnapshots().filter { $0.group.checkpoint != nil }.map { g, bytes in
-            let r = g.lastRetrain
-            return ForecastStore.ModelSave(modelKey: g.key.isEmpty ? shard.sharedModelKey : g.key, version: g.version,
-                                           trainedAtPoint: r?.atPoint, windows: r?.windows, trainLoss: r?.trainLoss,
-                                           holdoutLoss: r?.holdoutLoss, previousHoldoutLoss: r?.currentHoldoutLoss,
-                                           checkpoint: g.checkpoint, engineState: bytes,
-                                           keep: settings.checkpointsKept)
+            Self.modelSave(g, bytes, sharedKey: shard.sharedModelKey, keep: settings.checkpointsKept)
         }
         logger.debug("checkpoint: \(saves.reduce(0) { $0 + $1.engineState.count }) bytes of engine state encoded in \(String(format: "%.3f", Date().timeIntervalSince(started))) s")
         return saves

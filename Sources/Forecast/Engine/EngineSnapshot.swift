@@ -71,21 +71,22 @@ extension StreamingEngine {
     /// state a second time in `Double`s (at steady state that was twice the engine's memory).
     public func encodedSnapshots() -> [(group: GroupSnapshot, bytes: [UInt8])] {
         groupsForSnapshot.map { g in
-            let h = header(g)
-            return (h, SnapshotCodec.encode(h, seriesCount: g.series.count, threads: config.predictThreads) { seriesSnapshot(g.series[$0]) })
+            var w = StateWriter(header: header(g), series: g.series.map(seriesForSnapshot), threads: config.predictThreads)
+            return (w.header, w.nextPart(limit: .max)!)
         }
     }
 
-    private func header(_ g: ModelGroup) -> GroupSnapshot {
+    func header(_ g: ModelGroup) -> GroupSnapshot {
         GroupSnapshot(key: g.key, version: g.version, trainings: g.trainings, points: g.points,
                       lastTrainPoints: g.lastTrainPoints,
                       checkpoint: g.model.map { Checkpoint(model: $0, adam: g.adam).encoded() },
                       series: [], lastRetrain: g.retrains.last)
     }
 
-    private func seriesSnapshot(_ s: Int) -> SeriesSnapshot {
-        let st = seriesForSnapshot(s)
-        return SeriesSnapshot(key: st.key, scalerMean: st.scaler?.mean, scalerStd: st.scaler?.std,
+    private func seriesSnapshot(_ s: Int) -> SeriesSnapshot { Self.snapshot(of: seriesForSnapshot(s)) }
+
+    static func snapshot(of st: SeriesState) -> SeriesSnapshot {
+        SeriesSnapshot(key: st.key, scalerMean: st.scaler?.mean, scalerStd: st.scaler?.std,
                               residuals: st.residuals.values, anomaly: st.anomaly.state, blend: st.blend,
                               stepResiduals: st.horizon?.windows.map(\.values) ?? [],
                               stepAlpha: st.horizon?.alpha ?? [], window: st.window)
@@ -143,41 +144,95 @@ public enum SnapshotCodec {
 
     private static func encode(_ g: GroupSnapshot, seriesCount: Int, version: UInt32, threads: Int = 1,
                                series: (Int) -> SeriesSnapshot) -> [UInt8] {
-        var w = Writer()
-        w.packed = version >= 7
-        w.windows = version >= 8
-        w.bytes += magic
-        w.u32(version)
-        w.string(g.key)
-        w.i64(g.version); w.i64(g.trainings); w.i64(g.points); w.i64(g.lastTrainPoints)
-        w.blob(g.checkpoint)
-        // Keys sorted: the same state gives the same bytes (and checksum) every time.
-        let json = JSONEncoder()
-        json.outputFormatting = .sortedKeys
-        if let r = g.lastRetrain, let text = try? json.encode(r) { w.blob([UInt8](text)) } else { w.blob(nil) }
-        w.i64(seriesCount)
-        let headerBytes = w.bytes.count
-        // Series a batch at a time, each written by one of `threads` into a buffer of its own,
-        // then appended in order: the bytes are those of one thread.
-        var done = 0
-        while done < seriesCount {
-            let batch = min(seriesCount - done, done == 0 ? 1 : 256)
-            let first = done, packed = w.packed, windows = w.windows
-            let parts = parallelMap(batch, threads: threads) { k in
-                var part = Writer()
-                part.packed = packed
-                part.windows = windows
-                part.series(series(first + k))
-                return part.bytes
-            }
-            for p in parts { w.bytes += p }
-            done += batch
-            // Sized from the first series: one allocation, not a doubling (and a copy) at each
-            // power of two, which at steady state briefly held the state up to three times.
-            if done == 1 { w.bytes.reserveCapacity(headerBytes + (w.bytes.count - headerBytes) * seriesCount * 21 / 20 + 4) }
+        var parts = PartEncoder(g, seriesCount: seriesCount, version: version, threads: threads)
+        // Sized from the first series: one allocation, not a doubling (and a copy) at each
+        // power of two, which at steady state briefly held the state up to three times.
+        parts.add(count: seriesCount, reserving: seriesCount, series)
+        return parts.finish()
+    }
+
+    /// A group's state encoded a part at a time: the header, the series as they are added,
+    /// then the checksum. The parts joined are the bytes `encode` gives, so a checkpoint can
+    /// write each part as it is made and hold one part at a time, not the whole state.
+    public struct PartEncoder: Sendable {
+        private var w = Writer()
+        private var crc = CRC32.Running()
+        private let threads: Int
+        /// Bytes of the header (the first part, until something is taken).
+        public let headerBytes: Int
+        public private(set) var seriesAdded = 0
+        private let seriesCount: Int
+
+        public init(_ g: GroupSnapshot, seriesCount: Int, threads: Int = 1) {
+            self.init(g, seriesCount: seriesCount, version: SnapshotCodec.version, threads: threads)
         }
-        w.u32(CRC32.checksum(w.bytes))
-        return w.bytes
+
+        init(_ g: GroupSnapshot, seriesCount: Int, version: UInt32, threads: Int) {
+            self.threads = threads
+            self.seriesCount = seriesCount
+            w.packed = version >= 7
+            w.windows = version >= 8
+            w.bytes += magic
+            w.u32(version)
+            w.string(g.key)
+            w.i64(g.version); w.i64(g.trainings); w.i64(g.points); w.i64(g.lastTrainPoints)
+            w.blob(g.checkpoint)
+            // Keys sorted: the same state gives the same bytes (and checksum) every time.
+            let json = JSONEncoder()
+            json.outputFormatting = .sortedKeys
+            if let r = g.lastRetrain, let text = try? json.encode(r) { w.blob([UInt8](text)) } else { w.blob(nil) }
+            w.i64(seriesCount)
+            headerBytes = w.bytes.count
+        }
+
+        /// Bytes made and not taken yet.
+        public var pending: Int { w.bytes.count }
+        public var isComplete: Bool { seriesAdded == seriesCount }
+
+        /// Adds the next `count` series, `series(k)` giving the k-th of them. `threads` > 1
+        /// encodes them side by side (`series` is then called from several threads), a batch at
+        /// a time, each into a buffer of its own, appended in order: the bytes are those of one
+        /// thread. `reserving`: series the part will hold, to size it from the first one.
+        public mutating func add(count: Int, reserving: Int = 0, _ series: (Int) -> SeriesSnapshot) {
+            precondition(seriesAdded + count <= seriesCount, "more series than the header announced")
+            var done = 0
+            while done < count {
+                let batch = min(count - done, done == 0 ? 1 : 256)
+                let first = done, packed = w.packed, windows = w.windows
+                let parts = parallelMap(batch, threads: threads) { k in
+                    var part = Writer()
+                    part.packed = packed
+                    part.windows = windows
+                    part.series(series(first + k))
+                    return part.bytes
+                }
+                let before = w.bytes.count
+                for p in parts { w.bytes += p }
+                if done == 0 && reserving > 1 {
+                    w.bytes.reserveCapacity(w.bytes.count + (w.bytes.count - before) * (reserving - 1) * 21 / 20 + 4)
+                }
+                done += batch
+            }
+            seriesAdded += count
+        }
+
+        /// The bytes made so far (at most the first `limit` of them), for writing; the checksum
+        /// counts them as they are taken.
+        public mutating func take(upTo limit: Int = .max) -> [UInt8] {
+            let n = min(limit, w.bytes.count)
+            let out = n == w.bytes.count ? w.bytes : Array(w.bytes[..<n])
+            w.bytes = n == w.bytes.count ? [] : Array(w.bytes[n...])
+            out.withUnsafeBufferPointer { crc.update($0) }
+            return out
+        }
+
+        /// The last part: what was not taken, and the checksum of all the parts.
+        public mutating func finish() -> [UInt8] {
+            precondition(isComplete, "\(seriesCount - seriesAdded) of the group's series were not added")
+            var last = take()
+            withUnsafeBytes(of: crc.value.littleEndian) { last += $0 }
+            return last
+        }
     }
 
     public static func decode(_ bytes: [UInt8]) throws -> GroupSnapshot {
@@ -283,7 +338,7 @@ public enum SnapshotCodec {
         return group
     }
 
-    private struct Writer {
+    private struct Writer: Sendable {
         var bytes: [UInt8] = []
 
         /// One series' fields, in the order `decode` reads them.

@@ -269,6 +269,9 @@ public final class StreamSession {
     /// The same, encoded series by series (what a checkpoint writes; see
     /// `StreamingEngine.encodedSnapshots()`).
     public func encodedSnapshots() -> [(group: GroupSnapshot, bytes: [UInt8])] { engine.encodedSnapshots() }
+    /// Every trained model's state as it is now, encoded later a part at a time (a checkpoint
+    /// written beside the next rows; see `StreamingEngine.stateWriters(threads:)`).
+    public func stateWriters(threads: Int = 1) -> [StateWriter] { engine.stateWriters(threads: threads) }
 }
 
 /// Per-series bookkeeping of one batch, in order of first appearance.
