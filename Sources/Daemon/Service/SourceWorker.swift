@@ -626,7 +626,7 @@ final class SourceWorker: @unchecked Sendable {
         if let error = outcome.error {
             logger.warning("checkpoint not written (\(error)); the next is tried in \(Int(settings.checkpointInterval)) s, a restart goes on from the last one")
         } else {
-            logger.debug("checkpoint: \(outcome.bytes / 1000) kB of engine state of \(outcome.models) model(s) in \(outcome.chunks) chunk(s), \(String(format: "%.2f", outcome.seconds)) s")
+            logger.info("checkpoint written: \(outcome.bytes / 1000) kB of engine state of \(outcome.models) model(s) in \(outcome.chunks) chunk(s), \(String(format: "%.2f", outcome.seconds)) s")
         }
     }
 

@@ -13,7 +13,7 @@ struct DecimalRing: Sendable {
     private var codes: Ring<Int32>
     private var plain: Ring<Double>
     /// Decimals of `codes`; nil once the values are held as `Double`s.
-    private var decimals: Int? = 0
+    private(set) var decimals: Int? = 0
 
     static let maxDecimals = 9
     private static let powers: [Double] = (0...maxDecimals).map { k in (0..<k).reduce(1.0) { p, _ in p * 10 } }
