@@ -88,8 +88,10 @@ struct BenchRestart: AsyncParsableCommand {
         out["state_bytes_per_series"] = session!.engine.seriesStateBytes / total
         say("restart: resumed in \(String(format: "%.1f", restartSeconds)) s, peak \(mb(restartPeakBytes - base)) MB; then \(mb(held - base)) MB resident (\((held - base) / total) B per series)")
 
-        // 3. The checkpoint: encoded and written as the daemon's is, a chunk at a time on one
-        // thread (beside the cycles, `BackgroundCheckpoint`), into the stored version.
+        // 3. The checkpoint: a new version saved as the daemon saves one (in the transaction of
+        // the batch with its first predictions), its state encoded and written a chunk at a time
+        // on one thread. (The periodic checkpoint writes the same chunks outside a transaction,
+        // beside the cycles: the stop of `forecastd run` below is one.)
         let conn = try PostgresConnection(url: database)
         _ = try Migrator(connection: conn).migrate(Migration.embedded)
         try conn.execute("CREATE TABLE IF NOT EXISTS public.forecastd_bench_restart (series text, ts timestamptz, value float8)")
@@ -97,23 +99,18 @@ struct BenchRestart: AsyncParsableCommand {
         let store = try ForecastStore(connection: conn, source: try table.resolve(on: conn))
         let sourceKey = store.resolved.source.table.display
         try conn.execute("DELETE FROM forecast.models WHERE source = $1", [sourceKey])
-        var writers = session!.stateWriters(threads: 1)
-        for w in writers {
-            // The version as its retrain stored it (its state is what the checkpoint refreshes).
-            try conn.execute("INSERT INTO forecast.models (source, model_key, version, checkpoint) VALUES ($1, $2, $3, $4::bytea)",
-                             parameters: [.text(sourceKey), .text(w.header.key.isEmpty ? "*" : w.header.key), .text(String(w.header.version)),
-                                          .bytes(w.header.checkpoint?[...])])
+        var saves = session!.stateWriters(threads: 1).map { w in
+            ForecastStore.ModelSave(modelKey: w.header.key.isEmpty ? "*" : w.header.key, version: w.header.version,
+                                    checkpoint: w.header.checkpoint, state: w, keep: 3)
         }
-        var checkpointBytes = 0, chunks = 0
-        let (checkpointSeconds, checkpointPeak, _) = try measured {
-            for i in writers.indices {
-                let key = writers[i].header.key.isEmpty ? "*" : writers[i].header.key
-                guard let written = try store.saveState(&writers[i], modelKey: key) else { throw CLIError("version not stored") }
-                checkpointBytes += written.bytes
-                chunks += written.chunks
-            }
-        }
-        writers = []
+        let (checkpointSeconds, checkpointPeak, _) = try measured { try store.commit(StreamBatch(), saving: saves) }
+        saves = []
+        let sizes = try conn.execute("""
+            SELECT coalesce(sum(octet_length(engine_state)), 0) + coalesce((SELECT sum(octet_length(bytes)) FROM forecast.model_state_chunks WHERE source = $1), 0),
+                   coalesce(sum(engine_state_chunks), 0)
+            FROM forecast.models WHERE source = $1
+            """, [sourceKey]).rows.first
+        let checkpointBytes = Int(sizes?[0] ?? "0") ?? 0, chunks = Int(sizes?[1] ?? "0") ?? 0
         out["checkpoint_mb"] = mb(checkpointBytes)
         out["checkpoint_chunks"] = chunks
         out["checkpoint_seconds"] = checkpointSeconds
@@ -288,8 +285,19 @@ struct BenchRestart: AsyncParsableCommand {
         say("forecastd run: READY in \(String(format: "%.1f", ready)) s, \((Double(rssKB) / 1000).rounded()) MB resident (peak \((Double(peakKB) / 1000).rounded()) MB); \(loaded.split(separator: "]").last.map(String.init) ?? loaded)")
         let t1 = now()
         kill(process.processIdentifier, SIGTERM)
+        // The daemon's peak through its stop, the final checkpoint's included: read until it exits.
+        var stopPeakKB = peakKB
+        while process.isRunning {
+            if let text = try? String(contentsOfFile: "/proc/\(process.processIdentifier)/status", encoding: .utf8),
+               let line = text.split(separator: "\n").first(where: { $0.hasPrefix("VmHWM:") }),
+               let kb = line.split(whereSeparator: { $0 == " " || $0 == "\t" }).dropFirst().first.flatMap({ Int($0) }) {
+                stopPeakKB = max(stopPeakKB, kb)
+            }
+            usleep(20_000)
+        }
         process.waitUntilExit()
         let stopped = now() - t1
+        out["daemon_stop_peak_mb"] = (Double(stopPeakKB) / 1000).rounded()
         let stopLine = logText().split(separator: "\n").first { $0.contains("stopped: checkpoint saved") }.map(String.init) ?? ""
         out["daemon_stop_seconds"] = stopped
         out["daemon_stop"] = stopLine

@@ -55,6 +55,28 @@ struct BenchState: AsyncParsableCommand {
         let checkpointPeak = max(0, residentBytes(field: "VmHWM:") - trimmed)
         // As the running daemon does once a minute (`FreedMemoryService`).
         let (rssUntrimmed, rssAfter) = FreedMemory.release()
+        // The daemon's checkpoint: the series taken as they are, encoded a part at a time (8 MB,
+        // as stored) and each part let go. Idle, and with every series taking a point after
+        // the state was taken and before it is encoded (the most that copy-on-write can cost:
+        // each series copies the buffers that point changes).
+        func streamed(touching: Bool, checkpoint: Bool = true) -> (peak: Int, seconds: Double) {
+            let base = FreedMemory.release().after
+            try? "5".write(toFile: "/proc/self/clear_refs", atomically: false, encoding: .utf8)
+            let start = now()
+            var writers = checkpoint ? engine.stateWriters(threads: 1) : []
+            if touching {
+                let t = 1_700_000_000 + Double(points + (checkpoint ? 0 : 1)) * stepSeconds
+                _ = engine.process((0..<series).map { Observation(series: "s\($0)", time: t, value: 100) })
+            }
+            for i in writers.indices { while writers[i].nextPart(limit: 8 << 20) != nil {} }
+            let seconds = now() - start
+            writers = []
+            return (max(0, residentBytes(field: "VmHWM:") - base), seconds)
+        }
+        let idle = streamed(touching: false)
+        let touched = streamed(touching: true)
+        // The same point's own memory without a checkpoint, to tell the copies from it.
+        let pointAlone = streamed(touching: true, checkpoint: false)
         let perSeries = Double(engine.seriesStateBytes) / Double(series)
         let rssPerSeries = Double(rssAfter - rssBefore) / Double(series)
         try emit([
@@ -68,6 +90,11 @@ struct BenchState: AsyncParsableCommand {
             "projected_checkpoint_mb": Double(stateBytes) / Double(series) * Double(projectSeries) / 1e6,
             "encode_seconds": encodeSeconds,
             "checkpoint_rss_bytes_per_series": Int((Double(checkpointPeak) / Double(series)).rounded()),
+            "checkpoint_peak_mb": Double(checkpointPeak) / 1e6,
+            "streamed_checkpoint_peak_mb": Double(idle.peak) / 1e6,
+            "streamed_checkpoint_seconds": idle.seconds,
+            "streamed_checkpoint_every_series_touched_peak_mb": Double(touched.peak) / 1e6,
+            "a_point_of_every_series_peak_mb": Double(pointAlone.peak) / 1e6,
             "flagged_points": flagged, "seconds": now() - t0,
         ], json: json)
     }

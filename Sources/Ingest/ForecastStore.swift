@@ -476,13 +476,17 @@ public final class ForecastStore {
         public var previousHoldoutLoss: Double?
         public var checkpoint: [UInt8]?
         public var engineState: [UInt8]
+        /// The engine state as a writer makes it, a part at a time, instead of `engineState`:
+        /// written as it is made, so that a save never holds the whole state. A save committed
+        /// again after a failure writes it again from its first part (a copy is drained).
+        public var state: StateWriter?
         /// Versions of the model kept: older ones are deleted.
         public var keep: Int
         public var restoredFrom: Int?
 
         public init(modelKey: String, version: Int, trainedAtPoint: Int? = nil, windows: Int? = nil, trainLoss: Double? = nil,
                     holdoutLoss: Double? = nil, previousHoldoutLoss: Double? = nil, checkpoint: [UInt8]?,
-                    engineState: [UInt8], keep: Int, restoredFrom: Int? = nil) {
+                    engineState: [UInt8] = [], state: StateWriter? = nil, keep: Int, restoredFrom: Int? = nil) {
             self.modelKey = modelKey
             self.version = version
             self.trainedAtPoint = trainedAtPoint
@@ -492,6 +496,7 @@ public final class ForecastStore {
             self.previousHoldoutLoss = previousHoldoutLoss
             self.checkpoint = checkpoint
             self.engineState = engineState
+            self.state = state
             self.keep = keep
             self.restoredFrom = restoredFrom
         }
@@ -517,6 +522,10 @@ public final class ForecastStore {
 
     /// The statements of a save, inside the caller's transaction.
     private func write(_ m: ModelSave) throws {
+        if var writer = m.state {
+            try writeStreamed(m, &writer)
+            return
+        }
         let chunks = chunks(m.engineState)
         try connection.execute("""
             INSERT INTO forecast.models AS m (source, model_key, version, trained_at_point, windows, train_loss,
@@ -538,11 +547,7 @@ public final class ForecastStore {
                 VALUES ($1, $2, $3, $4, $5::bytea)
                 """, parameters: [.text(sourceKey), .text(m.modelKey), .text(String(m.version)), .text(String(k)), .bytes(chunk)])
         }
-        try connection.execute("""
-            DELETE FROM forecast.models WHERE source = $1 AND model_key = $2 AND version NOT IN (
-                SELECT version FROM forecast.models WHERE source = $1 AND model_key = $2
-                ORDER BY version DESC LIMIT $3::bigint)
-            """, [sourceKey, m.modelKey, String(m.keep)])
+        try prune(m.modelKey, keep: m.keep)
     }
 
     /// Writes the engine state of a stored model version as `writer` makes it, a part at a
@@ -551,21 +556,56 @@ public final class ForecastStore {
     /// written, in a transaction checked against `fence`. The store so holds one chunk, not the
     /// whole state; until the end a restart reads the version's previous state, and the chunks
     /// of an attempt that never ended are deleted at the start of the next. The version must be
-    /// stored already (a new version is saved whole, with the batch of its first predictions).
+    /// stored already (a new version is saved with the batch of its first predictions).
     /// Returns the bytes and chunks written, nil when the version is not stored.
     @discardableResult
     public func saveState(_ writer: inout StateWriter, modelKey: String, fence: Fence? = nil) throws -> (bytes: Int, chunks: Int)? {
         precondition(writer.partsGiven == 0, "a state is written from its first part")
-        let key: [PostgresConnection.Parameter] = [.text(sourceKey), .text(modelKey), .text(String(writer.header.version))]
-        guard let current = try connection.execute("""
+        let key = stateKey(modelKey, writer.header.version)
+        guard let current = try stateGeneration(key) else { return nil }
+        let generation = try beginState(key, current: current)
+        let written = try writeChunks(&writer, key, generation: generation)
+        // The lease is checked (and its row locked) after the update, which may wait for a lock
+        // on the version's row: the lease's heartbeat must not wait behind a checkpoint.
+        let stored = try connection.transaction { () -> Bool in
+            let updated = try pointAt(key, written, generation: generation, checkpoint: writer.header.checkpoint)
+            if let fence { try check(fence) }
+            return updated
+        }
+        // The chunks no longer pointed at: after the commit, so that the lease is not held for it
+        // (at 100,000 series, 3.5 GB of chunks), and harmless if it never happens (the next
+        // checkpoint deletes them first).
+        try dropChunks(key, keeping: stored ? generation : current)
+        return stored ? (written.bytes, written.chunks) : nil
+    }
+
+    private func stateKey(_ modelKey: String, _ version: Int) -> [PostgresConnection.Parameter] {
+        [.text(sourceKey), .text(modelKey), .text(String(version))]
+    }
+
+    private func stateGeneration(_ key: [PostgresConnection.Parameter]) throws -> Int64? {
+        try connection.execute("""
             SELECT state_generation FROM forecast.models WHERE source = $1 AND model_key = $2 AND version = $3
-            """, parameters: key).scalar.flatMap({ Int64($0) }) else { return nil }
-        // Unique to this attempt (microseconds), so that the chunks of a writer that lost the
-        // source meanwhile (another daemon took it over) are never taken for this one's.
-        let generation = max(current + 1, Int64(Date().timeIntervalSince1970 * 1_000_000))
+            """, parameters: key).scalar.flatMap { Int64($0) }
+    }
+
+    /// Deletes what an attempt that never finished left and picks this attempt's generation:
+    /// unique to it (microseconds), so that the chunks of a writer that lost the source
+    /// meanwhile (another daemon took it over) are never taken for this one's.
+    private func beginState(_ key: [PostgresConnection.Parameter], current: Int64) throws -> Int64 {
+        try dropChunks(key, keeping: current)
+        return max(current + 1, Int64(Date().timeIntervalSince1970 * 1_000_000))
+    }
+
+    private func dropChunks(_ key: [PostgresConnection.Parameter], keeping generation: Int64) throws {
         try connection.execute("""
             DELETE FROM forecast.model_state_chunks WHERE source = $1 AND model_key = $2 AND version = $3 AND generation <> $4
-            """, parameters: key + [.text(String(current))])
+            """, parameters: key + [.text(String(generation))])
+    }
+
+    /// Every part but the first as a chunk of `generation`; the first is returned (the head).
+    private func writeChunks(_ writer: inout StateWriter, _ key: [PostgresConnection.Parameter], generation: Int64) throws
+        -> (head: [UInt8], bytes: Int, chunks: Int) {
         var head: [UInt8]?
         var count = 0, bytes = 0
         while let part = writer.nextPart(limit: stateChunkBytes) {
@@ -578,26 +618,49 @@ public final class ForecastStore {
             }
             count += 1
         }
-        // The lease is checked (and its row locked) after the update, which may wait for a lock
-        // on the version's row: the lease's heartbeat must not wait behind a checkpoint.
-        let stored = try connection.transaction { () -> Bool in
-            let updated = try connection.execute("""
-                UPDATE forecast.models SET engine_state = $4::bytea, engine_state_chunks = $5, state_generation = $6,
-                    checkpoint = COALESCE($7::bytea, checkpoint)
-                WHERE source = $1 AND model_key = $2 AND version = $3
-                RETURNING 1
-                """, parameters: key + [.bytes(head?[...]), .text(String(count)), .text(String(generation)),
-                                        .bytes(writer.header.checkpoint?[...])]).rows.count == 1
-            if let fence { try check(fence) }
-            return updated
-        }
-        // The chunks no longer pointed at: after the commit, so that the lease is not held for it
-        // (at 100,000 series, 3.5 GB of chunks), and harmless if it never happens (the next
-        // checkpoint deletes them first).
+        return (head ?? [], bytes, count)
+    }
+
+    /// Points the version at a generation's chunks; false when the version is not stored.
+    private func pointAt(_ key: [PostgresConnection.Parameter], _ written: (head: [UInt8], bytes: Int, chunks: Int),
+                         generation: Int64, checkpoint: [UInt8]?) throws -> Bool {
         try connection.execute("""
-            DELETE FROM forecast.model_state_chunks WHERE source = $1 AND model_key = $2 AND version = $3 AND generation <> $4
-            """, parameters: key + [.text(String(stored ? generation : current))])
-        return stored ? (bytes, count) : nil
+            UPDATE forecast.models SET engine_state = $4::bytea, engine_state_chunks = $5, state_generation = $6,
+                checkpoint = COALESCE($7::bytea, checkpoint)
+            WHERE source = $1 AND model_key = $2 AND version = $3
+            RETURNING 1
+            """, parameters: key + [.bytes(written.head[...]), .text(String(written.chunks)), .text(String(generation)),
+                                    .bytes(checkpoint?[...])]).rows.count == 1
+    }
+
+    /// A save whose state is made a part at a time (`ModelSave.state`), inside the caller's
+    /// transaction: the version's row first (its chunks refer to it; a row that exists keeps
+    /// its state until the last chunk is in), then the chunks, then the row points at them.
+    private func writeStreamed(_ m: ModelSave, _ writer: inout StateWriter) throws {
+        let key = stateKey(m.modelKey, m.version)
+        try connection.execute("""
+            INSERT INTO forecast.models AS m (source, model_key, version, trained_at_point, windows, train_loss,
+                holdout_loss, previous_holdout_loss, checkpoint, restored_from)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::bytea, $10)
+            ON CONFLICT (source, model_key, version) DO UPDATE SET checkpoint = COALESCE(EXCLUDED.checkpoint, m.checkpoint)
+            """, parameters: key + [.text(m.trainedAtPoint.map { String($0) }),
+                                    .text(m.windows.map { String($0) }), .text(m.trainLoss.map { String($0) }),
+                                    .text(m.holdoutLoss.map { String($0) }), .text(m.previousHoldoutLoss.map { String($0) }),
+                                    .bytes(m.checkpoint?[...]), .text(m.restoredFrom.map { String($0) })])
+        let current = try stateGeneration(key) ?? 0
+        let generation = try beginState(key, current: current)
+        let written = try writeChunks(&writer, key, generation: generation)
+        _ = try pointAt(key, written, generation: generation, checkpoint: m.checkpoint)
+        try dropChunks(key, keeping: generation)
+        try prune(m.modelKey, keep: m.keep)
+    }
+
+    private func prune(_ modelKey: String, keep: Int) throws {
+        try connection.execute("""
+            DELETE FROM forecast.models WHERE source = $1 AND model_key = $2 AND version NOT IN (
+                SELECT version FROM forecast.models WHERE source = $1 AND model_key = $2
+                ORDER BY version DESC LIMIT $3::bigint)
+            """, [sourceKey, modelKey, String(keep)])
     }
 
     func chunks(_ bytes: [UInt8]) -> [ArraySlice<UInt8>] {

@@ -355,4 +355,38 @@ final class StateChunkTests: XCTestCase {
         XCTAssertNil(try store.saveState(&other, modelKey: "*"))
         XCTAssertEqual(other.partsGiven, 0)
     }
+
+    /// A new version is saved in the transaction of the batch with its first predictions, its
+    /// state a chunk at a time as the writer makes it (`ModelSave.state`); a save committed
+    /// again (its first commit failed) writes the same state again from its first part.
+    func testANewVersionIsSavedWithItsStateMadeAChunkAtATime() throws {
+        let (conn, store) = try storeWithSmallChunks()
+        var config = EngineConfig()
+        config.scope = .shared
+        config.hiddenSizes = [4]
+        config.seqLength = 6
+        config.warmup = 12
+        config.initialEpochs = 1
+        let engine = try StreamingEngine(config: config, mode: .inline)
+        _ = engine.process((0..<150).flatMap { i in ["a", "b", "c"].enumerated().map { k, s in
+            Observation(series: s, time: Double(i) * 60, value: cos(Double(i) / 7) + Double(k)) } })
+        let whole = try XCTUnwrap(engine.encodedSnapshots().first)
+        let writer = try XCTUnwrap(engine.stateWriters().first)
+        let save = ForecastStore.ModelSave(modelKey: "*", version: whole.group.version, windows: 42, checkpoint: whole.group.checkpoint,
+                                           state: writer, keep: 2)
+        _ = engine.process((150..<160).flatMap { i in ["a", "b", "c"].map { Observation(series: $0, time: Double(i) * 60, value: 0.5) } })
+        try store.commit(StreamBatch(), saving: [save])
+        func stored() throws -> [UInt8] { try XCTUnwrap(store.latestStates().first?.state).bytes() }
+        XCTAssertTrue(try stored() == whole.bytes, "the state when the writer was taken")
+        let chunks = try conn.execute("SELECT engine_state_chunks, windows FROM forecast.models").rows.first!
+        XCTAssertEqual(chunks[1], "42")
+        XCTAssertGreaterThan(Int(chunks[0] ?? "") ?? 0, 3)
+        try store.commit(StreamBatch(), saving: [save])
+        XCTAssertTrue(try stored() == whole.bytes, "committed again: the same state")
+        XCTAssertEqual(try conn.execute("SELECT count(DISTINCT generation), count(*) FROM forecast.model_state_chunks").rows.first!,
+                       ["1", String((Int(chunks[0] ?? "") ?? 0) - 1)])
+        let restored = try StreamingEngine(config: config, mode: .inline)
+        restored.install([try restored.prepareRestore(XCTUnwrap(store.latestStates().first?.state))])
+        XCTAssertEqual(restored.seriesCount, 3)
+    }
 }

@@ -666,25 +666,24 @@ final class SourceWorker: @unchecked Sendable {
         return (bytes.count, 1)
     }
 
-    private static func modelSave(_ g: GroupSnapshot, _ bytes: [UInt8], sharedKey: String, keep: Int) -> ForecastStore.ModelSave {
+    private static func modelSave(_ g: GroupSnapshot, _ bytes: [UInt8] = [], state: StateWriter? = nil, sharedKey: String,
+                                  keep: Int) -> ForecastStore.ModelSave {
         let r = g.lastRetrain
         return ForecastStore.ModelSave(modelKey: g.key.isEmpty ? sharedKey : g.key, version: g.version,
                                        trainedAtPoint: r?.atPoint, windows: r?.windows, trainLoss: r?.trainLoss,
                                        holdoutLoss: r?.holdoutLoss, previousHoldoutLoss: r?.currentHoldoutLoss,
-                                       checkpoint: g.checkpoint, engineState: bytes, keep: keep)
+                                       checkpoint: g.checkpoint, engineState: bytes, state: state, keep: keep)
     }
 
-    /// Each model's newest version with the engine state as it is now, whole: what the batch
-    /// with a new version's first predictions saves, so that no prediction is ever published
-    /// from a model a restart could not load.
+    /// Each model's newest version with the engine state as it is now: what the batch with a
+    /// new version's first predictions saves, in its transaction, so that no prediction is
+    /// ever published from a model a restart could not load. The state is taken now and
+    /// written a chunk at a time by the commit (`ModelSave.state`), not encoded whole here.
     private func checkpointSaves() -> [ForecastStore.ModelSave] {
         guard let session else { return [] }
-        let started = Date()
-        let saves = session.encodedSnapshots().filter { $0.group.checkpoint != nil }.map { g, bytes in
-            Self.modelSave(g, bytes, sharedKey: shard.sharedModelKey, keep: settings.checkpointsKept)
+        return session.stateWriters(threads: 1).map { w in
+            Self.modelSave(w.header, state: w, sharedKey: shard.sharedModelKey, keep: settings.checkpointsKept)
         }
-        logger.debug("checkpoint: \(saves.reduce(0) { $0 + $1.engineState.count }) bytes of engine state encoded in \(String(format: "%.3f", Date().timeIntervalSince(started))) s")
-        return saves
     }
 
     /// The partitions are shared by every shard: the holder of the first one prunes them.
