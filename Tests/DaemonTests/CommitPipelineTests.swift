@@ -103,4 +103,42 @@ final class CommitPipelineTests: XCTestCase {
         XCTAssertEqual(h.stop(), 0)
         XCTAssertFalse(h.log.contains("stopped without a final checkpoint"), h.log.suffix(2000).description)
     }
+
+    /// A daemon killed while its checkpoint is being written (here held by a lock on
+    /// forecast.models) leaves the last checkpoint in place; the next start goes on from it and
+    /// the rows since, and every row is observed once with its one completed prediction.
+    func testAKillWhileACheckpointIsWrittenLeavesTheLastOneAndLosesNothing() throws {
+        let h = try DaemonHarness()
+        try h.writeConfig(DaemonHarness.smallModel, checkpointInterval: 1)
+        try h.start()
+        try h.insert(DaemonHarness.rows(sensors: 2, steps: 0..<40))
+        h.waitFor("SELECT sum(observations) FROM forecast.status") { $0 == "80" }
+        h.waitFor("SELECT count(*) FROM forecast.models WHERE engine_state IS NOT NULL") { $0 != "0" }
+        let newestState = "SELECT md5(engine_state) || state_generation FROM forecast.models ORDER BY version DESC LIMIT 1"
+
+        let blocker = try PostgresConnection(url: h.url)
+        try blocker.execute("BEGIN")
+        try blocker.execute("LOCK TABLE forecast.models IN EXCLUSIVE MODE")
+        let before = try h.admin.execute(newestState).scalar
+        let waitDeadline = Date().addingTimeInterval(30)
+        while try lockWaits(h) < 1 && Date() < waitDeadline { usleep(50_000) }
+        XCTAssertEqual(try lockWaits(h), 1, h.log.suffix(1500).description)
+        try h.insert(DaemonHarness.rows(sensors: 2, steps: 40..<42))
+        h.waitFor("SELECT sum(observations) FROM forecast.status") { $0 == "84" }
+        h.kill9()
+        try blocker.execute("ROLLBACK")
+        XCTAssertEqual(try h.admin.execute(newestState).scalar, before, "the checkpoint cut off was never pointed at")
+
+        try h.start()
+        try h.insert(DaemonHarness.rows(sensors: 2, steps: 42..<44))
+        h.waitFor("SELECT sum(observations) FROM forecast.status") { $0 == "88" }
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.ingest_queue"), 0)
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.predictions WHERE actual IS NOT NULL AND ts >= to_timestamp(\(DaemonHarness.t0 + 40 * 60))"), 8,
+                       "each of the eight rows since has its one completed prediction")
+        XCTAssertEqual(try h.count("SELECT count(*) - count(DISTINCT (series, ts)) FROM forecast.predictions"), 0)
+        // Checkpoints go on after the restart, and what the cut-off one wrote is gone.
+        h.waitFor(newestState) { $0 != nil && $0 != before }
+        XCTAssertEqual(h.stop(), 0)
+        XCTAssertEqual(try h.count("SELECT count(*) FROM forecast.model_state_chunks c JOIN forecast.models m USING (source, model_key, version) WHERE c.generation <> m.state_generation"), 0)
+    }
 }

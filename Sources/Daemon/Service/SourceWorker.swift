@@ -607,7 +607,7 @@ final class SourceWorker: @unchecked Sendable {
         let wake = wake
         background = BackgroundCheckpoint(
             writers: writers, name: name,
-            connect: { try ForecastStore(connection: try PostgresConnection(url: url), source: resolved, shard: shard) },
+            connect: { try BackgroundCheckpoint.connect(url: url, source: resolved, shard: shard) },
             fence: try store.fence(generation: generation),
             write: { w, store, fence in try Self.writeState(&w, to: store, sharedKey: sharedKey, keep: keep, fence: fence) },
             finished: { wake.signal() })
