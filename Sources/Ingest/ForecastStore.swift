@@ -513,19 +513,19 @@ public final class ForecastStore {
                            checkpoint: checkpoint, engineState: engineState, keep: keep, restoredFrom: restoredFrom))
     }
 
-    public func save(_ model: ModelSave, fence: Fence? = nil) throws {
+    /// Returns the bytes of engine state written and the chunks they went in.
+    @discardableResult
+    public func save(_ model: ModelSave, fence: Fence? = nil) throws -> (bytes: Int, chunks: Int) {
         try connection.transaction {
             if let fence { try check(fence) }
-            try write(model)
+            return try write(model)
         }
     }
 
     /// The statements of a save, inside the caller's transaction.
-    private func write(_ m: ModelSave) throws {
-        if var writer = m.state {
-            try writeStreamed(m, &writer)
-            return
-        }
+    @discardableResult
+    private func write(_ m: ModelSave) throws -> (bytes: Int, chunks: Int) {
+        if var writer = m.state { return try writeStreamed(m, &writer) }
         let chunks = chunks(m.engineState)
         try connection.execute("""
             INSERT INTO forecast.models AS m (source, model_key, version, trained_at_point, windows, train_loss,
@@ -548,6 +548,7 @@ public final class ForecastStore {
                 """, parameters: [.text(sourceKey), .text(m.modelKey), .text(String(m.version)), .text(String(k)), .bytes(chunk)])
         }
         try prune(m.modelKey, keep: m.keep)
+        return (m.engineState.count, chunks.count)
     }
 
     /// Writes the engine state of a stored model version as `writer` makes it, a part at a
@@ -636,7 +637,7 @@ public final class ForecastStore {
     /// A save whose state is made a part at a time (`ModelSave.state`), inside the caller's
     /// transaction: the version's row first (its chunks refer to it; a row that exists keeps
     /// its state until the last chunk is in), then the chunks, then the row points at them.
-    private func writeStreamed(_ m: ModelSave, _ writer: inout StateWriter) throws {
+    private func writeStreamed(_ m: ModelSave, _ writer: inout StateWriter) throws -> (bytes: Int, chunks: Int) {
         let key = stateKey(m.modelKey, m.version)
         try connection.execute("""
             INSERT INTO forecast.models AS m (source, model_key, version, trained_at_point, windows, train_loss,
@@ -653,6 +654,7 @@ public final class ForecastStore {
         _ = try pointAt(key, written, generation: generation, checkpoint: m.checkpoint)
         try dropChunks(key, keeping: generation)
         try prune(m.modelKey, keep: m.keep)
+        return (written.bytes, written.chunks)
     }
 
     private func prune(_ modelKey: String, keep: Int) throws {

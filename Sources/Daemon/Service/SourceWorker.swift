@@ -654,25 +654,24 @@ final class SourceWorker: @unchecked Sendable {
         return written
     }
 
-    /// Writes one model's state: a chunk at a time into its stored version, or whole as a save
-    /// of the version when it is not stored yet (the save of a new version failed and is
-    /// still to be retried). Nothing when the version was pruned while it was written.
+    /// Writes one model's state a chunk at a time: into its stored version, or as a save of the
+    /// version when it is not stored yet (the save of a new version failed and is still to be
+    /// retried). Nothing when the version was pruned while it was written.
     private static func writeState(_ w: inout StateWriter, to store: ForecastStore, sharedKey: String, keep: Int,
                                    fence: ForecastStore.Fence?) throws -> (bytes: Int, chunks: Int) {
         let key = w.header.key.isEmpty ? sharedKey : w.header.key
         if let written = try store.saveState(&w, modelKey: key, fence: fence) { return written }
-        guard w.partsGiven == 0, let bytes = w.nextPart(limit: .max) else { return (0, 0) }
-        try store.save(modelSave(w.header, bytes, sharedKey: sharedKey, keep: keep), fence: fence)
-        return (bytes.count, 1)
+        guard w.partsGiven == 0 else { return (0, 0) }
+        return try store.save(modelSave(w.header, state: w, sharedKey: sharedKey, keep: keep), fence: fence)
     }
 
-    private static func modelSave(_ g: GroupSnapshot, _ bytes: [UInt8] = [], state: StateWriter? = nil, sharedKey: String,
+    private static func modelSave(_ g: GroupSnapshot, state: StateWriter, sharedKey: String,
                                   keep: Int) -> ForecastStore.ModelSave {
         let r = g.lastRetrain
         return ForecastStore.ModelSave(modelKey: g.key.isEmpty ? sharedKey : g.key, version: g.version,
                                        trainedAtPoint: r?.atPoint, windows: r?.windows, trainLoss: r?.trainLoss,
                                        holdoutLoss: r?.holdoutLoss, previousHoldoutLoss: r?.currentHoldoutLoss,
-                                       checkpoint: g.checkpoint, engineState: bytes, state: state, keep: keep)
+                                       checkpoint: g.checkpoint, state: state, keep: keep)
     }
 
     /// Each model's newest version with the engine state as it is now: what the batch with a
