@@ -522,33 +522,34 @@ public final class ForecastStore {
         }
     }
 
-    /// The statements of a save, inside the caller's transaction.
+    /// The statements of a save, inside the caller's transaction: the version's row first (its
+    /// chunks refer to it; a row that exists keeps its state until the last chunk is in), then
+    /// the state's chunks under a new generation, then the row points at them. A state made a
+    /// part at a time (`ModelSave.state`) is written as it is made.
     @discardableResult
     private func write(_ m: ModelSave) throws -> (bytes: Int, chunks: Int) {
-        if var writer = m.state { return try writeStreamed(m, &writer) }
-        let chunks = chunks(m.engineState)
+        let key = stateKey(m.modelKey, m.version)
         try connection.execute("""
             INSERT INTO forecast.models AS m (source, model_key, version, trained_at_point, windows, train_loss,
-                holdout_loss, previous_holdout_loss, checkpoint, engine_state, engine_state_chunks, restored_from)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::bytea, $10::bytea, $11, $12)
-            ON CONFLICT (source, model_key, version) DO UPDATE SET engine_state = EXCLUDED.engine_state,
-                engine_state_chunks = EXCLUDED.engine_state_chunks, state_generation = 0,
-                checkpoint = COALESCE(EXCLUDED.checkpoint, m.checkpoint)
-            """, parameters: [.text(sourceKey), .text(m.modelKey), .text(String(m.version)), .text(m.trainedAtPoint.map { String($0) }),
-                             .text(m.windows.map { String($0) }), .text(m.trainLoss.map { String($0) }),
-                             .text(m.holdoutLoss.map { String($0) }), .text(m.previousHoldoutLoss.map { String($0) }),
-                             .bytes(m.checkpoint?[...]), .bytes(chunks[0]),
-                             .text(String(chunks.count)), .text(m.restoredFrom.map { String($0) })])
-        try connection.execute("DELETE FROM forecast.model_state_chunks WHERE source = $1 AND model_key = $2 AND version = $3",
-                               [sourceKey, m.modelKey, String(m.version)])
-        for (k, chunk) in chunks.enumerated().dropFirst() {
-            try connection.execute("""
-                INSERT INTO forecast.model_state_chunks (source, model_key, version, chunk, bytes)
-                VALUES ($1, $2, $3, $4, $5::bytea)
-                """, parameters: [.text(sourceKey), .text(m.modelKey), .text(String(m.version)), .text(String(k)), .bytes(chunk)])
+                holdout_loss, previous_holdout_loss, checkpoint, restored_from)
+            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::bytea, $10)
+            ON CONFLICT (source, model_key, version) DO UPDATE SET checkpoint = COALESCE(EXCLUDED.checkpoint, m.checkpoint)
+            """, parameters: key + [.text(m.trainedAtPoint.map { String($0) }),
+                                    .text(m.windows.map { String($0) }), .text(m.trainLoss.map { String($0) }),
+                                    .text(m.holdoutLoss.map { String($0) }), .text(m.previousHoldoutLoss.map { String($0) }),
+                                    .bytes(m.checkpoint?[...]), .text(m.restoredFrom.map { String($0) })])
+        let generation = try beginState(key, current: try stateGeneration(key) ?? 0)
+        let written: (head: [UInt8], bytes: Int, chunks: Int)
+        if var writer = m.state {
+            written = try writeChunks(key, generation: generation) { writer.nextPart(limit: stateChunkBytes) }
+        } else {
+            var parts = chunks(m.engineState).makeIterator()
+            written = try writeChunks(key, generation: generation) { parts.next().map(Array.init) }
         }
+        _ = try pointAt(key, written, generation: generation, checkpoint: m.checkpoint)
+        try dropChunks(key, keeping: generation)
         try prune(m.modelKey, keep: m.keep)
-        return (m.engineState.count, chunks.count)
+        return (written.bytes, written.chunks)
     }
 
     /// Writes the engine state of a stored model version as `writer` makes it, a part at a
@@ -565,7 +566,7 @@ public final class ForecastStore {
         let key = stateKey(modelKey, writer.header.version)
         guard let current = try stateGeneration(key) else { return nil }
         let generation = try beginState(key, current: current)
-        let written = try writeChunks(&writer, key, generation: generation)
+        let written = try writeChunks(key, generation: generation) { writer.nextPart(limit: stateChunkBytes) }
         // The lease is checked (and its row locked) after the update, which may wait for a lock
         // on the version's row: the lease's heartbeat must not wait behind a checkpoint.
         let stored = try connection.transaction { () -> Bool in
@@ -604,12 +605,13 @@ public final class ForecastStore {
             """, parameters: key + [.text(String(generation))])
     }
 
-    /// Every part but the first as a chunk of `generation`; the first is returned (the head).
-    private func writeChunks(_ writer: inout StateWriter, _ key: [PostgresConnection.Parameter], generation: Int64) throws
+    /// Every part `next` gives but the first as a chunk of `generation`; the first is returned
+    /// (the head, which the version's row holds).
+    private func writeChunks(_ key: [PostgresConnection.Parameter], generation: Int64, _ next: () -> [UInt8]?) throws
         -> (head: [UInt8], bytes: Int, chunks: Int) {
         var head: [UInt8]?
         var count = 0, bytes = 0
-        while let part = writer.nextPart(limit: stateChunkBytes) {
+        while let part = next() {
             bytes += part.count
             if head == nil { head = part } else {
                 try connection.execute("""
@@ -632,29 +634,6 @@ public final class ForecastStore {
             RETURNING 1
             """, parameters: key + [.bytes(written.head[...]), .text(String(written.chunks)), .text(String(generation)),
                                     .bytes(checkpoint?[...])]).rows.count == 1
-    }
-
-    /// A save whose state is made a part at a time (`ModelSave.state`), inside the caller's
-    /// transaction: the version's row first (its chunks refer to it; a row that exists keeps
-    /// its state until the last chunk is in), then the chunks, then the row points at them.
-    private func writeStreamed(_ m: ModelSave, _ writer: inout StateWriter) throws -> (bytes: Int, chunks: Int) {
-        let key = stateKey(m.modelKey, m.version)
-        try connection.execute("""
-            INSERT INTO forecast.models AS m (source, model_key, version, trained_at_point, windows, train_loss,
-                holdout_loss, previous_holdout_loss, checkpoint, restored_from)
-            VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9::bytea, $10)
-            ON CONFLICT (source, model_key, version) DO UPDATE SET checkpoint = COALESCE(EXCLUDED.checkpoint, m.checkpoint)
-            """, parameters: key + [.text(m.trainedAtPoint.map { String($0) }),
-                                    .text(m.windows.map { String($0) }), .text(m.trainLoss.map { String($0) }),
-                                    .text(m.holdoutLoss.map { String($0) }), .text(m.previousHoldoutLoss.map { String($0) }),
-                                    .bytes(m.checkpoint?[...]), .text(m.restoredFrom.map { String($0) })])
-        let current = try stateGeneration(key) ?? 0
-        let generation = try beginState(key, current: current)
-        let written = try writeChunks(&writer, key, generation: generation)
-        _ = try pointAt(key, written, generation: generation, checkpoint: m.checkpoint)
-        try dropChunks(key, keeping: generation)
-        try prune(m.modelKey, keep: m.keep)
-        return (written.bytes, written.chunks)
     }
 
     private func prune(_ modelKey: String, keep: Int) throws {
@@ -682,7 +661,7 @@ public final class ForecastStore {
     /// the engine it rebuilds. Nil when the version has no state. The chunks are counted first:
     /// one that is missing is an error here, before anything is decoded.
     public func storedState(modelKey: String, version: Int, label: String) throws -> StoredState? {
-        let key: [PostgresConnection.Parameter] = [.text(sourceKey), .text(modelKey), .text(String(version))]
+        let key = stateKey(modelKey, version)
         let r = try connection.execute("""
             SELECT octet_length(m.engine_state), m.engine_state_chunks, c.stored, c.bytes, m.state_generation
             FROM forecast.models m CROSS JOIN LATERAL (

@@ -17,6 +17,17 @@ private final class OtherThreadCall: @unchecked Sendable {
     var result: Result<String?, Error>? { lock.lock(); defer { lock.unlock() }; return value }
 }
 
+/// A shared model small enough to train in a test.
+private var smallSharedModel: EngineConfig {
+    var config = EngineConfig()
+    config.scope = .shared
+    config.hiddenSizes = [4]
+    config.seqLength = 6
+    config.warmup = 12
+    config.initialEpochs = 1
+    return config
+}
+
 /// forecast.predictions and forecast.paths are partitioned by day: the cycle's writes create
 /// the days they need, retention drops whole days and keeps pending forecasts, and databases
 /// migrated before partitioning keep every row.
@@ -42,12 +53,7 @@ final class RetentionTests: XCTestCase {
         let source = SourceTable(table: SQLName(schema: "public", name: "readings"), seriesColumn: "series",
                                  timeColumn: "ts", valueColumn: "v")
         let store = try ForecastStore(connection: conn, source: try source.resolve(on: conn))
-        var config = EngineConfig()
-        config.scope = .shared
-        config.hiddenSizes = [4]
-        config.seqLength = 6
-        config.warmup = 12
-        config.initialEpochs = 1
+        var config = smallSharedModel
         config.retrainEvery = 100_000
         let session = try StreamSession(config: config, training: .inline)
         for day in 0..<days {
@@ -246,13 +252,7 @@ final class StateChunkTests: XCTestCase {
     /// the read fails the read (the restart is tried again), it is not taken for damage.
     func testARestartReadsTheStateAChunkAtATime() throws {
         let (conn, store) = try storeWithSmallChunks()
-        var config = EngineConfig()
-        config.scope = .shared
-        config.hiddenSizes = [4]
-        config.seqLength = 6
-        config.warmup = 12
-        config.initialEpochs = 1
-        let engine = try StreamingEngine(config: config, mode: .inline)
+        let engine = try StreamingEngine(config: smallSharedModel, mode: .inline)
         var observations: [Observation] = []
         for i in 0..<150 {
             for (k, series) in ["a", "b", "c"].enumerated() {
@@ -295,13 +295,7 @@ final class StateChunkTests: XCTestCase {
     /// chunk is in, and what an attempt that never finished left is deleted by the next one.
     func testACheckpointWritesTheStateAChunkAtATime() throws {
         let (conn, store) = try storeWithSmallChunks()
-        var config = EngineConfig()
-        config.scope = .shared
-        config.hiddenSizes = [4]
-        config.seqLength = 6
-        config.warmup = 12
-        config.initialEpochs = 1
-        let engine = try StreamingEngine(config: config, mode: .inline)
+        let engine = try StreamingEngine(config: smallSharedModel, mode: .inline)
         func rows(_ range: Range<Int>) -> [Observation] {
             range.flatMap { i in ["a", "b", "c", "d"].enumerated().map { k, s in Observation(series: s, time: Double(i) * 60, value: sin(Double(i) / 5) + Double(k)) } }
         }
@@ -361,13 +355,7 @@ final class StateChunkTests: XCTestCase {
     /// again (its first commit failed) writes the same state again from its first part.
     func testANewVersionIsSavedWithItsStateMadeAChunkAtATime() throws {
         let (conn, store) = try storeWithSmallChunks()
-        var config = EngineConfig()
-        config.scope = .shared
-        config.hiddenSizes = [4]
-        config.seqLength = 6
-        config.warmup = 12
-        config.initialEpochs = 1
-        let engine = try StreamingEngine(config: config, mode: .inline)
+        let engine = try StreamingEngine(config: smallSharedModel, mode: .inline)
         _ = engine.process((0..<150).flatMap { i in ["a", "b", "c"].enumerated().map { k, s in
             Observation(series: s, time: Double(i) * 60, value: cos(Double(i) / 7) + Double(k)) } })
         let whole = try XCTUnwrap(engine.encodedSnapshots().first)
@@ -385,7 +373,7 @@ final class StateChunkTests: XCTestCase {
         XCTAssertTrue(try stored() == whole.bytes, "committed again: the same state")
         XCTAssertEqual(try conn.execute("SELECT count(DISTINCT generation), count(*) FROM forecast.model_state_chunks").rows.first!,
                        ["1", String((Int(chunks[0] ?? "") ?? 0) - 1)])
-        let restored = try StreamingEngine(config: config, mode: .inline)
+        let restored = try StreamingEngine(config: smallSharedModel, mode: .inline)
         restored.install([try restored.prepareRestore(XCTUnwrap(store.latestStates().first?.state))])
         XCTAssertEqual(restored.seriesCount, 3)
     }

@@ -25,6 +25,8 @@ final class BackgroundCheckpoint: @unchecked Sendable {
     init(writers: [StateWriter], name: String, connect: @escaping @Sendable () throws -> ForecastStore,
          fence: ForecastStore.Fence, write: @escaping @Sendable (inout StateWriter, ForecastStore, ForecastStore.Fence?) throws -> (bytes: Int, chunks: Int),
          finished: @escaping @Sendable () -> Void) {
+        // Handed over in a box the thread empties: a closure that captured the writers would
+        // keep every series they took until the thread ends, instead of each until it is encoded.
         let box = UncheckedBox(writers)
         let thread = Thread { [self] in
             var result = Outcome()

@@ -187,6 +187,9 @@ public enum SnapshotCodec {
 
         /// Bytes made and not taken yet.
         public var pending: Int { w.bytes.count }
+        /// Bytes made so far, taken or not, the header's included.
+        public var made: Int { taken + w.bytes.count }
+        private var taken = 0
         public var isComplete: Bool { seriesAdded == seriesCount }
 
         /// Adds the next `count` series, `series(k)` giving the k-th of them. `threads` > 1
@@ -223,6 +226,7 @@ public enum SnapshotCodec {
             let out = n == w.bytes.count ? w.bytes : Array(w.bytes[..<n])
             w.bytes = n == w.bytes.count ? [] : Array(w.bytes[n...])
             out.withUnsafeBufferPointer { crc.update($0) }
+            taken += n
             return out
         }
 

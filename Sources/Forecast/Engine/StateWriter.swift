@@ -12,17 +12,13 @@ public struct StateWriter: Sendable {
     private var encoder: SnapshotCodec.PartEncoder
     private var given = 0
     private var done = false
-    /// Bytes made so far, the header's included.
-    private var encoded = 0
 
     init(header: GroupSnapshot, series: [SeriesState], threads: Int) {
         self.header = header
         self.series = series
         encoder = SnapshotCodec.PartEncoder(header, seriesCount: series.count, threads: threads)
-        encoded = encoder.headerBytes
     }
 
-    public var seriesCount: Int { series.count }
     /// Parts given so far.
     public var partsGiven: Int { given }
     public var isFinished: Bool { done }
@@ -42,15 +38,13 @@ public struct StateWriter: Sendable {
             let left = series.count - from
             var n = whole ? left : 1
             if !whole && from > 0 {
-                let average = max(1, (encoded - encoder.headerBytes) / from)
+                let average = max(1, (encoder.made - encoder.headerBytes) / from)
                 n = min(left, 256, max(1, (limit - encoder.pending) / average))
             }
-            let encodedBefore = encoded, pendingBefore = encoder.pending
             do {
                 let held = series
                 encoder.add(count: n, reserving: whole ? n : 0) { StreamingEngine.snapshot(of: held[from + $0]!) }
             }
-            encoded = encodedBefore + encoder.pending - pendingBefore
             // Encoded, so let go: the engine's copy is the only one left.
             for i in from..<(from + n) { series[i] = nil }
         }
