@@ -111,7 +111,10 @@ final class EngineSnapshotTests: XCTestCase {
         let halves = packed.history.count + packed.shift.history.count + packed.shortShift.history.count
             + packed.context.history.count + blocks * HalfRing.blockSize
         let v7 = SnapshotCodec.encode(snapshot(packed), version: 7)
-        XCTAssertEqual(bytes.count, v7.count + 8, "version 8 adds the window (here none: its length -1)")
+        let v8 = SnapshotCodec.encode(snapshot(packed), version: 8)
+        XCTAssertEqual(v8.count, v7.count + 8, "version 8 adds the window (here none: its length -1)")
+        XCTAssertEqual(bytes.count, v8.count + 6 * 8 + 8 * packed.context.deviations.count,
+                       "version 9 adds the contextual check's slot and its last window of deviations")
         XCTAssertGreaterThanOrEqual(v6.count - v7.count, 2 * halves - 9 * blocks - 4 * 9)
         // Values off the two-byte grid (one Float ulp up) come back exactly, as Float32.
         packed.history = packed.history.map { Double(Float($0).nextUp) }

@@ -125,6 +125,90 @@ final class SeasonalContextTests: XCTestCase {
         XCTAssertEqual(flags, [])
     }
 
+    /// 5-minute load with a daily cycle and noise of 1; `changed` (a day index) has half the swing.
+    func daily5(days: Int, changed: Int? = nil, seed: UInt64 = 11) -> [Double] {
+        let noise = gaussian(days * 288, seed: seed)
+        return (0..<(days * 288)).map { i in
+            let swing = i / 288 == changed ? 5.0 : 10.0
+            return 50 + swing * sin(Double(i % 288) / 288 * 2 * .pi) + noise[i]
+        }
+    }
+
+    func score5(_ values: [Double], _ range: Range<Int>, scorer: inout AnomalyScorer) -> [(score: Double, flagged: Bool, reason: AnomalyReason?)] {
+        let residuals = gaussian(values.count, seed: 98)
+        return range.map { i in
+            let out = scorer.score(residual: residuals[i], scale: 1, value: values[i], step: 300)
+            return (out.score, out.flagged, out.flagged ? scorer.lastReason : nil)
+        }
+    }
+
+    /// Steps under 10 minutes hold the seasons as means of pairs of points: half the memory,
+    /// and the damped day is still found.
+    func testFiveMinuteSeasonsAreHeldInPairsAndStillFindADampedDay() {
+        let check = SeasonalContextDetector(dayPoints: 288, window: 72, seasons: 3, historyLength: 1000)
+        XCTAssertEqual(check.slot, 2)
+        XCTAssertEqual(check.capacity, (3 * 2016 + 288 + 72 + 1) / 2)
+        XCTAssertEqual(SeasonalContextDetector(dayPoints: 144, window: 36, seasons: 3, historyLength: 1000).slot, 1, "10-minute steps: each point")
+        XCTAssertEqual(SeasonalContextDetector(dayPoints: 24, window: 6, seasons: 3, historyLength: 1000).slot, 1)
+        let values = daily5(days: 14, changed: 11)
+        var s = AnomalyScorer(config: AnomalyConfig())
+        let out = score5(values, 0..<values.count, scorer: &s)
+        XCTAssertEqual(s.state.context.period, 288)
+        XCTAssertEqual(s.state.context.slot, 2)
+        XCTAssertLessThanOrEqual(s.state.context.values.count, check.capacity + HalfRing.blockSize)
+        let flagged = out.indices.filter { out[$0].reason == .unlikeSeason }
+        XCTAssertTrue(flagged.contains { (11 * 288..<12 * 288).contains($0) }, "contextual flags \(flagged)")
+        XCTAssertTrue(flagged.allSatisfy { (11 * 288..<13 * 288).contains($0) }, "contextual flags \(flagged)")
+    }
+
+    /// A checkpoint taken half way through a slot holds the open slot and the last window of
+    /// deviations: the restored check gives the very scores the one that never stopped gives.
+    func testARestoredFiveMinuteCheckContinuesWithTheSameScores() throws {
+        let values = daily5(days: 14, changed: 11)
+        var whole = AnomalyScorer(config: AnomalyConfig())
+        let all = score5(values, 0..<values.count, scorer: &whole)
+        let cut = 10 * 288 + 37   // odd: a slot is open
+        var first = AnomalyScorer(config: AnomalyConfig())
+        _ = score5(values, 0..<cut, scorer: &first)
+        XCTAssertEqual(first.state.context.slotCount, 1)
+        XCTAssertEqual(first.state.context.deviations.count, 72)
+        let snap = GroupSnapshot(key: "g", version: 1, trainings: 1, points: cut, lastTrainPoints: cut, checkpoint: nil,
+                                 series: [SeriesSnapshot(key: "s", scalerMean: 0, scalerStd: 1, residuals: [], anomaly: first.state)],
+                                 lastRetrain: nil)
+        let decoded = try SnapshotCodec.decode(SnapshotCodec.encode(snap)).series[0].anomaly
+        XCTAssertEqual(decoded.context, first.state.context)
+        var second = AnomalyScorer(config: AnomalyConfig(), state: decoded)
+        second.learn(history: [], step: 300)
+        let rest = score5(values, cut..<values.count, scorer: &second)
+        XCTAssertTrue(rest.map(\.score) == all[cut...].map(\.score))
+        XCTAssertEqual(rest.map(\.flagged), all[cut...].map(\.flagged))
+    }
+
+    /// A state from before slots (engine state version 8 and older) holds the points: they are
+    /// put into pairs on restore, and the check goes on to flag what it would have flagged.
+    func testAStateOfPointsFromBeforeSlotsIsRestoredIntoPairs() throws {
+        let values = daily5(days: 14, changed: 11)
+        var whole = AnomalyScorer(config: AnomalyConfig())
+        let all = score5(values, 0..<values.count, scorer: &whole)
+        let cut = 10 * 288
+        var first = AnomalyScorer(config: AnomalyConfig())
+        _ = score5(values, 0..<cut, scorer: &first)
+        var old = first.state
+        let c = old.context
+        old.context = SeasonalContextDetector.State(period: c.period, values: Array(values[0..<cut]), history: c.history, red: c.red,
+                                                    sinceFlag: c.sinceFlag, sinceReview: c.sinceReview, sinceFit: c.sinceFit)
+        XCTAssertEqual(old.context.slot, 0)
+        var second = AnomalyScorer(config: AnomalyConfig(), state: old)
+        second.learn(history: [], step: 300)
+        XCTAssertEqual(second.state.context.slot, 2)
+        XCTAssertTrue(second.state.context.values == c.values, "the same pair means")
+        XCTAssertEqual(second.state.context.deviations.count, 72)
+        XCTAssertEqual(second.state.context.deviations.reduce(0, +), c.deviations.reduce(0, +), accuracy: 1e-9)
+        let rest = score5(values, cut..<values.count, scorer: &second)
+        XCTAssertEqual(rest.map(\.flagged), all[cut...].map(\.flagged))
+        XCTAssertEqual(rest.map(\.reason), all[cut...].map(\.reason))
+    }
+
     /// A check's history of `xs`, as the contextual check keeps it (two bytes a value).
     private func history(_ xs: [Double]) -> SpacedHistory {
         var h = SpacedHistory(span: xs.count, maxSamples: xs.count)

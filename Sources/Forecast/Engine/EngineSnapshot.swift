@@ -121,8 +121,9 @@ public enum SnapshotCodec {
     /// the day check takes the window the settings and the series' step give).
     /// 5 adds a horizon model's per-step residuals and levels, 6 the contextual check, 7 packs
     /// what the engine holds in two bytes (the checks' histories and the contextual check's
-    /// values) in two bytes here too, where that is lossless. 8 adds each series' window.
-    static let version: UInt32 = 8
+    /// values) in two bytes here too, where that is lossless. 8 adds each series' window, 9 the
+    /// contextual check's slots (its values are slot means) and its last window of deviations.
+    static let version: UInt32 = 9
 
     public static func encode(_ g: GroupSnapshot) -> [UInt8] {
         encode(g, seriesCount: g.series.count) { g.series[$0] }
@@ -131,7 +132,7 @@ public enum SnapshotCodec {
     /// The form an earlier version wrote (6: every list as Float32, 7: no windows), for the
     /// tests that old states still restore.
     static func encode(_ g: GroupSnapshot, version: UInt32) -> [UInt8] {
-        precondition((6...Self.version).contains(version), "only versions 6 to 8 are written")
+        precondition((6...Self.version).contains(version), "only versions 6 to 9 are written")
         return encode(g, seriesCount: g.series.count, version: version) { g.series[$0] }
     }
 
@@ -172,6 +173,7 @@ public enum SnapshotCodec {
             self.seriesCount = seriesCount
             w.packed = version >= 7
             w.windows = version >= 8
+            w.slots = version >= 9
             w.bytes += magic
             w.u32(version)
             w.string(g.key)
@@ -201,11 +203,12 @@ public enum SnapshotCodec {
             var done = 0
             while done < count {
                 let batch = min(count - done, done == 0 ? 1 : 256)
-                let first = done, packed = w.packed, windows = w.windows
+                let first = done, packed = w.packed, windows = w.windows, slots = w.slots
                 let parts = parallelMap(batch, threads: threads) { k in
                     var part = Writer()
                     part.packed = packed
                     part.windows = windows
+                    part.slots = slots
                     part.series(series(first + k))
                     return part.bytes
                 }
@@ -326,6 +329,13 @@ public enum SnapshotCodec {
                 context = .init(period: period, values: values, history: history, red: bits & 8 != 0,
                                 sinceFlag: since < 0 ? Int.max : since, sinceReview: review, sinceFit: fit < 0 ? Int.max : fit)
                 if let form { context.sealed = form }
+                if stored >= 9 {
+                    context.slot = max(0, try r.i64()); context.slotSum = try r.f64(); context.slotCount = max(0, try r.i64())
+                    let k = try r.i64()
+                    guard k >= 0 && k <= 100_000 else { throw bad("bad deviation count") }
+                    context.deviations = try (0..<k).map { _ in try r.f64() }
+                    context.deviationHead = max(0, try r.i64()); context.deviationSum = try r.f64()
+                }
             }
             let window = stored >= 8 ? try r.window() : nil
             let anomaly = AnomalyScorer.State(recent: rec, history: hist, sinceFlag: since < 0 ? Int.max : since,
@@ -369,6 +379,12 @@ public enum SnapshotCodec {
             blocks(a.context); halves(a.context.history)
             i64(a.context.sinceFlag == Int.max ? -1 : a.context.sinceFlag)
             i64(a.context.sinceReview); i64(a.context.sinceFit == Int.max ? -1 : a.context.sinceFit)
+            if slots {
+                i64(a.context.slot); f64(a.context.slotSum); i64(a.context.slotCount)
+                i64(a.context.deviations.count)
+                for d in a.context.deviations { f64(d) }
+                i64(a.context.deviationHead); f64(a.context.deviationSum)
+            }
             if windows { window(s.window) }
         }
 
@@ -393,6 +409,8 @@ public enum SnapshotCodec {
 
         /// False writes the versions before 8, without windows.
         var windows = true
+        /// False writes the versions before 9, whose contextual values are points.
+        var slots = true
 
         /// Version 7's two-byte lists; false writes version 6's Float32 ones.
         var packed = true
