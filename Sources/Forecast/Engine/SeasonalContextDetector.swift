@@ -188,8 +188,7 @@ public struct SeasonalContextDetector: Sendable {
     init(dayPoints: Int, window: Int, seasons: Int, historyLength: Int, state: State) {
         self.init(dayPoints: dayPoints, window: window, seasons: seasons, historyLength: historyLength)
         let restoredPeriod = (state.period > 0 ? state.period : nil).flatMap { candidates.contains($0) ? $0 : nil }
-        let savedSlot = max(1, state.slot)   // states before slots hold points
-        if savedSlot == slot {
+        if state.slot == slot {
             // Everything a ring of this size saved, so its blocks are sealed where they were; a
             // longer save (other settings) is cut to the slots this check keeps.
             if let form = state.sealed, let ring = HalfRing(capacity: max(1, capacity), restoring: form) {
@@ -201,19 +200,16 @@ public struct SeasonalContextDetector: Sendable {
             slotSum = state.slotSum
             slotCount = min(max(0, state.slotCount), slot - 1)
             period = restoredPeriod
-            if period != nil, state.slot > 0, state.deviations.count <= window, (0..<window).contains(state.deviationHead) {
+            if period != nil, state.deviations.count <= window, (0..<window).contains(state.deviationHead) {
                 deviations = state.deviations
                 deviationHead = state.deviations.count == window ? state.deviationHead : 0
                 deviationSum = state.deviationSum
-            } else if let p = period {
-                let n = values.count
-                for i in max(0, n - window)..<n {
-                    if let m = expectation(ofSlot: i, period: p / slot) { pushDeviation(value(i) - m) }
-                }
             }
         } else if state.slot == 0 {
+            // All the points a ring of this size may hold, so one point a slot seals its blocks
+            // where the saving ring did.
             let saved = state.values
-            let points = saved.count <= capacity * slot ? saved[...] : saved.suffix(capacity * slot)
+            let points = saved.count <= values.maxHeld * slot ? saved[...] : saved.suffix(capacity * slot)
             for v in points { appendValue(v) }
             period = restoredPeriod
             if let p = period {
@@ -224,7 +220,7 @@ public struct SeasonalContextDetector: Sendable {
                 }
             }
         }
-        if savedSlot == slot || state.slot == 0 { history.restore(state.history) }
+        if state.slot == slot || state.slot == 0 { history.restore(state.history) }
         gate = IncidentGate(red: state.red, sinceFlag: state.sinceFlag)
         sinceReview = state.sinceReview
         if state.sinceFit < Self.refitEvery && history.count > 0 {
@@ -329,7 +325,8 @@ public struct SeasonalContextDetector: Sendable {
     /// from the mean of the day before them. A change of season starts the history afresh.
     private mutating func review() {
         let n = values.count
-        let window = windowSlots, dayPoints = daySlots
+        // In slots: the pair means are what is kept.
+        let w = windowSlots, day = daySlots
         // Spread of windowed means of a deviation series over the last `span` slots.
         func spread(_ span: Int, _ e: (Int) -> Double?) -> Double? {
             var ring: [Double] = [], sum = 0.0, means: [Double] = []
@@ -337,8 +334,8 @@ public struct SeasonalContextDetector: Sendable {
                 guard let x = e(i) else { return nil }
                 ring.append(x)
                 sum += x
-                if ring.count > window { sum -= ring.removeFirst() }
-                if ring.count == window { means.append(sum / Double(window)) }
+                if ring.count > w { sum -= ring.removeFirst() }
+                if ring.count == w { means.append(sum / Double(w)) }
             }
             guard means.count >= 2 else { return nil }
             let mean = means.reduce(0, +) / Double(means.count)
@@ -353,15 +350,15 @@ public struct SeasonalContextDetector: Sendable {
             let p = candidate / slot
             // Judged over the last week, or as much as is kept beyond the seasons it needs (a
             // day, for the week).
-            let span = min(n - seasons * p, 7 * dayPoints)
-            guard span >= dayPoints, span >= 2 * window, n - span >= dayPoints else { continue }
-            let local = spread(span) { i in i >= dayPoints ? self.value(i) - (prefix[i] - prefix[i - dayPoints]) / Double(dayPoints) : nil }
+            let span = min(n - seasons * p, 7 * day)
+            guard span >= day, span >= 2 * w, n - span >= day else { continue }
+            let local = spread(span) { i in i >= day ? self.value(i) - (prefix[i] - prefix[i - day]) / Double(day) : nil }
             guard let seasonal = spread(span, { i in self.expectation(ofSlot: i, period: p).map { self.value(i) - $0 } }),
                   let local, local > 0 else { continue }
             // Better by more than chance: with one independent sample per window, the log of
             // the variance ratio of two equal samples of m has a spread of about 2/√m; the
             // season must beat the day's level at the one-sided 1 % level (z = 2.33).
-            let m = Double(span) / Double(window)
+            let m = Double(span) / Double(w)
             guard 2 * log(seasonal / local) < -2.33 * 2 / m.squareRoot() else { continue }
             if best == nil || seasonal < best!.spread { best = (candidate, seasonal) }
         }
