@@ -145,6 +145,9 @@ public struct EngineConfig: Sendable, Equatable {
         if let m = maxTrainWindows, m < 1 { throw bad("max_train_windows", "must be at least 1 (got \(m))") }
         if !(coverage > 0 && coverage < 1) { throw bad("coverage", "must be between 0 and 1 (got \(coverage))") }
         if residualWindow < 10 { throw bad("residual_window", "must be at least 10 (got \(residualWindow))") }
+        if residualWindow > ResidualWindow.maxCapacity {
+            throw bad("residual_window", "must be at most \(ResidualWindow.maxCapacity) (got \(residualWindow))")
+        }
         if hiddenSizes.isEmpty || hiddenSizes.contains(where: { $0 < 1 }) {
             throw bad("hidden", "needs one or more positive sizes (got \(hiddenSizes))")
         }
