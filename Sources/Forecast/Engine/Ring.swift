@@ -43,6 +43,12 @@ struct Ring<Element: Sendable>: Sendable {
         }
     }
 
+    /// The storage index the next `append` writes: the oldest element's, once the ring is full.
+    var nextSlot: Int { storage.count < capacity ? storage.count : head }
+
+    /// The element at storage index `slot` (storage order, not oldest first).
+    subscript(stored slot: Int) -> Element { storage[slot] }
+
     var first: Element? { isEmpty ? nil : self[0] }
     var last: Element? { isEmpty ? nil : self[count - 1] }
 
